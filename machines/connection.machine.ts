@@ -1,0 +1,667 @@
+/**
+ * The lifecycle of one WebSocket connection.
+ *
+ *   open.awaitingAuth → open.authenticating → open.active (token ∥ refresh) → closing → closed
+ *
+ * Pure: no I/O, no clock. Every effect (writing a frame, subscribing on NATS, closing the socket)
+ * is a named action with an empty body here, and `src/session.ts` provides the real one with
+ * `machine.provide(...)`. Time enters only through the named delays and the `now` function given
+ * in the input, so tests drive the machine with a simulated clock.
+ */
+import { assign, enqueueActions, fromPromise, raise, setup } from 'xstate';
+import { CloseCode, ErrorCode, type ErrorCodeValue } from './codes.ts';
+
+/** A client's correlation id, echoed in `ack` and `error`. */
+export type FrameId = string | number;
+export type Destination = { user: string } | { room: string };
+/** `'*'` allows every room. */
+export type RoomGrant = '*' | readonly string[];
+
+export interface VerifiedClaims {
+  sub: string;
+  /** Expiry, seconds since the epoch. */
+  exp: number;
+  rooms: RoomGrant;
+  jti?: string;
+}
+
+/** What the `verifyToken` actor resolves to; it rejects only on a bug. */
+export type VerifyResult =
+  | { outcome: 'ok'; claims: VerifiedClaims; degraded: boolean }
+  | { outcome: 'invalid' | 'expired' | 'unavailable'; reason: string };
+
+/** Frames that only an authenticated session may send. */
+export type SessionFrameEvent =
+  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown }
+  | { type: 'frame.join'; id: FrameId; room: string }
+  | { type: 'frame.leave'; id: FrameId; room: string }
+  | { type: 'frame.refresh'; id: FrameId; token: string };
+
+export type ConnectionEvent =
+  | SessionFrameEvent
+  | { type: 'frame.auth'; token: string }
+  | { type: 'frame.ping'; id?: FrameId }
+  | { type: 'frame.invalid'; id?: FrameId; reason: string }
+  | { type: 'frame.binary' }
+  | { type: 'frame.tooLarge' }
+  | { type: 'socket.closed'; code: number }
+  | { type: 'socket.slow' }
+  | { type: 'heartbeat.lost' }
+  | { type: 'node.shutdown' }
+  | { type: 'session.revoked'; reason: string }
+  | { type: 'token.renewed' };
+
+export interface ConnectionLimits {
+  /** Frames held while the token is being checked; one more closes with 1008. @default 32 */
+  maxHeldFrames: number;
+  /** Malformed frames a session may send; one more closes with 1008. @default 10 */
+  maxStrikes: number;
+  /** How long before `exp` the `expiring` frame is sent. @default 30000 */
+  expiryWarningMs: number;
+}
+
+export const defaultConnectionLimits: ConnectionLimits = {
+  maxHeldFrames: 32,
+  maxStrikes: 10,
+  expiryWarningMs: 30_000,
+};
+
+export interface ConnectionInput {
+  session: string;
+  /** A token that came with the upgrade request (header or subprotocol). */
+  token?: string;
+  /** Milliseconds since the epoch; `Date.now` in production, a simulated clock in tests. */
+  now: () => number;
+  limits?: Partial<ConnectionLimits>;
+}
+
+export interface ConnectionContext {
+  session: string;
+  now: () => number;
+  limits: ConnectionLimits;
+  /** Only until it has been checked; never kept once the session is active. */
+  token: string | undefined;
+  user: string | undefined;
+  exp: number | undefined;
+  rooms: RoomGrant;
+  joined: string[];
+  degraded: boolean;
+  jti: string | undefined;
+  held: SessionFrameEvent[];
+  /** The id of the `refresh` frame being checked. */
+  refreshId: FrameId | undefined;
+  strikes: number;
+  closeCode: number | undefined;
+  closeReason: string | undefined;
+}
+
+/** setTimeout fires at once past 2^31-1 ms (~24.8 days): longer waits are re-armed in steps. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+const clampDelay = (ms: number) => Math.min(Math.max(0, ms), MAX_TIMER_MS);
+const expiresAtMs = (context: ConnectionContext) => (context.exp ?? 0) * 1000;
+
+const isAllowed = (rooms: RoomGrant, room: string) => rooms === '*' || rooms.includes(room);
+
+type CloseParams = { code: number; reason: string };
+type ErrorParams = { id?: FrameId; code: ErrorCodeValue; message: string };
+
+/** The same transition for every frame that needs a session. */
+const forSessionFrames = <T>(transition: T) => ({
+  'frame.send': transition,
+  'frame.join': transition,
+  'frame.leave': transition,
+  'frame.refresh': transition,
+});
+
+/** Frames that came while the token was being checked are handled once the session is active. */
+const replayHeldFrames = enqueueActions<
+  ConnectionContext,
+  ConnectionEvent,
+  undefined,
+  ConnectionEvent,
+  never,
+  never,
+  never,
+  never,
+  never
+>(({ context, enqueue }) => {
+  for (const frame of context.held) enqueue.raise(frame);
+  enqueue.assign({ held: [] });
+});
+
+/** Rooms joined now that `rooms` no longer grants. */
+const ungrantedRooms = (joined: readonly string[], rooms: RoomGrant) =>
+  joined.filter((room) => !isAllowed(rooms, room));
+
+/** An effect that `src/` provides; it does nothing here. */
+const effect = () => {};
+
+export const connectionMachine = setup({
+  types: {
+    context: {} as ConnectionContext,
+    events: {} as ConnectionEvent,
+    input: {} as ConnectionInput,
+  },
+  actors: {
+    verifyToken: fromPromise<VerifyResult, { token: string }>(async () => {
+      throw new Error('verifyToken is provided by src/session.ts');
+    }),
+  },
+  delays: {
+    authTimeout: 5000,
+    closeGrace: 5000,
+    untilExpiring: ({ context }) =>
+      clampDelay(expiresAtMs(context) - context.limits.expiryWarningMs - context.now()),
+    untilExpiry: ({ context }) => clampDelay(expiresAtMs(context) - context.now()),
+  },
+  guards: {
+    hasToken: ({ context }) => context.token !== undefined,
+    isVerified: (_, result: VerifyResult) => result.outcome === 'ok',
+    isOutcome: (_, p: { result: VerifyResult; outcome: VerifyResult['outcome'] }) =>
+      p.result.outcome === p.outcome,
+    isSameUser: ({ context }, result: VerifyResult) =>
+      result.outcome === 'ok' && result.claims.sub === context.user,
+    isHoldFull: ({ context }) => context.held.length >= context.limits.maxHeldFrames,
+    isAbusive: ({ context }) => context.strikes + 1 > context.limits.maxStrikes,
+    isRoomJoined: ({ context }, room: string) => context.joined.includes(room),
+    isToUnjoinedRoom: ({ context }, to: Destination) =>
+      'room' in to && !context.joined.includes(to.room),
+    isRoomAllowed: ({ context }, room: string) => isAllowed(context.rooms, room),
+    isExpiringSoon: ({ context }) =>
+      expiresAtMs(context) - context.limits.expiryWarningMs <= context.now(),
+    isTokenExpired: ({ context }) => expiresAtMs(context) <= context.now(),
+  },
+  actions: {
+    closeWith: assign((_, p: CloseParams) => ({ closeCode: p.code, closeReason: p.reason })),
+    recordPeerClose: assign((_, p: { code: number }) => ({
+      closeCode: p.code,
+      closeReason: 'closed by peer',
+    })),
+    storeToken: assign((_, token: string) => ({ token })),
+    acceptSession: assign((_, result: VerifyResult) =>
+      result.outcome === 'ok'
+        ? {
+            token: undefined,
+            user: result.claims.sub,
+            exp: result.claims.exp,
+            rooms: result.claims.rooms,
+            jti: result.claims.jti,
+            degraded: result.degraded,
+          }
+        : { token: undefined },
+    ),
+    forgetToken: assign({ token: undefined }),
+    addStrike: assign({ strikes: ({ context }) => context.strikes + 1 }),
+    holdFrame: assign({
+      held: ({ context, event }) => [...context.held, event as SessionFrameEvent],
+    }),
+    replayHeldFrames,
+    addRoom: assign({ joined: ({ context }, room: string) => [...context.joined, room] }),
+    removeRoom: assign({
+      joined: ({ context }, room: string) => context.joined.filter((r) => r !== room),
+    }),
+    /** After a refresh: take the new claims; rooms the new token no longer grants are left. */
+    applyRefresh: assign(({ context }, result: VerifyResult) =>
+      result.outcome === 'ok'
+        ? {
+            exp: result.claims.exp,
+            rooms: result.claims.rooms,
+            jti: result.claims.jti,
+            degraded: result.degraded,
+            joined: context.joined.filter((room) => isAllowed(result.claims.rooms, room)),
+          }
+        : {},
+    ),
+    renewToken: raise({ type: 'token.renewed' }),
+
+    // Effects, provided by src/session.ts.
+    sendWelcome: effect,
+    sendAck: (_, _p: { id: FrameId }) => {},
+    sendError: (_, _p: ErrorParams) => {},
+    sendPong: (_, _p: { id?: FrameId }) => {},
+    sendExpiring: effect,
+    sendRefreshAck: (_, _p: { id: FrameId; exp: number }) => {},
+    subscribeUser: effect,
+    subscribeRoomAndAck: (_, _p: { room: string; id: FrameId }) => {},
+    unsubscribeRooms: (_, _p: { rooms: readonly string[] }) => {},
+    releaseInterests: effect,
+    publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown }) => {},
+    closeSocket: effect,
+    terminateSocket: effect,
+  },
+}).createMachine({
+  id: 'connection',
+  context: ({ input }) => ({
+    session: input.session,
+    now: input.now,
+    limits: { ...defaultConnectionLimits, ...input.limits },
+    token: input.token,
+    user: undefined,
+    exp: undefined,
+    rooms: [],
+    joined: [],
+    degraded: false,
+    jti: undefined,
+    held: [],
+    refreshId: undefined,
+    strikes: 0,
+    closeCode: undefined,
+    closeReason: undefined,
+  }),
+  initial: 'open',
+  states: {
+    open: {
+      initial: 'awaitingAuth',
+      on: {
+        'socket.closed': {
+          target: 'closed',
+          actions: { type: 'recordPeerClose', params: ({ event }) => ({ code: event.code }) },
+        },
+        'heartbeat.lost': {
+          target: 'closed',
+          actions: [
+            { type: 'closeWith', params: { code: 1006, reason: 'heartbeat lost' } },
+            'terminateSocket',
+          ],
+        },
+        'frame.binary': {
+          target: 'closing',
+          actions: {
+            type: 'closeWith',
+            params: { code: CloseCode.unsupportedData, reason: 'binary frames are not supported' },
+          },
+        },
+        'frame.tooLarge': {
+          target: 'closing',
+          actions: {
+            type: 'closeWith',
+            params: { code: CloseCode.messageTooBig, reason: 'frame too large' },
+          },
+        },
+        'socket.slow': {
+          target: 'closing',
+          actions: {
+            type: 'closeWith',
+            params: { code: CloseCode.slowConsumer, reason: 'slow consumer' },
+          },
+        },
+        'node.shutdown': {
+          target: 'closing',
+          actions: {
+            type: 'closeWith',
+            params: { code: CloseCode.goingAway, reason: 'node going away' },
+          },
+        },
+        'frame.ping': {
+          actions: { type: 'sendPong', params: ({ event }) => ({ id: event.id }) },
+        },
+        'frame.invalid': [
+          {
+            guard: 'isAbusive',
+            target: 'closing',
+            actions: {
+              type: 'closeWith',
+              params: { code: CloseCode.policyViolation, reason: 'too many malformed frames' },
+            },
+          },
+          {
+            actions: [
+              'addStrike',
+              {
+                type: 'sendError',
+                params: ({ event }) => ({
+                  id: event.id,
+                  code: ErrorCode.badRequest,
+                  message: event.reason,
+                }),
+              },
+            ],
+          },
+        ],
+      },
+      states: {
+        awaitingAuth: {
+          always: { guard: 'hasToken', target: 'authenticating' },
+          after: {
+            authTimeout: {
+              target: '#connection.closing',
+              actions: {
+                type: 'closeWith',
+                params: { code: CloseCode.authTimeout, reason: 'authentication timed out' },
+              },
+            },
+          },
+          on: {
+            'frame.auth': {
+              target: 'authenticating',
+              actions: { type: 'storeToken', params: ({ event }) => event.token },
+            },
+            ...forSessionFrames({
+              actions: {
+                type: 'sendError',
+                params: ({ event }: { event: SessionFrameEvent }) => ({
+                  id: event.id,
+                  code: ErrorCode.unauthorized,
+                  message: 'authenticate first',
+                }),
+              },
+            } as const),
+          },
+        },
+        authenticating: {
+          invoke: {
+            src: 'verifyToken',
+            input: ({ context }) => ({ token: context.token ?? '' }),
+            onDone: [
+              {
+                guard: { type: 'isVerified', params: ({ event }) => event.output },
+                target: 'active',
+                actions: { type: 'acceptSession', params: ({ event }) => event.output },
+              },
+              {
+                guard: {
+                  type: 'isOutcome',
+                  params: ({ event }) => ({ result: event.output, outcome: 'expired' as const }),
+                },
+                target: '#connection.closing',
+                actions: [
+                  'forgetToken',
+                  {
+                    type: 'closeWith',
+                    params: { code: CloseCode.tokenExpired, reason: 'token expired' },
+                  },
+                ],
+              },
+              {
+                guard: {
+                  type: 'isOutcome',
+                  params: ({ event }) => ({
+                    result: event.output,
+                    outcome: 'unavailable' as const,
+                  }),
+                },
+                target: '#connection.closing',
+                actions: [
+                  'forgetToken',
+                  {
+                    type: 'closeWith',
+                    params: { code: CloseCode.tryAgainLater, reason: 'auth service unavailable' },
+                  },
+                ],
+              },
+              {
+                target: '#connection.closing',
+                actions: [
+                  'forgetToken',
+                  {
+                    type: 'closeWith',
+                    params: { code: CloseCode.invalidToken, reason: 'invalid token' },
+                  },
+                ],
+              },
+            ],
+            onError: {
+              target: '#connection.closing',
+              actions: [
+                'forgetToken',
+                {
+                  type: 'closeWith',
+                  params: { code: CloseCode.internalError, reason: 'internal error' },
+                },
+              ],
+            },
+          },
+          on: {
+            'frame.auth': {
+              actions: {
+                type: 'sendError',
+                params: { code: ErrorCode.badRequest, message: 'already authenticating' },
+              },
+            },
+            ...forSessionFrames([
+              {
+                guard: 'isHoldFull',
+                target: '#connection.closing',
+                actions: {
+                  type: 'closeWith',
+                  params: {
+                    code: CloseCode.policyViolation,
+                    reason: 'too many frames before authentication',
+                  },
+                },
+              },
+              { actions: 'holdFrame' },
+            ] as const),
+          },
+        },
+        active: {
+          type: 'parallel',
+          entry: ['subscribeUser', 'sendWelcome', 'replayHeldFrames'],
+          exit: 'releaseInterests',
+          on: {
+            'frame.auth': {
+              actions: {
+                type: 'sendError',
+                params: { code: ErrorCode.badRequest, message: 'already authenticated' },
+              },
+            },
+            'frame.send': [
+              {
+                guard: { type: 'isToUnjoinedRoom', params: ({ event }) => event.to },
+                actions: {
+                  type: 'sendError',
+                  params: ({ event }) => ({
+                    id: event.id,
+                    code: ErrorCode.forbidden,
+                    message: 'join the room before sending to it',
+                  }),
+                },
+              },
+              {
+                actions: {
+                  type: 'publishAndAck',
+                  params: ({ event }) => ({ id: event.id, to: event.to, body: event.body }),
+                },
+              },
+            ],
+            'frame.join': [
+              {
+                guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
+                actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
+              },
+              {
+                guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },
+                actions: [
+                  { type: 'addRoom', params: ({ event }) => event.room },
+                  {
+                    type: 'subscribeRoomAndAck',
+                    params: ({ event }) => ({ room: event.room, id: event.id }),
+                  },
+                ],
+              },
+              {
+                actions: {
+                  type: 'sendError',
+                  params: ({ event }) => ({
+                    id: event.id,
+                    code: ErrorCode.forbidden,
+                    message: 'the token does not grant this room',
+                  }),
+                },
+              },
+            ],
+            'frame.leave': [
+              {
+                guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
+                actions: [
+                  { type: 'removeRoom', params: ({ event }) => event.room },
+                  { type: 'unsubscribeRooms', params: ({ event }) => ({ rooms: [event.room] }) },
+                  { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
+                ],
+              },
+              { actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) } },
+            ],
+            'session.revoked': {
+              target: '#connection.closing',
+              actions: {
+                type: 'closeWith',
+                params: { code: CloseCode.invalidToken, reason: 'token revoked' },
+              },
+            },
+          },
+          states: {
+            token: {
+              initial: 'valid',
+              on: { 'token.renewed': { target: '.valid', reenter: true } },
+              states: {
+                valid: {
+                  after: {
+                    untilExpiring: [
+                      { guard: 'isExpiringSoon', target: 'expiring', actions: 'sendExpiring' },
+                      // The wait was longer than one timer can be: arm it again.
+                      { target: 'valid', reenter: true },
+                    ],
+                  },
+                },
+                expiring: {
+                  after: {
+                    untilExpiry: [
+                      {
+                        guard: 'isTokenExpired',
+                        target: '#connection.closing',
+                        actions: {
+                          type: 'closeWith',
+                          params: { code: CloseCode.tokenExpired, reason: 'token expired' },
+                        },
+                      },
+                      { target: 'expiring', reenter: true },
+                    ],
+                  },
+                },
+              },
+            },
+            refresh: {
+              initial: 'idle',
+              states: {
+                idle: {
+                  on: {
+                    'frame.refresh': {
+                      target: 'verifying',
+                      actions: assign({ refreshId: ({ event }) => event.id }),
+                    },
+                  },
+                },
+                verifying: {
+                  invoke: {
+                    src: 'verifyToken',
+                    input: ({ event }) => ({
+                      token: event.type === 'frame.refresh' ? event.token : '',
+                    }),
+                    onDone: [
+                      {
+                        guard: { type: 'isSameUser', params: ({ event }) => event.output },
+                        target: 'idle',
+                        actions: [
+                          {
+                            type: 'unsubscribeRooms',
+                            params: ({ context, event }) => ({
+                              rooms:
+                                event.output.outcome === 'ok'
+                                  ? ungrantedRooms(context.joined, event.output.claims.rooms)
+                                  : [],
+                            }),
+                          },
+                          { type: 'applyRefresh', params: ({ event }) => event.output },
+                          {
+                            type: 'sendRefreshAck',
+                            params: ({ context }) => ({
+                              id: context.refreshId ?? '',
+                              exp: context.exp ?? 0,
+                            }),
+                          },
+                          'renewToken',
+                        ],
+                      },
+                      {
+                        guard: { type: 'isVerified', params: ({ event }) => event.output },
+                        target: 'idle',
+                        actions: {
+                          type: 'sendError',
+                          params: ({ context }) => ({
+                            id: context.refreshId,
+                            code: ErrorCode.forbidden,
+                            message: 'the new token is for another user',
+                          }),
+                        },
+                      },
+                      {
+                        guard: {
+                          type: 'isOutcome',
+                          params: ({ event }) => ({
+                            result: event.output,
+                            outcome: 'unavailable' as const,
+                          }),
+                        },
+                        target: 'idle',
+                        actions: {
+                          type: 'sendError',
+                          params: ({ context }) => ({
+                            id: context.refreshId,
+                            code: ErrorCode.unavailable,
+                            message: 'the auth service cannot be asked now',
+                          }),
+                        },
+                      },
+                      {
+                        target: 'idle',
+                        actions: {
+                          type: 'sendError',
+                          params: ({ context }) => ({
+                            id: context.refreshId,
+                            code: ErrorCode.unauthorized,
+                            message: 'invalid token',
+                          }),
+                        },
+                      },
+                    ],
+                    onError: {
+                      target: 'idle',
+                      actions: {
+                        type: 'sendError',
+                        params: ({ context }) => ({
+                          id: context.refreshId,
+                          code: ErrorCode.internal,
+                          message: 'internal error',
+                        }),
+                      },
+                    },
+                  },
+                  on: {
+                    'frame.refresh': {
+                      actions: {
+                        type: 'sendError',
+                        params: ({ event }) => ({
+                          id: event.id,
+                          code: ErrorCode.badRequest,
+                          message: 'a refresh is already in progress',
+                        }),
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    closing: {
+      entry: 'closeSocket',
+      on: { 'socket.closed': 'closed' },
+      after: { closeGrace: { target: 'closed', actions: 'terminateSocket' } },
+    },
+    closed: { type: 'final' },
+  },
+});
+
+export type ConnectionMachine = typeof connectionMachine;

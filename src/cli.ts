@@ -1,0 +1,157 @@
+/**
+ * The `chatgate` command. Parsing is commander's; every option's flag, environment form and
+ * default come from the table in config.ts. A bad option: one line on stderr, exit code 2.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { commandOptions, OptionError, parseConfig, type CommandConfig, type CommandName } from './config.ts';
+import { ChatgateError } from './errors.ts';
+import { createLogger, type Logger } from './log.ts';
+import { loadSigningKeys } from './keys.ts';
+import { mintToken } from './tokens.ts';
+import { startAuthService } from './auth-service.ts';
+import { startGateway, type GatewayOptions } from './gateway.ts';
+import { startNatsServer } from './nats-server.ts';
+import { runDev } from './dev.ts';
+
+const descriptions: Record<CommandName, string> = {
+  dev: 'run nats-server, the auth service and one gateway on this machine',
+  nats: 'run a nats-server (single node or cluster member)',
+  auth: 'run the auth service',
+  gateway: 'run a gateway node',
+  token: 'print one signed JWT (dev keys)',
+  jwks: 'print the public JWK Set (dev keys)',
+};
+
+/** Gateway options shared by `gateway` and `dev`. */
+export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<'dev'>, log: Logger): GatewayOptions {
+  return {
+    authTimeoutMs: config.authTimeoutMs,
+    authRequestTimeoutMs: config.authRequestTimeoutMs,
+    maxMessageBytes: config.maxMessageBytes,
+    maxBufferedBytes: config.maxBufferedBytes,
+    allowedOrigins: config.allowedOrigins,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+    limits: { expiryWarningMs: config.expiryWarningMs },
+    log,
+  };
+}
+
+/** Runs `stop` once on SIGINT or SIGTERM, then exits; a second signal exits at once. */
+export function onShutdown(stop: () => Promise<void>, deadlineMs: number): void {
+  let stopping = false;
+  const handler = () => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    setTimeout(() => process.exit(1), deadlineMs).unref();
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+}
+
+const run: { [C in CommandName]: (config: CommandConfig<C>) => Promise<void> } = {
+  dev: runDev,
+  async nats(config) {
+    const server = await startNatsServer({
+      port: config.port,
+      host: config.host,
+      clusterPort: config.clusterPort,
+      routes: config.routes,
+      jetstreamDir: config.jetstream,
+      stdio: 'inherit',
+    });
+    process.stdout.write(`nats-server listening on ${server.url}\n`);
+    onShutdown(() => server.stop(), 10_000);
+    await new Promise<void>((resolve) => server.process.once('exit', () => resolve()));
+  },
+  async auth(config) {
+    const log = createLogger({ level: config.logLevel });
+    const service = await startAuthService({
+      natsUrl: config.nats,
+      home: config.home,
+      jwksUrl: config.jwksUrl,
+      rules: { issuer: config.issuer, audience: config.audience },
+      log,
+    });
+    onShutdown(() => service.close(), 10_000);
+  },
+  async gateway(config) {
+    const log = createLogger({ level: config.logLevel });
+    const gateway = await startGateway({
+      ...gatewayOptions(config, log),
+      natsUrl: config.nats,
+      port: config.port,
+      host: config.host,
+      nodeId: config.nodeId,
+    });
+    onShutdown(() => gateway.close(), config.shutdownTimeoutMs + 5000);
+  },
+  async token(config) {
+    const keys = await loadSigningKeys(config.home);
+    const rooms = config.rooms === undefined ? undefined : config.rooms.join(',') === '*' ? '*' : config.rooms;
+    const token = await mintToken(keys, {
+      sub: config.sub!,
+      rooms,
+      ttl: config.ttl,
+      aud: config.aud,
+      iss: config.iss,
+      nbf: config.nbf,
+      jti: config.jti,
+    });
+    process.stdout.write(`${token}\n`);
+  },
+  async jwks(config) {
+    const keys = await loadSigningKeys(config.home);
+    process.stdout.write(`${JSON.stringify(keys.jwks, null, 2)}\n`);
+  },
+};
+
+function buildProgram(): Command {
+  const program = new Command('chatgate')
+    .description('a horizontally scaled WebSocket chat gateway')
+    .exitOverride()
+    .showSuggestionAfterError(false);
+  for (const name of Object.keys(commandOptions) as CommandName[]) {
+    const command = program.command(name).description(descriptions[name]).exitOverride();
+    // Each table key is the camelCase of its flag, which is the name commander files it under.
+    for (const spec of Object.values(commandOptions[name])) {
+      const option = new Option(spec.flag, spec.description).env(spec.env);
+      if ('default' in spec && spec.default !== undefined) option.default(spec.default);
+      command.addOption(option);
+    }
+    command.action(async (raw: Record<string, unknown>) => {
+      const config = parseConfig(name, raw);
+      if (name === 'token' && (config as CommandConfig<'token'>).sub === undefined) {
+        throw new OptionError('missing --sub (TOKEN_SUB)');
+      }
+      await (run[name] as (c: typeof config) => Promise<void>)(config);
+    });
+  }
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version print and succeed; every other parse error was printed by commander.
+      process.exit(err.exitCode === 0 ? 0 : 2);
+    }
+    if (err instanceof OptionError) {
+      process.stderr.write(`chatgate: ${err.message}\n`);
+      process.exit(2);
+    }
+    if (err instanceof ChatgateError) {
+      process.stderr.write(`chatgate: ${err.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`chatgate: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * Every command-line option of every command, in one table: its flag, its environment form and
+ * its default. Values come from the flag, else the environment variable, else the default
+ * (commander does the lookup), are validated with zod, frozen, and passed down. A bad value is
+ * one line on stderr and exit code 2 (see cli.ts).
+ */
+import { z } from 'zod';
+import { isValidId } from './subjects.ts';
+
+export interface OptionSpec {
+  /** Commander's flag syntax, e.g. `--port <n>`. */
+  flag: string;
+  env: string;
+  description: string;
+  /** As the user would type it; undefined means "not set". */
+  default?: string;
+  schema: z.ZodType;
+}
+
+const port = z.coerce.number().int().min(0).max(65535);
+const portOrRandom = z.coerce.number().int().min(-1).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const seconds = z.coerce.number().int();
+const text = z.string().min(1);
+const url = z.string().url();
+const list = z
+  .string()
+  .transform((s) => s.split(',').map((part) => part.trim()).filter(Boolean));
+const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
+const nats = {
+  flag: '--nats <url>',
+  env: 'NATS_URL',
+  description: 'NATS server URL(s), comma-separated',
+  default: 'nats://127.0.0.1:4222',
+  schema: list.pipe(z.array(url).min(1)),
+} satisfies OptionSpec;
+const home = {
+  flag: '--home <dir>',
+  env: 'CHATGATE_HOME',
+  description: 'where the signing keys live (made on first use)',
+  default: './.chatgate',
+  schema: text,
+} satisfies OptionSpec;
+const level = {
+  flag: '--log-level <level>',
+  env: 'LOG_LEVEL',
+  description: 'trace, debug, info, warn, error, fatal or silent',
+  default: 'info',
+  schema: logLevel,
+} satisfies OptionSpec;
+const issuer = {
+  flag: '--issuer <iss>',
+  env: 'ISSUER',
+  description: 'the iss every token must carry',
+  default: 'chatgate',
+  schema: text,
+} satisfies OptionSpec;
+const audience = {
+  flag: '--audience <aud>',
+  env: 'AUDIENCE',
+  description: 'the audience every token must include',
+  default: 'chatgate',
+  schema: text,
+} satisfies OptionSpec;
+
+const gatewayLimits = {
+  authTimeoutMs: {
+    flag: '--auth-timeout-ms <ms>',
+    env: 'AUTH_TIMEOUT_MS',
+    description: 'time a new socket has to authenticate before close 4008',
+    default: '5000',
+    schema: positiveInt,
+  },
+  authRequestTimeoutMs: {
+    flag: '--auth-request-timeout-ms <ms>',
+    env: 'AUTH_REQUEST_TIMEOUT_MS',
+    description: 'time one auth check over NATS may take',
+    default: '2000',
+    schema: positiveInt,
+  },
+  maxMessageBytes: {
+    flag: '--max-message-bytes <n>',
+    env: 'MAX_MESSAGE_BYTES',
+    description: 'largest client frame; larger closes with 1009',
+    default: '65536',
+    schema: positiveInt,
+  },
+  maxBufferedBytes: {
+    flag: '--max-buffered-bytes <n>',
+    env: 'MAX_BUFFERED_BYTES',
+    description: 'outgoing bytes a socket may hold; more closes with 4009',
+    default: '1048576',
+    schema: positiveInt,
+  },
+  allowedOrigins: {
+    flag: '--allowed-origins <list>',
+    env: 'ALLOWED_ORIGINS',
+    description: 'comma-separated Origins allowed to connect (all when unset)',
+    schema: list,
+  },
+  heartbeatIntervalMs: {
+    flag: '--heartbeat-interval-ms <ms>',
+    env: 'HEARTBEAT_INTERVAL_MS',
+    description: 'how often sockets are pinged; a missed pong ends the session',
+    default: '30000',
+    schema: positiveInt,
+  },
+  expiryWarningMs: {
+    flag: '--expiry-warning-ms <ms>',
+    env: 'EXPIRY_WARNING_MS',
+    description: 'how long before token expiry the expiring frame is sent',
+    default: '30000',
+    schema: z.coerce.number().int().min(0),
+  },
+  shutdownTimeoutMs: {
+    flag: '--shutdown-timeout-ms <ms>',
+    env: 'SHUTDOWN_TIMEOUT_MS',
+    description: 'how long shutdown waits for sockets to close',
+    default: '10000',
+    schema: positiveInt,
+  },
+} satisfies Record<string, OptionSpec>;
+
+/** The options of each command, by the key the command's code reads. */
+export const commandOptions = {
+  gateway: {
+    nats,
+    port: { flag: '--port <n>', env: 'PORT', description: 'HTTP/WebSocket port', default: '8080', schema: port },
+    host: { flag: '--host <addr>', env: 'HOST', description: 'address to listen on', default: '0.0.0.0', schema: text },
+    nodeId: {
+      flag: '--node-id <id>',
+      env: 'NODE_ID',
+      description: 'this node’s name (default: hostname and a random suffix)',
+      schema: text,
+    },
+    ...gatewayLimits,
+    logLevel: level,
+  },
+  auth: {
+    nats,
+    home,
+    issuer,
+    audience,
+    jwksUrl: {
+      flag: '--jwks-url <url>',
+      env: 'JWKS_URL',
+      description: 'verify against an identity provider’s JWKS instead of the dev keys',
+      schema: url,
+    },
+    logLevel: level,
+  },
+  token: {
+    sub: {
+      flag: '--sub <user>',
+      env: 'TOKEN_SUB',
+      description: 'the user id (1–256 characters)',
+      schema: z.string().refine(isValidId, 'must be 1–256 characters of well-formed Unicode'),
+    },
+    rooms: {
+      flag: '--rooms <list>',
+      env: 'TOKEN_ROOMS',
+      description: 'comma-separated rooms the token grants, or * for every room',
+      schema: list,
+    },
+    ttl: { flag: '--ttl <seconds>', env: 'TOKEN_TTL', description: 'lifetime; negative for an expired token', default: '3600', schema: seconds },
+    aud: { flag: '--aud <aud>', env: 'TOKEN_AUD', description: 'audience', default: 'chatgate', schema: text },
+    iss: { flag: '--iss <iss>', env: 'TOKEN_ISS', description: 'issuer', default: 'chatgate', schema: text },
+    nbf: { flag: '--nbf <seconds>', env: 'TOKEN_NBF', description: 'not before, seconds from now', schema: seconds },
+    jti: { flag: '--jti <id>', env: 'TOKEN_JTI', description: 'token id', schema: text },
+    home,
+  },
+  jwks: { home },
+  nats: {
+    port: { flag: '--port <n>', env: 'NATS_PORT', description: 'client port (-1: any free port)', default: '4222', schema: portOrRandom },
+    host: { flag: '--host <addr>', env: 'NATS_HOST', description: 'address to listen on', default: '127.0.0.1', schema: text },
+    clusterPort: { flag: '--cluster-port <n>', env: 'NATS_CLUSTER_PORT', description: 'route port for a cluster', schema: portOrRandom },
+    routes: { flag: '--routes <urls>', env: 'NATS_ROUTES', description: 'comma-separated nats-route:// URLs of other members', schema: list },
+    jetstream: { flag: '--jetstream <dir>', env: 'NATS_JETSTREAM_DIR', description: 'enable JetStream with this store directory', schema: text },
+  },
+  dev: {
+    port: { flag: '--port <n>', env: 'PORT', description: 'gateway HTTP/WebSocket port', default: '8080', schema: port },
+    natsPort: { flag: '--nats-port <n>', env: 'NATS_PORT', description: 'port of the nats-server child', default: '4222', schema: portOrRandom },
+    home,
+    ...gatewayLimits,
+    logLevel: level,
+  },
+} satisfies Record<string, Record<string, OptionSpec>>;
+
+export type CommandName = keyof typeof commandOptions;
+
+type Parsed<T extends Record<string, OptionSpec>> = {
+  readonly [K in keyof T]: T[K] extends { default: string } ? z.output<T[K]['schema']> : z.output<T[K]['schema']> | undefined;
+};
+
+export type CommandConfig<C extends CommandName> = Parsed<(typeof commandOptions)[C]>;
+
+export class OptionError extends Error {}
+
+/** Validates the raw values commander collected (flag, else env, else default) and freezes them. */
+export function parseConfig<C extends CommandName>(command: C, raw: Record<string, unknown>): CommandConfig<C> {
+  const specs = commandOptions[command] as Record<string, OptionSpec>;
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(specs)) {
+    const value = raw[key];
+    if (value === undefined) continue;
+    const result = spec.schema.safeParse(value);
+    if (!result.success) {
+      const flag = spec.flag.split(' ')[0];
+      throw new OptionError(`invalid ${flag} (${spec.env}): ${result.error.issues[0]?.message ?? 'invalid value'}`);
+    }
+    out[key] = result.data;
+  }
+  return Object.freeze(out) as CommandConfig<C>;
+}

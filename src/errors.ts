@@ -1,0 +1,30 @@
+/**
+ * chatgate's own errors, with stable machine-readable codes. Errors from libraries (jose, NATS,
+ * ws, the file system) are turned into these at the boundary; callers decide by `code`, never by
+ * message text.
+ */
+export const ChatgateErrorCode = {
+  /** A command-line option or environment variable is invalid (exit code 2). */
+  badOption: 'bad_option',
+  /** The nats-server binary is not installed. */
+  natsServerMissing: 'nats_server_missing',
+  /** nats-server started but did not become ready, or exited early. */
+  natsServerFailed: 'nats_server_failed',
+  /** The key files in CHATGATE_HOME cannot be read or written. */
+  keys: 'keys',
+} as const;
+
+export type ChatgateErrorCodeValue = (typeof ChatgateErrorCode)[keyof typeof ChatgateErrorCode];
+
+export class ChatgateError extends Error {
+  readonly code: ChatgateErrorCodeValue;
+  constructor(code: ChatgateErrorCodeValue, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ChatgateError';
+    this.code = code;
+  }
+}
+
+export const NATS_INSTALL_HINT =
+  'nats-server not found: install it (Debian/Ubuntu: `sudo apt-get install nats-server`, ' +
+  'macOS: `brew install nats-server`) or set NATS_SERVER_BIN; see docker-free-nats.md';

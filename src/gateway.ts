@@ -1,0 +1,192 @@
+/**
+ * A gateway node (`chatgate gateway`): an HTTP server whose `/ws` path upgrades to WebSocket, one
+ * connection actor per socket, and one NATS connection shared by all of them.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { hostname } from 'node:os';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { connect } from '@nats-io/transport-node';
+import { nuid, type NatsConnection } from '@nats-io/nats-core';
+import { defaultConnectionLimits, type ConnectionLimits } from '../machines/connection.machine.ts';
+import { createAuthClient } from './auth-client.ts';
+import { decodeChatMessage } from './codec.ts';
+import { Interest } from './interest.ts';
+import { silentLogger, type Logger } from './log.ts';
+import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
+import type { TokenVerifier } from './tokens.ts';
+
+export const SUBPROTOCOL = 'chatgate.v1';
+const BEARER_PROTOCOL_PREFIX = 'bearer.';
+
+export interface GatewayOptions {
+  /** NATS server URL(s). @default 'nats://127.0.0.1:4222' */
+  natsUrl?: string | string[];
+  /** HTTP port; 0 picks a free one. @default 8080 */
+  port?: number;
+  /** @default '0.0.0.0' */
+  host?: string;
+  /** This node's name in logs and `welcome`. @default `<hostname>-<random>` */
+  nodeId?: string;
+  /** How long a new socket may take to authenticate before 4008. @default 5000 */
+  authTimeoutMs?: number;
+  /** How long one auth check over NATS may take. @default 2000 */
+  authRequestTimeoutMs?: number;
+  /** Largest client frame; larger ones close with 1009. @default 65536 */
+  maxMessageBytes?: number;
+  /** Outgoing bytes a socket may hold; more closes with 4009. @default 1048576 */
+  maxBufferedBytes?: number;
+  /** When set, upgrades from any other Origin get HTTP 403. */
+  allowedOrigins?: readonly string[];
+  /** How often sockets are pinged; one missed pong ends the session. @default 30000 */
+  heartbeatIntervalMs?: number;
+  /** How long shutdown waits for sockets to close before it cuts them. @default 10000 */
+  shutdownTimeoutMs?: number;
+  limits?: Partial<ConnectionLimits>;
+  /** Checks tokens; the auth service over NATS by default. */
+  verify?: TokenVerifier;
+  log?: Logger;
+}
+
+export interface Gateway {
+  nodeId: string;
+  /** The HTTP port actually bound. */
+  port: number;
+  /** `ws://host:port/ws`. */
+  url: string;
+  nc: NatsConnection;
+  sessions: ReadonlyMap<string, Session>;
+  /** Subjects this node is subscribed to for its sessions. */
+  interest: Pick<Interest<Session>, 'size' | 'has'>;
+  /** Stops accepting, closes every session with 1001, drains NATS. Idempotent and bounded. */
+  close(): Promise<void>;
+}
+
+/** The token that came with the upgrade request: Authorization header or `bearer.` subprotocol. */
+export function upgradeToken(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
+  if (header) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (match) return match[1];
+  }
+  const protocols = req.headers['sec-websocket-protocol'];
+  if (protocols) {
+    for (const p of protocols.split(',')) {
+      const trimmed = p.trim();
+      if (trimmed.startsWith(BEARER_PROTOCOL_PREFIX)) return trimmed.slice(BEARER_PROTOCOL_PREFIX.length);
+    }
+  }
+  return undefined;
+}
+
+function refuse(socket: Duplex, status: 403 | 404 | 426, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
+  const nodeId = options.nodeId ?? `${hostname()}-${nuid.next().slice(-6)}`;
+  const log = (options.log ?? silentLogger).child({ node: nodeId });
+  const nc = await connect({
+    servers: options.natsUrl ?? 'nats://127.0.0.1:4222',
+    name: `chatgate-gateway-${nodeId}`,
+    maxReconnectAttempts: -1,
+  });
+
+  const sessions = new Map<string, Session>();
+  const interest = new Interest<Session>(nc, (members, data) => {
+    const message = decodeChatMessage(data);
+    if (!message) return;
+    for (const session of members) {
+      if (session.id !== message.origin) session.write(message.frame);
+    }
+  });
+  const node: NodeContext = {
+    nodeId,
+    nc,
+    sessions,
+    interest,
+    verify: options.verify ?? createAuthClient(nc, { timeoutMs: options.authRequestTimeoutMs }),
+    log,
+    limits: { ...defaultConnectionLimits, ...options.limits },
+    authTimeoutMs: options.authTimeoutMs ?? 5000,
+    maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
+  };
+  const logic = connectionLogic(node);
+
+  const allowedOrigins = options.allowedOrigins?.length ? new Set(options.allowedOrigins) : undefined;
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxMessageBytes ?? 65536,
+    clientTracking: false,
+    perMessageDeflate: false,
+    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+  });
+
+  let closing: Promise<void> | undefined;
+  const server: Server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    res.writeHead(path === '/ws' ? 426 : 404, { 'content-type': 'text/plain' });
+    res.end(path === '/ws' ? 'use a WebSocket upgrade\n' : 'not found\n');
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (path !== '/ws') return refuse(socket, 404, 'Not Found');
+    if (allowedOrigins && !allowedOrigins.has(req.headers.origin ?? '')) {
+      log.info({ origin: req.headers.origin }, 'origin refused');
+      return refuse(socket, 403, 'Forbidden');
+    }
+    if (closing) return refuse(socket, 426, 'Upgrade Required');
+    wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      openSession(node, logic, ws, upgradeToken(req));
+    });
+  });
+
+  const heartbeat = setInterval(() => {
+    for (const session of sessions.values()) {
+      if (!session.alive) {
+        session.actor.send({ type: 'heartbeat.lost' });
+        continue;
+      }
+      session.alive = false;
+      session.ws.ping();
+    }
+  }, options.heartbeatIntervalMs ?? 30_000);
+  heartbeat.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 8080, options.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const urlHost = !options.host || options.host === '0.0.0.0' ? '127.0.0.1' : options.host;
+  log.info({ port, server: nc.getServer() }, 'gateway ready');
+
+  const close = async () => {
+    clearInterval(heartbeat);
+    server.close();
+    for (const session of sessions.values()) session.actor.send({ type: 'node.shutdown' });
+    const deadline = Date.now() + (options.shutdownTimeoutMs ?? 10_000);
+    while (sessions.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const session of sessions.values()) session.ws.terminate();
+    server.closeAllConnections();
+    if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+    log.info('gateway stopped');
+  };
+
+  return {
+    nodeId,
+    port,
+    url: `ws://${urlHost}:${port}/ws`,
+    nc,
+    sessions,
+    interest,
+    close: () => (closing ??= close()),
+  };
+}

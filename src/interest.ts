@@ -1,0 +1,100 @@
+/**
+ * A node's interest in NATS subjects: one subscription per user or room subject, shared by every
+ * local session that needs it, made when the first one arrives and removed when the last leaves.
+ *
+ * `join` resolves once the NATS server has the subscription (a flush round trip, shared by every
+ * join and publish in the same tick), and only then adds the member: a session is acknowledged
+ * only when it can really receive.
+ */
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+
+/** What a subscription delivers to: one local session. */
+export interface Member {
+  readonly id: string;
+  /** Subjects this member currently wants; interest checks it before adding the member. */
+  readonly subjects: Set<string>;
+}
+
+export type Deliver<M extends Member> = (members: ReadonlySet<M>, data: Uint8Array) => void;
+
+interface Entry<M> {
+  sub: Subscription;
+  members: Set<M>;
+  /** Joins waiting for the flush. */
+  pending: number;
+}
+
+export class Interest<M extends Member> {
+  readonly #nc: NatsConnection;
+  readonly #deliver: Deliver<M>;
+  readonly #entries = new Map<string, Entry<M>>();
+  #nextFlush: Promise<void> | undefined;
+
+  constructor(nc: NatsConnection, deliver: Deliver<M>) {
+    this.#nc = nc;
+    this.#deliver = deliver;
+  }
+
+  /** Number of NATS subscriptions held (one per subject). */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  has(subject: string): boolean {
+    return this.#entries.has(subject);
+  }
+
+  /** One flush for every caller in the same tick: the server has seen all that came before. */
+  flush(): Promise<void> {
+    return (this.#nextFlush ??= Promise.resolve().then(() => {
+      this.#nextFlush = undefined;
+      return this.#nc.flush();
+    }));
+  }
+
+  /** Adds `member` to `subject` once the server has the subscription. */
+  async join(subject: string, member: M): Promise<void> {
+    member.subjects.add(subject);
+    let entry = this.#entries.get(subject);
+    if (entry?.members.has(member)) return;
+    if (!entry) {
+      const members = new Set<M>();
+      const sub = this.#nc.subscribe(subject, {
+        callback: (err, msg) => {
+          // A subscription error (permissions) ends it; the sessions see no more messages.
+          if (!err) this.#deliver(members, msg.data);
+        },
+      });
+      entry = { sub, members, pending: 0 };
+      this.#entries.set(subject, entry);
+    }
+    entry.pending += 1;
+    try {
+      await this.flush();
+    } finally {
+      entry.pending -= 1;
+      if (member.subjects.has(subject)) entry.members.add(member);
+      this.#release(subject, entry);
+    }
+  }
+
+  leave(subject: string, member: M): void {
+    member.subjects.delete(subject);
+    const entry = this.#entries.get(subject);
+    if (!entry) return;
+    entry.members.delete(member);
+    this.#release(subject, entry);
+  }
+
+  /** Removes `member` from every subject it joined. */
+  leaveAll(member: M): void {
+    for (const subject of [...member.subjects]) this.leave(subject, member);
+  }
+
+  #release(subject: string, entry: Entry<M>): void {
+    if (entry.members.size > 0 || entry.pending > 0) return;
+    if (this.#entries.get(subject) !== entry) return;
+    this.#entries.delete(subject);
+    entry.sub.unsubscribe();
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * One WebSocket connection on a gateway node: the socket, its connection actor, and the effects
+ * the connection machine names (writing frames, NATS interest, publishing, closing), provided to
+ * the pure machine with `machine.provide(...)`.
+ */
+import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
+import { WebSocket, type RawData } from 'ws';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { nuid } from '@nats-io/nats-core';
+import {
+  connectionMachine,
+  type ConnectionLimits,
+  type Destination,
+  type FrameId,
+} from '../machines/connection.machine.ts';
+import { ErrorCode, type ErrorCodeValue } from '../machines/codes.ts';
+import {
+  decodeClientFrame,
+  encodeChatMessage,
+  encodeServerFrame,
+  type ServerFrame,
+} from './codec.ts';
+import type { Interest, Member } from './interest.ts';
+import type { Logger } from './log.ts';
+import { subjects } from './subjects.ts';
+import type { TokenVerifier } from './tokens.ts';
+
+/** What a node shares with its sessions. */
+export interface NodeContext {
+  nodeId: string;
+  nc: NatsConnection;
+  sessions: Map<string, Session>;
+  interest: Interest<Session>;
+  verify: TokenVerifier;
+  log: Logger;
+  limits: ConnectionLimits;
+  /** @default 5000 */
+  authTimeoutMs: number;
+  /** Outgoing bytes a socket may hold before it is closed with 4009. */
+  maxBufferedBytes: number;
+}
+
+export type ConnectionActor = ActorRefFrom<typeof connectionMachine>;
+
+export class Session implements Member {
+  readonly id: string;
+  readonly subjects = new Set<string>();
+  readonly ws: WebSocket;
+  log: Logger;
+  readonly startedAt = Date.now();
+  readonly #maxBufferedBytes: number;
+  actor!: ConnectionActor;
+  /** Settles once the user's subscription is in place. */
+  userReady: Promise<void> = Promise.resolve();
+  /** Cleared by each heartbeat sweep, set again by a pong or any frame. */
+  alive = true;
+
+  constructor(ws: WebSocket, node: NodeContext) {
+    this.id = nuid.next();
+    this.ws = ws;
+    this.log = node.log.child({ session: this.id });
+    this.#maxBufferedBytes = node.maxBufferedBytes;
+  }
+
+  /** Writes one text frame, or closes the session with 4009 when the socket cannot keep up. */
+  write(data: string | Buffer): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.ws.bufferedAmount > this.#maxBufferedBytes) {
+      this.actor.send({ type: 'socket.slow' });
+      return;
+    }
+    this.ws.send(data, { binary: false });
+  }
+
+  send(frame: ServerFrame): void {
+    this.write(encodeServerFrame(frame));
+  }
+}
+
+/** The connection machine with this node's effects. */
+export function connectionLogic(node: NodeContext) {
+  const { interest, nc, log } = node;
+  const sessionOf = (id: string) => node.sessions.get(id);
+  const replyError = (session: Session | undefined, code: ErrorCodeValue, message: string, id?: FrameId) => {
+    session?.log.info({ code, reason: message }, 'frame refused');
+    session?.send(id === undefined ? { type: 'error', code, message } : { type: 'error', code, message, id });
+  };
+
+  return connectionMachine.provide({
+    actors: {
+      verifyToken: fromPromise(({ input }: { input: { token: string } }) => node.verify(input.token)),
+    },
+    delays: { authTimeout: node.authTimeoutMs },
+    actions: {
+      subscribeUser: ({ context }) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
+        session.log = session.log.child({ user: context.user });
+        session.userReady = interest.join(subjects.user(context.user!), session);
+      },
+      sendWelcome: ({ context }) => {
+        const session = sessionOf(context.session);
+        // The welcome goes out once the user's subscription is in place.
+        session?.userReady.then(
+          () =>
+            session.send({
+              type: 'welcome',
+              session: context.session,
+              user: context.user!,
+              node: node.nodeId,
+              exp: context.exp!,
+              degraded: context.degraded,
+            }),
+          (err: unknown) => {
+            session.log.warn({ err }, 'user subscription failed');
+            session.actor.send({ type: 'node.shutdown' });
+          },
+        );
+      },
+      sendAck: ({ context }, { id }) => sessionOf(context.session)?.send({ type: 'ack', id }),
+      sendError: ({ context }, { id, code, message }) =>
+        replyError(sessionOf(context.session), code, message, id),
+      sendPong: ({ context }, { id }) =>
+        sessionOf(context.session)?.send(id === undefined ? { type: 'pong' } : { type: 'pong', id }),
+      sendExpiring: ({ context }) => sessionOf(context.session)?.send({ type: 'expiring', exp: context.exp! }),
+      sendRefreshAck: ({ context }, { id, exp }) =>
+        sessionOf(context.session)?.send({ type: 'ack', id, exp }),
+      subscribeRoomAndAck: ({ context }, { room, id }) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
+        interest.join(subjects.room(room), session).then(
+          () => session.send({ type: 'ack', id }),
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        );
+      },
+      unsubscribeRooms: ({ context }, { rooms }) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
+        for (const room of rooms) interest.leave(subjects.room(room), session);
+      },
+      releaseInterests: ({ context }) => {
+        const session = sessionOf(context.session);
+        if (session) interest.leaveAll(session);
+      },
+      publishAndAck: ({ context }, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
+        if (nc.isClosed() || nc.isDraining()) {
+          replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
+          return;
+        }
+        const msgId = nuid.next();
+        const subject = 'user' in to ? subjects.user(to.user) : subjects.room(to.room);
+        nc.publish(
+          subject,
+          encodeChatMessage(session.id, { msgId, from: context.user!, to, body, ts: Date.now() }),
+        );
+        // Acknowledged only once the NATS server has the message.
+        interest.flush().then(
+          () => session.send({ type: 'ack', id, msgId }),
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        );
+      },
+      closeSocket: ({ context }) => {
+        const session = sessionOf(context.session);
+        const ws = session?.ws;
+        if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) {
+          ws.close(context.closeCode, context.closeReason);
+        }
+      },
+      terminateSocket: ({ context }) => sessionOf(context.session)?.ws.terminate(),
+    },
+  });
+}
+
+export type ConnectionLogic = ReturnType<typeof connectionLogic>;
+
+/** Starts the actor of a new socket and wires the socket's events to it. */
+export function openSession(
+  node: NodeContext,
+  logic: ConnectionLogic,
+  ws: WebSocket,
+  token: string | undefined,
+): Session {
+  const session = new Session(ws, node);
+  node.sessions.set(session.id, session);
+  const actor = createActor(logic, {
+    input: { session: session.id, token, now: Date.now, limits: node.limits },
+  });
+  session.actor = actor;
+
+  let lastState = '';
+  actor.subscribe({
+    next: (snapshot) => {
+      if (session.log.isLevelEnabled('debug')) {
+        const state = JSON.stringify(snapshot.value);
+        if (state !== lastState) session.log.debug({ state }, 'transition');
+        lastState = state;
+      }
+      if (snapshot.status === 'done') {
+        node.sessions.delete(session.id);
+        session.log.info(
+          { code: snapshot.context.closeCode, reason: snapshot.context.closeReason },
+          'session closed',
+        );
+      }
+    },
+    // A bug in one connection closes that connection with 1011, never the process.
+    error: (err) => {
+      session.log.error({ err }, 'connection actor failed');
+      node.interest.leaveAll(session);
+      node.sessions.delete(session.id);
+      if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'internal error');
+    },
+  });
+
+  ws.on('message', (data: RawData, isBinary: boolean) => {
+    session.alive = true;
+    if (isBinary) {
+      actor.send({ type: 'frame.binary' });
+      return;
+    }
+    actor.send(decodeClientFrame(data.toString()));
+  });
+  ws.on('pong', () => {
+    session.alive = true;
+  });
+  ws.on('error', (err: Error & { code?: string }) => {
+    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') actor.send({ type: 'frame.tooLarge' });
+    else session.log.info({ code: err.code }, 'socket error');
+  });
+  ws.on('close', (code: number) => actor.send({ type: 'socket.closed', code }));
+
+  actor.start();
+  session.log.debug('session opened');
+  return session;
+}

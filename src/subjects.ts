@@ -1,0 +1,45 @@
+/**
+ * Every NATS subject chatgate uses, in one table.
+ *
+ * User and room ids are arbitrary strings (dots, `*`, `>`, spaces, any Unicode). Each becomes a
+ * single subject token by base64url-encoding its UTF-8 bytes: the alphabet is `A-Z a-z 0-9 - _`,
+ * so no id can form a wildcard, an extra token or another id's subject, and the encoding is
+ * one-to-one because ids are well-formed Unicode (see `isValidId`).
+ */
+const PREFIX = 'chatgate.v1';
+
+/** One subject token for an arbitrary id. */
+export function encodeId(id: string): string {
+  return Buffer.from(id, 'utf8').toString('base64url');
+}
+
+export function decodeId(token: string): string {
+  return Buffer.from(token, 'base64url').toString('utf8');
+}
+
+/** The longest user or room id, in UTF-16 code units. */
+export const MAX_ID_LENGTH = 256;
+
+/**
+ * A user or room id: 1–256 characters of well-formed Unicode. Lone surrogates are refused
+ * because UTF-8 would turn each into U+FFFD, and two ids would then share a subject.
+ */
+export function isValidId(id: unknown): id is string {
+  return typeof id === 'string' && id.length >= 1 && id.length <= MAX_ID_LENGTH && id.isWellFormed();
+}
+
+export const subjects = {
+  /** Request/reply: `{ token }` → an auth verdict. Served by the auth service's queue group. */
+  authVerify: `${PREFIX}.auth.verify`,
+  /** Request/reply: → the auth service's public JWK Set. */
+  authJwks: `${PREFIX}.auth.jwks`,
+  /** Published by each auth service when it starts and whenever its key set changes. */
+  authJwksAnnounce: `${PREFIX}.auth.jwks.announce`,
+  /** Messages to every session of one user. */
+  user: (id: string) => `${PREFIX}.user.${encodeId(id)}`,
+  /** Messages to every session that joined one room. */
+  room: (id: string) => `${PREFIX}.room.${encodeId(id)}`,
+} as const;
+
+/** The queue group of the auth services: each request is answered by one of them. */
+export const AUTH_QUEUE = 'chatgate-auth';

@@ -1,0 +1,119 @@
+/**
+ * Minting and checking chatgate's JWTs with jose.
+ *
+ * A token must carry `sub` (1–256 chars of well-formed Unicode) and `exp`; `iss` must equal the
+ * configured issuer and `aud` contain the configured audience; `nbf`, `jti` and `rooms` (an array
+ * of room ids, or "*") are optional. Only asymmetric algorithms are accepted, so `alg: none` and
+ * HMAC-with-the-public-key confusion fail. jose's errors become a verdict here and go no further.
+ */
+import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { RoomGrant, VerifyResult } from '../machines/connection.machine.ts';
+import { isValidId } from './subjects.ts';
+import type { SigningKeys } from './keys.ts';
+
+export const ACCEPTED_ALGORITHMS = [
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+];
+
+/** Longer tokens are refused before any parsing. */
+export const MAX_TOKEN_LENGTH = 8192;
+
+export interface ClaimRules {
+  /** @default 'chatgate' */
+  issuer: string;
+  /** @default 'chatgate' */
+  audience: string;
+}
+
+export const defaultClaimRules: ClaimRules = { issuer: 'chatgate', audience: 'chatgate' };
+
+export interface MintOptions {
+  sub: string;
+  rooms?: RoomGrant;
+  /** Seconds from now; negative for a token that has already expired. @default 3600 */
+  ttl?: number;
+  /** @default 'chatgate' */
+  aud?: string;
+  /** @default 'chatgate' */
+  iss?: string;
+  /** Not before, in seconds from now. */
+  nbf?: number;
+  jti?: string;
+  /** Seconds since the epoch; the clock by default. */
+  now?: number;
+}
+
+export async function mintToken(keys: SigningKeys, options: MintOptions): Promise<string> {
+  const now = options.now ?? Math.floor(Date.now() / 1000);
+  const payload: JWTPayload & { rooms?: RoomGrant } = {};
+  if (options.rooms !== undefined) payload.rooms = options.rooms;
+  const jwt = new SignJWT(payload)
+    .setProtectedHeader({ alg: keys.alg, kid: keys.kid, typ: 'JWT' })
+    .setSubject(options.sub)
+    .setIssuer(options.iss ?? defaultClaimRules.issuer)
+    .setAudience(options.aud ?? defaultClaimRules.audience)
+    .setIssuedAt(now)
+    .setExpirationTime(now + (options.ttl ?? 3600));
+  if (options.nbf !== undefined) jwt.setNotBefore(now + options.nbf);
+  if (options.jti !== undefined) jwt.setJti(options.jti);
+  return jwt.sign(keys.privateKey);
+}
+
+function roomGrant(value: unknown): RoomGrant | undefined {
+  if (value === undefined) return [];
+  if (value === '*') return '*';
+  if (Array.isArray(value) && value.every(isValidId)) return value;
+  return undefined;
+}
+
+/** Why a token failed, for logs; never contains the token. */
+function reasonOf(err: unknown): string {
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return `claim ${err.claim} rejected`;
+  if (err instanceof joseErrors.JOSEError) return err.code;
+  return 'unreadable token';
+}
+
+/** A function that checks a token against a key set and the claim rules. */
+export type TokenVerifier = (token: string) => Promise<VerifyResult>;
+
+export function createTokenVerifier(
+  keys: JWTVerifyGetKey,
+  rules: ClaimRules = defaultClaimRules,
+): TokenVerifier {
+  return async (token) => {
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
+      return { outcome: 'invalid', reason: 'token missing or too long' };
+    }
+    try {
+      const { payload } = await jwtVerify(token, keys, {
+        algorithms: ACCEPTED_ALGORITHMS,
+        issuer: rules.issuer,
+        audience: rules.audience,
+        requiredClaims: ['sub', 'exp'],
+      });
+      const rooms = roomGrant(payload.rooms);
+      if (!isValidId(payload.sub)) return { outcome: 'invalid', reason: 'claim sub rejected' };
+      if (rooms === undefined) return { outcome: 'invalid', reason: 'claim rooms rejected' };
+      if (payload.jti !== undefined && typeof payload.jti !== 'string') {
+        return { outcome: 'invalid', reason: 'claim jti rejected' };
+      }
+      return {
+        outcome: 'ok',
+        claims: { sub: payload.sub, exp: payload.exp!, rooms, jti: payload.jti },
+        degraded: false,
+      };
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) return { outcome: 'expired', reason: 'token expired' };
+      return { outcome: 'invalid', reason: reasonOf(err) };
+    }
+  };
+}
