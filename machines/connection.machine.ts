@@ -146,6 +146,10 @@ export const connectionMachine = setup({
     verifyToken: fromPromise<VerifyResult, { token: string }>(async () => {
       throw new Error('verifyToken is provided by src/session.ts');
     }),
+    /** Resolves once the node receives the user's messages. */
+    subscribeUser: fromPromise<void, { session: string; user: string }>(async () => {
+      throw new Error('subscribeUser is provided by src/session.ts');
+    }),
   },
   delays: {
     authTimeout: 5000,
@@ -221,7 +225,6 @@ export const connectionMachine = setup({
     sendPong: (_, _p: { id?: FrameId }) => {},
     sendExpiring: effect,
     sendRefreshAck: (_, _p: { id: FrameId; exp: number }) => {},
-    subscribeUser: effect,
     subscribeRoomAndAck: (_, _p: { room: string; id: FrameId }) => {},
     unsubscribeRooms: (_, _p: { rooms: readonly string[] }) => {},
     releaseInterests: effect,
@@ -349,66 +352,86 @@ export const connectionMachine = setup({
           },
         },
         authenticating: {
-          invoke: {
-            src: 'verifyToken',
-            input: ({ context }) => ({ token: context.token ?? '' }),
-            onDone: [
-              {
-                guard: { type: 'isVerified', params: ({ event }) => event.output },
-                target: 'active',
-                actions: { type: 'acceptSession', params: ({ event }) => event.output },
-              },
-              {
-                guard: {
-                  type: 'isOutcome',
-                  params: ({ event }) => ({ result: event.output, outcome: 'expired' as const }),
-                },
-                target: '#connection.closing',
-                actions: [
-                  'forgetToken',
+          initial: 'checkingToken',
+          states: {
+            checkingToken: {
+              invoke: {
+                src: 'verifyToken',
+                input: ({ context }) => ({ token: context.token ?? '' }),
+                onDone: [
                   {
-                    type: 'closeWith',
-                    params: { code: CloseCode.tokenExpired, reason: 'token expired' },
+                    guard: { type: 'isVerified', params: ({ event }) => event.output },
+                    target: 'subscribing',
+                    actions: { type: 'acceptSession', params: ({ event }) => event.output },
+                  },
+                  {
+                    guard: {
+                      type: 'isOutcome',
+                      params: ({ event }) => ({ result: event.output, outcome: 'expired' as const }),
+                    },
+                    target: '#connection.closing',
+                    actions: [
+                      'forgetToken',
+                      {
+                        type: 'closeWith',
+                        params: { code: CloseCode.tokenExpired, reason: 'token expired' },
+                      },
+                    ],
+                  },
+                  {
+                    guard: {
+                      type: 'isOutcome',
+                      params: ({ event }) => ({
+                        result: event.output,
+                        outcome: 'unavailable' as const,
+                      }),
+                    },
+                    target: '#connection.closing',
+                    actions: [
+                      'forgetToken',
+                      {
+                        type: 'closeWith',
+                        params: { code: CloseCode.tryAgainLater, reason: 'auth service unavailable' },
+                      },
+                    ],
+                  },
+                  {
+                    target: '#connection.closing',
+                    actions: [
+                      'forgetToken',
+                      {
+                        type: 'closeWith',
+                        params: { code: CloseCode.invalidToken, reason: 'invalid token' },
+                      },
+                    ],
                   },
                 ],
-              },
-              {
-                guard: {
-                  type: 'isOutcome',
-                  params: ({ event }) => ({
-                    result: event.output,
-                    outcome: 'unavailable' as const,
-                  }),
+                onError: {
+                  target: '#connection.closing',
+                  actions: [
+                    'forgetToken',
+                    {
+                      type: 'closeWith',
+                      params: { code: CloseCode.internalError, reason: 'internal error' },
+                    },
+                  ],
                 },
-                target: '#connection.closing',
-                actions: [
-                  'forgetToken',
-                  {
-                    type: 'closeWith',
-                    params: { code: CloseCode.tryAgainLater, reason: 'auth service unavailable' },
-                  },
-                ],
               },
-              {
-                target: '#connection.closing',
-                actions: [
-                  'forgetToken',
-                  {
+            },
+            /** The user's NATS subscription is being put in place; then the welcome. */
+            subscribing: {
+              invoke: {
+                src: 'subscribeUser',
+                input: ({ context }) => ({ session: context.session, user: context.user ?? '' }),
+                onDone: '#connection.open.active',
+                onError: {
+                  target: '#connection.closing',
+                  actions: {
                     type: 'closeWith',
-                    params: { code: CloseCode.invalidToken, reason: 'invalid token' },
+                    params: { code: CloseCode.tryAgainLater, reason: 'messaging unavailable' },
                   },
-                ],
-              },
-            ],
-            onError: {
-              target: '#connection.closing',
-              actions: [
-                'forgetToken',
-                {
-                  type: 'closeWith',
-                  params: { code: CloseCode.internalError, reason: 'internal error' },
                 },
-              ],
+              },
             },
           },
           on: {
@@ -436,8 +459,7 @@ export const connectionMachine = setup({
         },
         active: {
           type: 'parallel',
-          entry: ['subscribeUser', 'sendWelcome', 'replayHeldFrames'],
-          exit: 'releaseInterests',
+          entry: ['sendWelcome', 'replayHeldFrames'],
           on: {
             'frame.auth': {
               actions: {
@@ -656,11 +678,11 @@ export const connectionMachine = setup({
       },
     },
     closing: {
-      entry: 'closeSocket',
+      entry: ['releaseInterests', 'closeSocket'],
       on: { 'socket.closed': 'closed' },
       after: { closeGrace: { target: 'closed', actions: 'terminateSocket' } },
     },
-    closed: { type: 'final' },
+    closed: { type: 'final', entry: 'releaseInterests' },
   },
 });
 

@@ -14,7 +14,9 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
   const log = createLogger({ level: config.logLevel });
   const nats = await startNatsServer({ port: config.natsPort, host: '127.0.0.1' });
   const stops: Array<() => Promise<void>> = [() => nats.stop()];
+  let stopping = false;
   const stopAll = async () => {
+    stopping = true;
     for (const stop of stops.splice(0).reverse()) await stop().catch(() => {});
   };
   try {
@@ -47,6 +49,7 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
     );
     // nats-server is our child: if it dies, so does dev mode.
     nats.process.once('exit', () => {
+      if (stopping) return;
       log.error('nats-server exited');
       void stopAll().then(() => process.exit(1));
     });

@@ -50,8 +50,6 @@ export class Session implements Member {
   readonly startedAt = Date.now();
   readonly #maxBufferedBytes: number;
   actor!: ConnectionActor;
-  /** Settles once the user's subscription is in place. */
-  userReady: Promise<void> = Promise.resolve();
   /** Cleared by each heartbeat sweep, set again by a pong or any frame. */
   alive = true;
 
@@ -89,34 +87,24 @@ export function connectionLogic(node: NodeContext) {
   return connectionMachine.provide({
     actors: {
       verifyToken: fromPromise(({ input }: { input: { token: string } }) => node.verify(input.token)),
+      subscribeUser: fromPromise(async ({ input }: { input: { session: string; user: string } }) => {
+        const session = sessionOf(input.session);
+        if (!session) return;
+        session.log = session.log.child({ user: input.user });
+        await interest.join(subjects.user(input.user), session);
+      }),
     },
     delays: { authTimeout: node.authTimeoutMs },
     actions: {
-      subscribeUser: ({ context }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
-        session.log = session.log.child({ user: context.user });
-        session.userReady = interest.join(subjects.user(context.user!), session);
-      },
-      sendWelcome: ({ context }) => {
-        const session = sessionOf(context.session);
-        // The welcome goes out once the user's subscription is in place.
-        session?.userReady.then(
-          () =>
-            session.send({
-              type: 'welcome',
-              session: context.session,
-              user: context.user!,
-              node: node.nodeId,
-              exp: context.exp!,
-              degraded: context.degraded,
-            }),
-          (err: unknown) => {
-            session.log.warn({ err }, 'user subscription failed');
-            session.actor.send({ type: 'node.shutdown' });
-          },
-        );
-      },
+      sendWelcome: ({ context }) =>
+        sessionOf(context.session)?.send({
+          type: 'welcome',
+          session: context.session,
+          user: context.user!,
+          node: node.nodeId,
+          exp: context.exp!,
+          degraded: context.degraded,
+        }),
       sendAck: ({ context }, { id }) => sessionOf(context.session)?.send({ type: 'ack', id }),
       sendError: ({ context }, { id, code, message }) =>
         replyError(sessionOf(context.session), code, message, id),
@@ -151,10 +139,9 @@ export function connectionLogic(node: NodeContext) {
         }
         const msgId = nuid.next();
         const subject = 'user' in to ? subjects.user(to.user) : subjects.room(to.room);
-        nc.publish(
-          subject,
-          encodeChatMessage(session.id, { msgId, from: context.user!, to, body, ts: Date.now() }),
-        );
+        // Room messages skip the sending session; user messages reach every session of the user.
+        const origin = 'room' in to ? session.id : '';
+        nc.publish(subject, encodeChatMessage(origin, { msgId, from: context.user!, to, body, ts: Date.now() }));
         // Acknowledged only once the NATS server has the message.
         interest.flush().then(
           () => session.send({ type: 'ack', id, msgId }),
