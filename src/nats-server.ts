@@ -111,10 +111,16 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       resolve();
     });
   });
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+  // A process that could not be spawned emits 'error' and never 'exit'.
+  const spawnError = new Promise<Error>((resolve) =>
+    child.once('error', (err) => {
+      exitCode ??= -1;
+      resolve(err);
+    }),
+  );
 
   const stop = async () => {
-    if (exitCode === undefined) {
+    if (exitCode === undefined && child.exitCode === null) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
@@ -140,6 +146,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     }
     if (exitCode !== undefined || Date.now() > deadline) {
       await stop();
+      const early = await Promise.race([failure, Promise.resolve(undefined)]);
+      if (early) throw early;
       throw new ChatgateError(
         ChatgateErrorCode.natsServerFailed,
         exitCode !== undefined

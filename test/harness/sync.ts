@@ -1,0 +1,22 @@
+/**
+ * Barriers for cross-node tests, built from the system's own ordering guarantees instead of
+ * sleeps. A gateway uses one NATS connection for its subscriptions and its publishes, and NATS
+ * keeps one connection's order across routes; so once a message that node A published after
+ * something reaches node B's socket, everything A did before it has reached B too.
+ */
+import { randomUUID } from 'node:crypto';
+import type { TestClient } from './client.ts';
+
+/**
+ * Sends a sentinel from `from` to the user behind `to` and waits until `to` has it: every message
+ * `from`'s node published earlier to `to`'s node has then reached `to`'s socket already.
+ */
+export async function sentinel(from: TestClient, to: TestClient, toUser: string, timeoutMs = 5000): Promise<void> {
+  const nonce = randomUUID();
+  const id = `sentinel-${nonce}`;
+  from.send({ type: 'send', id, to: { user: toUser }, body: { sentinel: nonce } });
+  await to.next((f) => f.type === 'message' && (f.body as { sentinel?: string })?.sentinel === nonce, timeoutMs);
+}
+
+export const isSentinel = (f: { type: string; body?: unknown }) =>
+  f.type === 'message' && typeof (f.body as { sentinel?: unknown })?.sentinel === 'string';

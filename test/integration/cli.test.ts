@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeJwt } from 'jose';
+import { ChatgateProcess, runChatgate, stopAll } from '../harness/process.ts';
+import { startNats, type NatsServer } from '../harness/nats.ts';
+import { TestClient } from '../harness/client.ts';
+
+let home: string;
+let env: NodeJS.ProcessEnv;
+const clients: TestClient[] = [];
+let nats: NatsServer | undefined;
+
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'chatgate-cli-'));
+  env = { CHATGATE_HOME: home };
+});
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await stopAll();
+  await nats?.stop();
+  await rm(home, { recursive: true, force: true });
+});
+
+const nowS = () => Math.floor(Date.now() / 1000);
+
+describe('cli - token and jwks', () => {
+  it('cli - token prints exactly one signed JWT with the claims asked for', async () => {
+    const { code, stdout, stderr } = await runChatgate(
+      ['token', '--sub', 'alice', '--rooms', 'a,b', '--ttl', '120', '--aud', 'app', '--iss', 'me', '--nbf', '30', '--jti', 'j-1'],
+      env,
+    );
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    expect(stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+    const claims = decodeJwt(stdout.trim());
+    expect(claims).toMatchObject({ sub: 'alice', rooms: ['a', 'b'], aud: 'app', iss: 'me', jti: 'j-1' });
+    expect(claims.exp! - nowS()).toBeGreaterThan(100);
+    expect(claims.nbf! - nowS()).toBeGreaterThan(20);
+  });
+
+  it('cli - a negative ttl as two arguments gives an expired token; "*" grants every room', async () => {
+    const { code, stdout } = await runChatgate(['token', '--sub', 'bob', '--ttl', '-60', '--rooms', '*'], env);
+    expect(code).toBe(0);
+    const claims = decodeJwt(stdout.trim());
+    expect(claims.exp).toBeLessThan(nowS());
+    expect(claims.rooms).toBe('*');
+  });
+
+  it('cli - every option has an environment form', async () => {
+    const { code, stdout } = await runChatgate(['token'], { ...env, TOKEN_SUB: 'from-env', TOKEN_TTL: '5' });
+    expect(code).toBe(0);
+    expect(decodeJwt(stdout.trim()).sub).toBe('from-env');
+  });
+
+  it('cli - jwks prints the public JWK Set and no private part', async () => {
+    const { code, stdout } = await runChatgate(['jwks'], env);
+    expect(code).toBe(0);
+    const jwks = JSON.parse(stdout) as { keys: Array<Record<string, unknown>> };
+    expect(jwks.keys[0]).toMatchObject({ kty: 'EC', alg: 'ES256' });
+    expect(jwks.keys[0]!.d).toBeUndefined();
+  });
+
+  it('cli - a bad option is one line on stderr and exit code 2', async () => {
+    for (const args of [['gateway', '--port', 'abc'], ['gateway', '--bogus'], ['token'], ['token', '--sub', 'x', '--ttl', 'soon']]) {
+      const { code, stderr } = await runChatgate(args, env);
+      expect(code, args.join(' ')).toBe(2);
+      expect(stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+    }
+    const { code } = await runChatgate(['gateway'], { ...env, PORT: '-5' });
+    expect(code).toBe(2);
+  });
+
+  it('cli - without nats-server the command says how to install it', async () => {
+    const { code, stderr } = await runChatgate(['nats', '--port', '-1'], { ...env, NATS_SERVER_BIN: '/nonexistent/nats-server' });
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toContain('apt-get install nats-server');
+    expect(stderr).toContain('docker-free-nats.md');
+  });
+});
+
+describe('cli - processes', () => {
+  it('cli - nats, auth and gateway run as processes and serve a session', async () => {
+    const natsProc = new ChatgateProcess(['nats', '--port', '-1'], env);
+    const natsUrl = (await natsProc.waitFor(/listening on (nats:\/\/\S+)/))[1]!;
+    const auth = new ChatgateProcess(['auth', '--nats', natsUrl], env);
+    await auth.waitFor(/auth service ready/);
+    const gateway = new ChatgateProcess(['gateway', '--nats', natsUrl, '--port', '0', '--host', '127.0.0.1', '--node-id', 'cli-node'], env);
+    const port = (await gateway.waitFor(/"port":(\d+)/))[1]!;
+    const token = (await runChatgate(['token', '--sub', 'proc-user'], env)).stdout.trim();
+    const client = new TestClient(`ws://127.0.0.1:${port}/ws`, { token });
+    clients.push(client);
+    expect(await client.type('welcome')).toMatchObject({ user: 'proc-user', node: 'cli-node' });
+    expect(await gateway.stop()).toBe(0);
+    expect(await client.closedWith()).toBe(1001);
+    expect(await auth.stop()).toBe(0);
+    await natsProc.stop();
+    expect(gateway.stdout + auth.stdout).not.toContain(token);
+  });
+
+  it('cli - dev starts nats-server, auth and a gateway, prints the URL, and stops them all', async () => {
+    const dev = new ChatgateProcess(['dev'], { ...env, PORT: '0', NATS_PORT: '-1' });
+    const url = (await dev.waitFor(/WebSocket\s+(ws:\/\/\S+)/))[1]!;
+    const natsPid = Number((await dev.waitFor(/NATS\s+nats:\/\/\S+/)) && /"pid":(\d+)/.exec(dev.stdout)?.[1]);
+    expect(natsPid).toBeGreaterThan(0);
+    const token = (await runChatgate(['token', '--sub', 'dev-user', '--rooms', 'lobby'], env)).stdout.trim();
+    const client = new TestClient(url, { token, via: 'protocol' });
+    clients.push(client);
+    expect(await client.type('welcome')).toMatchObject({ user: 'dev-user', node: 'dev' });
+    expect(await dev.stop()).toBe(0);
+    expect(await client.closedWith()).toBe(1001);
+  });
+});

@@ -1,0 +1,123 @@
+/**
+ * Isolation, as a property: random users and rooms (ids with `.`, `*`, `>`, spaces, Unicode),
+ * sessions spread over two gateway nodes on two servers of a NATS cluster, random joins and
+ * sends. Every session must receive exactly the messages the delivery rules name, no more, no
+ * fewer.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { startStack, type Stack } from '../harness/stack.ts';
+import { isSentinel, sentinel } from '../harness/sync.ts';
+import type { TestClient } from '../harness/client.ts';
+
+let stack: Stack;
+let barrier: TestClient[];
+let deliveries = 0;
+let run = 0;
+
+beforeAll(async () => {
+  stack = await startStack({ nodes: 2, cluster: true });
+  barrier = [(await stack.session(0, 'iso-barrier-0')).client, (await stack.session(1, 'iso-barrier-1')).client];
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const tricky = fc.constantFrom('.', '*', '>', ' ', '.*', '>.', 'a.b', '😀', 'é', '\u0000', '\t', '$', 'ü.>', '*.>');
+const idArb = fc
+  .array(fc.oneof(tricky, fc.string({ minLength: 1, maxLength: 3, unit: 'grapheme' })), { minLength: 1, maxLength: 4 })
+  .map((parts) => parts.join(''))
+  .filter((s) => s.length <= 256 && s.isWellFormed());
+
+const scenario = fc
+  .record({
+    users: fc.uniqueArray(idArb, { minLength: 2, maxLength: 4 }),
+    rooms: fc.uniqueArray(idArb, { minLength: 1, maxLength: 3 }),
+  })
+  .chain(({ users, rooms }) =>
+    fc.record({
+      users: fc.constant(users),
+      rooms: fc.constant(rooms),
+      sessions: fc.array(
+        fc.record({
+          user: fc.nat(users.length - 1),
+          node: fc.nat(1),
+          grant: fc.subarray(rooms.map((_, i) => i)),
+          joinMask: fc.array(fc.boolean(), { minLength: rooms.length, maxLength: rooms.length }),
+        }),
+        { minLength: 2, maxLength: 6 },
+      ),
+      sends: fc.array(
+        fc.record({ from: fc.nat(5), toUser: fc.boolean(), target: fc.nat(10) }),
+        { minLength: 5, maxLength: 25 },
+      ),
+    }),
+  );
+
+it('isolation - every delivery across two nodes obeys the rules, with exact counts', async () => {
+  await fc.assert(
+    fc.asyncProperty(scenario, async ({ users, rooms, sessions, sends }) => {
+      run += 1;
+      // Ids are unique per run so runs cannot see each other.
+      const userId = (i: number) => `${users[i]}#${run}`;
+      const roomId = (i: number) => `${rooms[i]}#${run}`;
+      const open = await Promise.all(
+        sessions.map(async (s) => {
+          const grant = s.grant.map(roomId);
+          const { client } = await stack.session(s.node, userId(s.user), { rooms: grant });
+          const joined: number[] = [];
+          for (const r of s.grant) {
+            if (!s.joinMask[r]) continue;
+            expect(await client.request({ type: 'join', id: `j${r}`, room: roomId(r) })).toMatchObject({ type: 'ack' });
+            joined.push(r);
+          }
+          return { ...s, client, joined };
+        }),
+      );
+      try {
+        // Make every join known to both nodes' servers before anyone sends.
+        await sentinel(barrier[0]!, barrier[1]!, 'iso-barrier-1');
+        await sentinel(barrier[1]!, barrier[0]!, 'iso-barrier-0');
+
+        const expected = open.map(() => [] as string[]);
+        const sentBy = new Map<string, { from: string; to: unknown }>();
+        for (const [n, send] of sends.entries()) {
+          const from = open[send.from % open.length]!;
+          const body = `m${run}-${n}`;
+          let to: { user: string } | { room: string };
+          if (send.toUser || from.joined.length === 0) {
+            const u = send.target % users.length;
+            to = { user: userId(u) };
+            open.forEach((s, i) => s.user === u && expected[i]!.push(body));
+          } else {
+            const r = from.joined[send.target % from.joined.length]!;
+            to = { room: roomId(r) };
+            open.forEach((s, i) => s !== from && s.joined.includes(r) && expected[i]!.push(body));
+          }
+          sentBy.set(body, { from: userId(from.user), to });
+          const ack = await from.client.request({ type: 'send', id: n, to, body });
+          expect(ack).toMatchObject({ type: 'ack', id: n });
+        }
+        // Everything both nodes published has now reached every socket.
+        for (const s of open) {
+          for (const b of barrier) await sentinel(b, s.client, userId(s.user));
+        }
+        for (const [i, s] of open.entries()) {
+          const got = s.client.messages().filter((m) => !isSentinel(m));
+          for (const m of got) {
+            const origin = sentBy.get(m.body as string);
+            expect(origin, 'a message nobody sent').toBeDefined();
+            expect({ from: m.from, to: m.to }).toEqual(origin);
+          }
+          expect(got.map((m) => m.body).sort()).toEqual([...expected[i]!].sort());
+          deliveries += got.length;
+        }
+      } finally {
+        for (const s of open) s.client.close();
+      }
+    }),
+    { numRuns: 60, seed: Number(process.env.ISOLATION_SEED ?? Date.now() % 2 ** 31) },
+  );
+  console.info(`isolation: ${deliveries} deliveries checked over ${run} runs`);
+  expect(deliveries).toBeGreaterThanOrEqual(500);
+}, 180_000);

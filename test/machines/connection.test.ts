@@ -1,0 +1,1104 @@
+/**
+ * Unit tests of the pure connection machine. Time is a simulated clock, the effects are recorders,
+ * and the two promise actors resolve only when a test says so; nothing here touches a socket,
+ * NATS or the real clock.
+ */
+import { afterEach, expect, test } from 'vitest';
+import { createActor, fromPromise, SimulatedClock, type StateValue } from 'xstate';
+import {
+  connectionMachine,
+  MAX_TIMER_MS,
+  type ConnectionContext,
+  type ConnectionEvent,
+  type ConnectionLimits,
+  type RoomGrant,
+  type VerifiedClaims,
+  type VerifyResult,
+} from '../../machines/connection.machine.ts';
+import { CloseCode, ErrorCode } from '../../machines/codes.ts';
+
+const T0 = Date.UTC(2025, 0, 1);
+const SECOND = 1000;
+const HOUR = 3_600_000;
+const DAY = 86_400_000;
+const YEAR = 365 * DAY;
+const AUTH_TIMEOUT_MS = 3000;
+const CLOSE_GRACE_MS = 2000;
+const SESSION = 's1';
+
+/**
+ * A simulated clock that behaves like Node's timers where xstate's `SimulatedClock` does not:
+ * - a delay above 2^31-1 ms fires after 1 ms, as Node's `setTimeout` does;
+ * - a timer that is due when the clock stops is run, even when it was set by the last callback
+ *   of a flush (`SimulatedClock` only notices new timers before running the next one).
+ * It also records every delay asked for.
+ */
+class NodeLikeClock extends SimulatedClock {
+  readonly delays: number[] = [];
+  #fired = 0;
+  override setTimeout(fn: (...args: any[]) => void, timeout: number): number {
+    this.delays.push(timeout);
+    const run = (...args: any[]) => {
+      this.#fired++;
+      fn(...args);
+    };
+    return super.setTimeout(run, timeout > MAX_TIMER_MS ? 1 : timeout);
+  }
+  override increment(ms: number): void {
+    super.increment(ms);
+    for (let fired = -1; fired !== this.#fired; ) {
+      fired = this.#fired;
+      super.increment(0);
+    }
+  }
+}
+
+interface Pending<I, O> {
+  input: I;
+  resolve: (value: O) => void;
+  reject: (reason: unknown) => void;
+}
+
+interface Effect {
+  type: string;
+  params: unknown;
+  /** Simulated time of the call. */
+  at: number;
+  /** What the effect could read from the context when it ran. */
+  context: Pick<ConnectionContext, 'user' | 'exp' | 'degraded' | 'closeCode' | 'closeReason'>;
+}
+
+/** Lets promise callbacks run; not a timed wait. */
+const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Every actor a test started, stopped after it. */
+const harnesses: { actor: { stop(): void }; errors: unknown[] }[] = [];
+
+afterEach(() => {
+  for (const h of harnesses.splice(0)) {
+    h.actor.stop();
+    // Every root actor has an error observer; none of these may have reported anything.
+    expect(h.errors).toEqual([]);
+  }
+});
+
+type Harness = ReturnType<typeof start>;
+
+function start(options: { token?: string; limits?: Partial<ConnectionLimits> } = {}) {
+  const clock = new NodeLikeClock();
+  clock.set(T0);
+  const effects: Effect[] = [];
+  const verifyCalls: Pending<{ token: string }, VerifyResult>[] = [];
+  const subscribeCalls: Pending<{ session: string; user: string }, void>[] = [];
+  const errors: unknown[] = [];
+
+  const record =
+    (type: string) =>
+    ({ context }: { context: ConnectionContext }, params: unknown) => {
+      effects.push({
+        type,
+        params,
+        at: clock.now(),
+        context: {
+          user: context.user,
+          exp: context.exp,
+          degraded: context.degraded,
+          closeCode: context.closeCode,
+          closeReason: context.closeReason,
+        },
+      });
+    };
+
+  const logic = connectionMachine.provide({
+    actions: {
+      sendWelcome: record('sendWelcome'),
+      sendAck: record('sendAck'),
+      sendError: record('sendError'),
+      sendPong: record('sendPong'),
+      sendExpiring: record('sendExpiring'),
+      sendRefreshAck: record('sendRefreshAck'),
+      subscribeRoomAndAck: record('subscribeRoomAndAck'),
+      unsubscribeRooms: record('unsubscribeRooms'),
+      releaseInterests: record('releaseInterests'),
+      publishAndAck: record('publishAndAck'),
+      closeSocket: record('closeSocket'),
+      terminateSocket: record('terminateSocket'),
+    },
+    actors: {
+      verifyToken: fromPromise<VerifyResult, { token: string }>(
+        ({ input }) =>
+          new Promise<VerifyResult>((resolve, reject) => verifyCalls.push({ input, resolve, reject })),
+      ),
+      subscribeUser: fromPromise<void, { session: string; user: string }>(
+        ({ input }) =>
+          new Promise<void>((resolve, reject) => subscribeCalls.push({ input, resolve, reject })),
+      ),
+    },
+    delays: { authTimeout: AUTH_TIMEOUT_MS, closeGrace: CLOSE_GRACE_MS },
+  });
+
+  const actor = createActor(logic, {
+    clock,
+    input: { session: SESSION, token: options.token, now: () => clock.now(), limits: options.limits },
+  });
+  actor.subscribe({ error: (err) => errors.push(err) });
+  actor.start();
+
+  const lastPending = <I, O>(calls: Pending<I, O>[], what: string) => {
+    const call = calls.at(-1);
+    if (!call) throw new Error(`no ${what} call is pending`);
+    return call;
+  };
+
+  const h = {
+    clock,
+    actor,
+    effects,
+    verifyCalls,
+    subscribeCalls,
+    errors,
+    send: (event: ConnectionEvent) => actor.send(event),
+    value: (): StateValue => actor.getSnapshot().value,
+    status: () => actor.getSnapshot().status,
+    context: () => actor.getSnapshot().context,
+    /** The params of every call of one effect, in order. */
+    calls: (type: string) => effects.filter((e) => e.type === type).map((e) => e.params),
+    types: () => effects.map((e) => e.type),
+    /** Moves the simulated clock on and lets promise callbacks run. */
+    advance: async (ms: number) => {
+      clock.increment(ms);
+      await flush();
+    },
+    /** Moves the clock in steps no longer than `step`, as a real event loop would wake. */
+    advanceInSteps: async (ms: number, step: number) => {
+      for (let left = ms; left > 0; left -= step) clock.increment(Math.min(step, left));
+      await flush();
+    },
+    /** Settles the newest `verifyToken` call. */
+    verify: async (result: VerifyResult) => {
+      lastPending(verifyCalls, 'verifyToken').resolve(result);
+      await flush();
+    },
+    failVerify: async (error: unknown) => {
+      lastPending(verifyCalls, 'verifyToken').reject(error);
+      await flush();
+    },
+    subscribed: async () => {
+      lastPending(subscribeCalls, 'subscribeUser').resolve();
+      await flush();
+    },
+    failSubscribe: async (error: unknown) => {
+      lastPending(subscribeCalls, 'subscribeUser').reject(error);
+      await flush();
+    },
+    /** A token in the expiry window was checked and the user subscribed: the session is active. */
+    activate: async (c: VerifiedClaims = claims(clock), degraded = false) => {
+      await h.verify({ outcome: 'ok', claims: c, degraded });
+      await h.subscribed();
+    },
+  };
+  harnesses.push(h);
+  return h;
+}
+
+/** Claims for `sub`, expiring `ttlMs` after the clock's now. */
+function claims(
+  clock: SimulatedClock,
+  { sub = 'alice', ttlMs = HOUR, rooms = ['lobby'] as RoomGrant, jti = 'j1' } = {},
+): VerifiedClaims {
+  return { sub, exp: (clock.now() + ttlMs) / SECOND, rooms, jti };
+}
+
+const ok = (c: VerifiedClaims, degraded = false): VerifyResult => ({ outcome: 'ok', claims: c, degraded });
+
+/** An active session for alice (rooms `lobby`, `dev` unless told), token from the upgrade. */
+async function activeSession(
+  options: { rooms?: RoomGrant; ttlMs?: number; limits?: Partial<ConnectionLimits> } = {},
+) {
+  const h = start({ token: 'tok', limits: options.limits });
+  await h.activate(claims(h.clock, { rooms: options.rooms ?? ['lobby', 'dev'], ttlMs: options.ttlMs }));
+  expect(h.value()).toEqual(ACTIVE);
+  return h;
+}
+
+const AWAITING = { open: 'awaitingAuth' };
+const CHECKING = { open: { authenticating: 'checkingToken' } };
+const SUBSCRIBING = { open: { authenticating: 'subscribing' } };
+const ACTIVE = { open: { active: { token: 'valid', refresh: 'idle' } } };
+const EXPIRING = { open: { active: { token: 'expiring', refresh: 'idle' } } };
+const REFRESHING = { open: { active: { token: 'valid', refresh: 'verifying' } } };
+
+/** Brings a fresh session to one of the open states. */
+const openStates = {
+  awaitingAuth: async () => start(),
+  checkingToken: async () => start({ token: 'tok' }),
+  subscribing: async () => {
+    const h = start({ token: 'tok' });
+    await h.verify(ok(claims(h.clock)));
+    return h;
+  },
+  active: async () => activeSession(),
+  'active (expiring)': async () => {
+    const h = await activeSession({ ttlMs: 60 * SECOND });
+    await h.advance(30 * SECOND);
+    expect(h.value()).toEqual(EXPIRING);
+    return h;
+  },
+  'active (refreshing)': async () => {
+    const h = await activeSession();
+    h.send({ type: 'frame.refresh', id: 'r', token: 'tok2' });
+    expect(h.value()).toEqual(REFRESHING);
+    return h;
+  },
+} satisfies Record<string, () => Promise<Harness>>;
+
+const openStateNames = Object.keys(openStates) as (keyof typeof openStates)[];
+
+/** A server-side close: closing with the code, releasing interests and closing the socket. */
+function expectClosing(h: Harness, code: number, reason?: string) {
+  expect(h.value()).toBe('closing');
+  expect(h.context().closeCode).toBe(code);
+  if (reason !== undefined) expect(h.context().closeReason).toBe(reason);
+  expect(h.types().slice(-2)).toEqual(['releaseInterests', 'closeSocket']);
+  expect(h.effects.at(-1)?.context.closeCode).toBe(code);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+
+test('connection - without a token it awaits auth, checks the token, subscribes the user, then welcomes', async () => {
+  const h = start();
+  expect(h.value()).toEqual(AWAITING);
+  expect(h.verifyCalls).toHaveLength(0);
+
+  h.send({ type: 'frame.auth', token: 'tok-a' });
+  expect(h.value()).toEqual(CHECKING);
+  expect(h.verifyCalls.map((c) => c.input)).toEqual([{ token: 'tok-a' }]);
+  expect(h.context().token).toBe('tok-a');
+
+  const c = claims(h.clock, { rooms: ['lobby'], jti: 'jwt-1' });
+  await h.verify(ok(c, true));
+  expect(h.value()).toEqual(SUBSCRIBING);
+  expect(h.subscribeCalls.map((s) => s.input)).toEqual([{ session: SESSION, user: 'alice' }]);
+  expect(h.calls('sendWelcome')).toHaveLength(0);
+
+  await h.subscribed();
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.types()).toEqual(['sendWelcome']);
+  expect(h.effects[0]?.context).toMatchObject({ user: 'alice', exp: c.exp, degraded: true });
+  expect(h.context()).toMatchObject({
+    token: undefined,
+    user: 'alice',
+    exp: c.exp,
+    rooms: ['lobby'],
+    jti: 'jwt-1',
+    degraded: true,
+    joined: [],
+  });
+});
+
+test('connection - a token from the upgrade request is checked at once, with no auth frame', async () => {
+  const h = start({ token: 'tok-up' });
+  expect(h.value()).toEqual(CHECKING);
+  expect(h.verifyCalls.map((c) => c.input)).toEqual([{ token: 'tok-up' }]);
+  await h.activate();
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendWelcome')).toHaveLength(1);
+  expect(h.context().token).toBeUndefined();
+});
+
+test('connection - a socket that does not authenticate within authTimeout closes with 4008', async () => {
+  const h = start();
+  await h.advance(AUTH_TIMEOUT_MS - 1);
+  expect(h.value()).toEqual(AWAITING);
+  expect(h.effects).toEqual([]);
+  await h.advance(1);
+  expectClosing(h, CloseCode.authTimeout, 'authentication timed out');
+  expect(h.verifyCalls).toHaveLength(0);
+});
+
+test('connection - the auth timeout no longer applies once a token has arrived', async () => {
+  const h = start();
+  await h.advance(AUTH_TIMEOUT_MS - 1);
+  h.send({ type: 'frame.auth', token: 'tok' });
+  await h.advance(10 * AUTH_TIMEOUT_MS);
+  expect(h.value()).toEqual(CHECKING);
+  await h.activate();
+  await h.advance(10 * AUTH_TIMEOUT_MS);
+  expect(h.value()).toEqual(ACTIVE);
+});
+
+test('connection - frames that need a session get error unauthorized before auth', async () => {
+  const h = start();
+  h.send({ type: 'frame.send', id: 1, to: { user: 'bob' }, body: 'hi' });
+  h.send({ type: 'frame.join', id: 2, room: 'lobby' });
+  h.send({ type: 'frame.leave', id: 3, room: 'lobby' });
+  h.send({ type: 'frame.refresh', id: 'r', token: 'tok' });
+  expect(h.value()).toEqual(AWAITING);
+  expect(h.types()).toEqual(['sendError', 'sendError', 'sendError', 'sendError']);
+  expect(h.calls('sendError')).toEqual(
+    [1, 2, 3, 'r'].map((id) => ({ id, code: ErrorCode.unauthorized, message: 'authenticate first' })),
+  );
+  expect(h.verifyCalls).toHaveLength(0);
+  // Refused frames are not held for later.
+  h.send({ type: 'frame.auth', token: 'tok' });
+  await h.activate();
+  expect(h.types()).toEqual(['sendError', 'sendError', 'sendError', 'sendError', 'sendWelcome']);
+});
+
+test('connection - frames sent while authenticating are replayed in order after the welcome', async () => {
+  const h = start({ token: 'tok' });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.send', id: 2, to: { room: 'lobby' }, body: { text: 'first' } });
+  await h.verify(ok(claims(h.clock, { rooms: ['lobby'] })));
+  expect(h.value()).toEqual(SUBSCRIBING);
+  // Still held while the user's subscription is being put in place.
+  h.send({ type: 'frame.send', id: 3, to: { user: 'bob' }, body: 'second' });
+  h.send({ type: 'frame.leave', id: 4, room: 'lobby' });
+  h.send({ type: 'frame.refresh', id: 5, token: 'tok2' });
+  expect(h.effects).toEqual([]);
+  expect(h.context().held).toHaveLength(5);
+
+  await h.subscribed();
+  expect(h.effects.map((e) => [e.type, e.params])).toEqual([
+    ['sendWelcome', undefined],
+    ['subscribeRoomAndAck', { room: 'lobby', id: 1 }],
+    ['publishAndAck', { id: 2, to: { room: 'lobby' }, body: { text: 'first' } }],
+    ['publishAndAck', { id: 3, to: { user: 'bob' }, body: 'second' }],
+    ['unsubscribeRooms', { rooms: ['lobby'] }],
+    ['sendAck', { id: 4 }],
+  ]);
+  expect(h.context().held).toEqual([]);
+  expect(h.context().joined).toEqual([]);
+  // The held refresh was replayed too, with its own token.
+  expect(h.value()).toEqual(REFRESHING);
+  expect(h.verifyCalls.map((c) => c.input)).toEqual([{ token: 'tok' }, { token: 'tok2' }]);
+});
+
+test('connection - one frame more than maxHeldFrames while authenticating closes with 1008', async () => {
+  const h = start({ token: 'tok', limits: { maxHeldFrames: 3 } });
+  for (let id = 1; id <= 3; id++) h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: id });
+  expect(h.value()).toEqual(CHECKING);
+  expect(h.context().held).toHaveLength(3);
+  h.send({ type: 'frame.send', id: 4, to: { user: 'bob' }, body: 4 });
+  expectClosing(h, CloseCode.policyViolation, 'too many frames before authentication');
+  // A verdict that comes after the close changes nothing.
+  await h.verify(ok(claims(h.clock)));
+  expect(h.value()).toBe('closing');
+  expect(h.calls('sendWelcome')).toHaveLength(0);
+  expect(h.subscribeCalls).toHaveLength(0);
+});
+
+test('connection - the default hold is 32 frames', async () => {
+  const h = start({ token: 'tok' });
+  for (let id = 1; id <= 32; id++) h.send({ type: 'frame.join', id, room: 'lobby' });
+  expect(h.value()).toEqual(CHECKING);
+  h.send({ type: 'frame.join', id: 33, room: 'lobby' });
+  expect(h.context().closeCode).toBe(CloseCode.policyViolation);
+});
+
+test('connection - a second auth frame is refused with bad_request while authenticating and once active', async () => {
+  const h = start();
+  h.send({ type: 'frame.auth', token: 'tok' });
+  h.send({ type: 'frame.auth', token: 'other' });
+  expect(h.value()).toEqual(CHECKING);
+  expect(h.verifyCalls).toHaveLength(1);
+  expect(h.context().token).toBe('tok');
+  await h.verify(ok(claims(h.clock)));
+  h.send({ type: 'frame.auth', token: 'other' });
+  await h.subscribed();
+  h.send({ type: 'frame.auth', token: 'other' });
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendError')).toEqual([
+    { code: ErrorCode.badRequest, message: 'already authenticating' },
+    { code: ErrorCode.badRequest, message: 'already authenticating' },
+    { code: ErrorCode.badRequest, message: 'already authenticated' },
+  ]);
+  expect(h.verifyCalls).toHaveLength(1);
+});
+
+test.each([
+  { outcome: 'invalid', code: CloseCode.invalidToken, reason: 'invalid token' },
+  { outcome: 'expired', code: CloseCode.tokenExpired, reason: 'token expired' },
+  { outcome: 'unavailable', code: CloseCode.tryAgainLater, reason: 'auth service unavailable' },
+] as const)(
+  'connection - a verify outcome of $outcome closes with $code and forgets the token',
+  async ({ outcome, code, reason }) => {
+    const h = start();
+    h.send({ type: 'frame.auth', token: 'tok' });
+    h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+    await h.verify({ outcome, reason: 'because' });
+    expectClosing(h, code, reason);
+    expect(h.context().token).toBeUndefined();
+    expect(h.context().user).toBeUndefined();
+    expect(h.subscribeCalls).toHaveLength(0);
+    // Held frames are dropped, never answered.
+    expect(h.types()).toEqual(['releaseInterests', 'closeSocket']);
+  },
+);
+
+test('connection - a verifyToken actor that rejects closes with 1011', async () => {
+  const h = start({ token: 'tok' });
+  await h.failVerify(new Error('bug'));
+  expectClosing(h, CloseCode.internalError, 'internal error');
+  expect(h.context().token).toBeUndefined();
+  expect(h.subscribeCalls).toHaveLength(0);
+});
+
+test('connection - when the user cannot be subscribed the session closes with 1013 and no welcome', async () => {
+  const h = start({ token: 'tok' });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  await h.verify(ok(claims(h.clock)));
+  await h.failSubscribe(new Error('nats down'));
+  expectClosing(h, CloseCode.tryAgainLater, 'messaging unavailable');
+  expect(h.types()).toEqual(['releaseInterests', 'closeSocket']);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Closes from any open state
+
+test.each(
+  openStateNames.flatMap((state) =>
+    (
+      [
+        [{ type: 'frame.binary' }, CloseCode.unsupportedData, 'binary frames are not supported'],
+        [{ type: 'frame.tooLarge' }, CloseCode.messageTooBig, 'frame too large'],
+        [{ type: 'socket.slow' }, CloseCode.slowConsumer, 'slow consumer'],
+        [{ type: 'node.shutdown' }, CloseCode.goingAway, 'node going away'],
+      ] as const
+    ).map(([event, code, reason]) => ({ state, event, code, reason })),
+  ),
+)('connection - $event.type in $state closes with $code', async ({ state, event, code, reason }) => {
+  const h = await openStates[state]();
+  const before = h.effects.length;
+  h.send(event);
+  expectClosing(h, code, reason);
+  expect(h.types().slice(before)).toEqual(['releaseInterests', 'closeSocket']);
+});
+
+test.each(openStateNames)(
+  'connection - a peer close in %s ends the session and records the peer code',
+  async (state) => {
+    const h = await openStates[state]();
+    const before = h.effects.length;
+    h.send({ type: 'socket.closed', code: 4321 });
+    expect(h.value()).toBe('closed');
+    expect(h.status()).toBe('done');
+    expect(h.context()).toMatchObject({ closeCode: 4321, closeReason: 'closed by peer' });
+    // The socket is gone already: nothing is closed, interests are released once.
+    expect(h.types().slice(before)).toEqual(['releaseInterests']);
+    // Work in flight when the peer left is dropped.
+    for (const call of h.verifyCalls) call.resolve(ok(claims(h.clock)));
+    for (const call of h.subscribeCalls) call.resolve();
+    await h.advance(YEAR);
+    expect(h.types().slice(before)).toEqual(['releaseInterests']);
+  },
+);
+
+test.each(openStateNames)('connection - heartbeat.lost in %s terminates the socket', async (state) => {
+  const h = await openStates[state]();
+  const before = h.effects.length;
+  h.send({ type: 'heartbeat.lost' });
+  expect(h.value()).toBe('closed');
+  expect(h.status()).toBe('done');
+  expect(h.context()).toMatchObject({ closeCode: 1006, closeReason: 'heartbeat lost' });
+  expect(h.types().slice(before)).toEqual(['terminateSocket', 'releaseInterests']);
+});
+
+test('connection - a token revoked while active closes with 4001', async () => {
+  const h = await activeSession();
+  h.send({ type: 'session.revoked', reason: 'logout' });
+  expectClosing(h, CloseCode.invalidToken, 'token revoked');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Closing
+
+test('connection - closing ends on socket.closed and keeps its own close code', async () => {
+  const h = await activeSession();
+  h.send({ type: 'node.shutdown' });
+  expectClosing(h, CloseCode.goingAway);
+  h.send({ type: 'socket.closed', code: CloseCode.goingAway + 3000 });
+  expect(h.value()).toBe('closed');
+  expect(h.status()).toBe('done');
+  expect(h.context()).toMatchObject({ closeCode: CloseCode.goingAway, closeReason: 'node going away' });
+  // Released on entering closing and again on entering closed; not terminated.
+  expect(h.types().slice(1)).toEqual(['releaseInterests', 'closeSocket', 'releaseInterests']);
+});
+
+test('connection - closing terminates the socket after closeGrace when the peer never answers', async () => {
+  const h = await activeSession();
+  h.send({ type: 'socket.slow' });
+  const before = h.effects.length;
+  await h.advance(CLOSE_GRACE_MS - 1);
+  expect(h.value()).toBe('closing');
+  expect(h.effects).toHaveLength(before);
+  await h.advance(1);
+  expect(h.value()).toBe('closed');
+  expect(h.status()).toBe('done');
+  expect(h.context().closeCode).toBe(CloseCode.slowConsumer);
+  expect(h.types().slice(before)).toEqual(['terminateSocket', 'releaseInterests']);
+});
+
+test('connection - frames and further closes in closing change nothing', async () => {
+  const h = await activeSession();
+  h.send({ type: 'socket.slow' });
+  const before = h.effects.length;
+  h.send({ type: 'frame.send', id: 1, to: { user: 'bob' }, body: 'late' });
+  h.send({ type: 'frame.ping', id: 2 });
+  h.send({ type: 'node.shutdown' });
+  h.send({ type: 'frame.binary' });
+  h.send({ type: 'heartbeat.lost' });
+  expect(h.value()).toBe('closing');
+  expect(h.context().closeCode).toBe(CloseCode.slowConsumer);
+  expect(h.effects).toHaveLength(before);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Frames in any state
+
+test.each(['awaitingAuth', 'checkingToken', 'active'] as const)(
+  'connection - ping in %s is answered with pong, echoing the id when there is one',
+  async (state) => {
+    const h = await openStates[state]();
+    const before = h.effects.length;
+    const value = h.value();
+    h.send({ type: 'frame.ping', id: 7 });
+    h.send({ type: 'frame.ping', id: 'p' });
+    h.send({ type: 'frame.ping' });
+    expect(h.effects.slice(before).map((e) => [e.type, e.params])).toEqual([
+      ['sendPong', { id: 7 }],
+      ['sendPong', { id: 'p' }],
+      ['sendPong', { id: undefined }],
+    ]);
+    expect(h.value()).toEqual(value);
+  },
+);
+
+test('connection - a malformed frame gets bad_request, and one more than maxStrikes closes with 1008', async () => {
+  const h = await activeSession({ limits: { maxStrikes: 3 } });
+  h.send({ type: 'frame.invalid', id: 9, reason: 'to: required' });
+  h.send({ type: 'frame.invalid', reason: 'frame is not JSON' });
+  h.send({ type: 'frame.invalid', id: 'x', reason: 'unknown frame type' });
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.context().strikes).toBe(3);
+  expect(h.calls('sendError')).toEqual([
+    { id: 9, code: ErrorCode.badRequest, message: 'to: required' },
+    { id: undefined, code: ErrorCode.badRequest, message: 'frame is not JSON' },
+    { id: 'x', code: ErrorCode.badRequest, message: 'unknown frame type' },
+  ]);
+  h.send({ type: 'frame.invalid', reason: 'frame is not JSON' });
+  expectClosing(h, CloseCode.policyViolation, 'too many malformed frames');
+  expect(h.calls('sendError')).toHaveLength(3);
+});
+
+test('connection - malformed frames count before auth too, with 10 strikes by default', async () => {
+  const h = start();
+  for (let i = 0; i < 10; i++) h.send({ type: 'frame.invalid', reason: 'frame is not JSON' });
+  expect(h.value()).toEqual(AWAITING);
+  expect(h.calls('sendError')).toHaveLength(10);
+  h.send({ type: 'frame.invalid', reason: 'frame is not JSON' });
+  expectClosing(h, CloseCode.policyViolation);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Rooms and sending
+
+test('connection - join of a granted room subscribes it and acks', async () => {
+  const h = await activeSession({ rooms: ['lobby'] });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  expect(h.effects.slice(1).map((e) => [e.type, e.params])).toEqual([
+    ['subscribeRoomAndAck', { room: 'lobby', id: 1 }],
+  ]);
+  expect(h.context().joined).toEqual(['lobby']);
+});
+
+test('connection - join of a room the token does not grant is forbidden', async () => {
+  const h = await activeSession({ rooms: ['lobby'] });
+  h.send({ type: 'frame.join', id: 1, room: 'secret' });
+  expect(h.effects.slice(1).map((e) => [e.type, e.params])).toEqual([
+    ['sendError', { id: 1, code: ErrorCode.forbidden, message: 'the token does not grant this room' }],
+  ]);
+  expect(h.context().joined).toEqual([]);
+});
+
+test('connection - joining a room twice acks without a second subscription', async () => {
+  const h = await activeSession({ rooms: ['lobby'] });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.join', id: 2, room: 'lobby' });
+  expect(h.effects.slice(1).map((e) => [e.type, e.params])).toEqual([
+    ['subscribeRoomAndAck', { room: 'lobby', id: 1 }],
+    ['sendAck', { id: 2 }],
+  ]);
+  expect(h.context().joined).toEqual(['lobby']);
+});
+
+test("connection - rooms '*' grants every room", async () => {
+  const h = await activeSession({ rooms: '*' });
+  h.send({ type: 'frame.join', id: 1, room: 'a' });
+  h.send({ type: 'frame.join', id: 2, room: 'zz-any' });
+  expect(h.calls('subscribeRoomAndAck')).toEqual([
+    { room: 'a', id: 1 },
+    { room: 'zz-any', id: 2 },
+  ]);
+  expect(h.calls('sendError')).toEqual([]);
+  expect(h.context().joined).toEqual(['a', 'zz-any']);
+});
+
+test('connection - leave of a joined room unsubscribes it and acks', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.join', id: 2, room: 'dev' });
+  h.send({ type: 'frame.leave', id: 3, room: 'lobby' });
+  expect(h.effects.slice(3).map((e) => [e.type, e.params])).toEqual([
+    ['unsubscribeRooms', { rooms: ['lobby'] }],
+    ['sendAck', { id: 3 }],
+  ]);
+  expect(h.context().joined).toEqual(['dev']);
+});
+
+test('connection - leave of a room not joined just acks', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.leave', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.leave', id: 2, room: 'never-granted' });
+  expect(h.effects.slice(1).map((e) => [e.type, e.params])).toEqual([
+    ['sendAck', { id: 1 }],
+    ['sendAck', { id: 2 }],
+  ]);
+  expect(h.calls('unsubscribeRooms')).toEqual([]);
+});
+
+test('connection - send to a user is published and acked', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.send', id: 1, to: { user: 'bob' }, body: { text: 'hi', n: [1, 2] } });
+  expect(h.effects.slice(1).map((e) => [e.type, e.params])).toEqual([
+    ['publishAndAck', { id: 1, to: { user: 'bob' }, body: { text: 'hi', n: [1, 2] } }],
+  ]);
+});
+
+test('connection - send to a joined room is published and acked', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.send', id: 2, to: { room: 'lobby' }, body: 'hello room' });
+  expect(h.calls('publishAndAck')).toEqual([{ id: 2, to: { room: 'lobby' }, body: 'hello room' }]);
+});
+
+test('connection - send to a room not joined is forbidden, even when the token grants it', async () => {
+  const h = await activeSession({ rooms: ['lobby'] });
+  h.send({ type: 'frame.send', id: 1, to: { room: 'lobby' }, body: 'x' });
+  h.send({ type: 'frame.send', id: 2, to: { room: 'secret' }, body: 'x' });
+  h.send({ type: 'frame.join', id: 3, room: 'lobby' });
+  h.send({ type: 'frame.leave', id: 4, room: 'lobby' });
+  h.send({ type: 'frame.send', id: 5, to: { room: 'lobby' }, body: 'x' });
+  const forbidden = (id: number) => ({
+    id,
+    code: ErrorCode.forbidden,
+    message: 'join the room before sending to it',
+  });
+  expect(h.calls('sendError')).toEqual([forbidden(1), forbidden(2), forbidden(5)]);
+  expect(h.calls('publishAndAck')).toEqual([]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Refresh
+
+test('connection - refresh for the same user acks with the new exp and re-arms the expiry timers', async () => {
+  const h = await activeSession({ ttlMs: HOUR });
+  const oldExp = h.context().exp!;
+  await h.advance(10 * 60 * SECOND);
+
+  h.send({ type: 'frame.refresh', id: 'r1', token: 'tok2' });
+  expect(h.value()).toEqual(REFRESHING);
+  expect(h.verifyCalls.at(-1)?.input).toEqual({ token: 'tok2' });
+  const renewed = claims(h.clock, { ttlMs: 2 * HOUR, rooms: ['lobby', 'dev'], jti: 'j2' });
+  await h.verify(ok(renewed, true));
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendRefreshAck')).toEqual([{ id: 'r1', exp: renewed.exp }]);
+  expect(h.context()).toMatchObject({ user: 'alice', exp: renewed.exp, jti: 'j2', degraded: true });
+  expect(h.calls('unsubscribeRooms')).toEqual([{ rooms: [] }]);
+
+  // Nothing happens at the old token's times...
+  await h.advance(oldExp * SECOND - h.clock.now());
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendExpiring')).toEqual([]);
+  // ...and everything at the new one's.
+  await h.advance(renewed.exp * SECOND - 30 * SECOND - h.clock.now() - 1);
+  expect(h.calls('sendExpiring')).toEqual([]);
+  await h.advance(1);
+  expect(h.value()).toEqual(EXPIRING);
+  expect(h.effects.filter((e) => e.type === 'sendExpiring').map((e) => [e.at, e.context.exp])).toEqual([
+    [renewed.exp * SECOND - 30 * SECOND, renewed.exp],
+  ]);
+  await h.advance(30 * SECOND);
+  expectClosing(h, CloseCode.tokenExpired, 'token expired');
+});
+
+test('connection - refresh after the expiring warning returns the token to valid', async () => {
+  const h = await activeSession({ ttlMs: 60 * SECOND });
+  await h.advance(40 * SECOND);
+  expect(h.value()).toEqual(EXPIRING);
+  h.send({ type: 'frame.refresh', id: 2, token: 'tok2' });
+  const renewed = claims(h.clock, { ttlMs: HOUR });
+  await h.verify(ok(renewed));
+  expect(h.value()).toEqual(ACTIVE);
+  await h.advance(HOUR - 30 * SECOND - 1);
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendExpiring')).toHaveLength(1);
+  await h.advance(1);
+  expect(h.calls('sendExpiring')).toHaveLength(2);
+});
+
+test('connection - refresh with a token for another user is forbidden and changes nothing', async () => {
+  const h = await activeSession();
+  const before = { ...h.context() };
+  h.send({ type: 'frame.refresh', id: 'r1', token: 'mallory' });
+  await h.verify(ok(claims(h.clock, { sub: 'mallory', ttlMs: 5 * HOUR, rooms: '*' })));
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendError')).toEqual([
+    { id: 'r1', code: ErrorCode.forbidden, message: 'the new token is for another user' },
+  ]);
+  expect(h.calls('sendRefreshAck')).toEqual([]);
+  expect(h.context()).toMatchObject({ user: 'alice', exp: before.exp, rooms: before.rooms, jti: before.jti });
+});
+
+test.each(['invalid', 'expired'] as const)(
+  'connection - refresh with a token that is %s gets unauthorized and keeps the session',
+  async (outcome) => {
+    const h = await activeSession();
+    const exp = h.context().exp;
+    h.send({ type: 'frame.refresh', id: 'r1', token: 'bad' });
+    await h.verify({ outcome, reason: 'because' });
+    expect(h.value()).toEqual(ACTIVE);
+    expect(h.calls('sendError')).toEqual([
+      { id: 'r1', code: ErrorCode.unauthorized, message: 'invalid token' },
+    ]);
+    expect(h.context().exp).toBe(exp);
+  },
+);
+
+test('connection - refresh while the auth service is unavailable gets unavailable and keeps the session', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.refresh', id: 4, token: 'tok2' });
+  await h.verify({ outcome: 'unavailable', reason: 'no responders' });
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendError')).toEqual([
+    { id: 4, code: ErrorCode.unavailable, message: 'the auth service cannot be asked now' },
+  ]);
+});
+
+test('connection - refresh whose verifyToken actor rejects gets internal and keeps the session', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.refresh', id: 4, token: 'tok2' });
+  await h.failVerify(new Error('bug'));
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendError')).toEqual([{ id: 4, code: ErrorCode.internal, message: 'internal error' }]);
+});
+
+test('connection - a second refresh while one is in flight is refused with bad_request', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.refresh', id: 'first', token: 'tok2' });
+  h.send({ type: 'frame.refresh', id: 'second', token: 'tok3' });
+  expect(h.verifyCalls.map((c) => c.input.token)).toEqual(['tok', 'tok2']);
+  expect(h.calls('sendError')).toEqual([
+    { id: 'second', code: ErrorCode.badRequest, message: 'a refresh is already in progress' },
+  ]);
+  // The first one still completes, acked with its own id.
+  const renewed = claims(h.clock, { ttlMs: 2 * HOUR });
+  await h.verify(ok(renewed));
+  expect(h.calls('sendRefreshAck')).toEqual([{ id: 'first', exp: renewed.exp }]);
+  // And another refresh may start afterwards.
+  h.send({ type: 'frame.refresh', id: 'third', token: 'tok4' });
+  expect(h.value()).toEqual(REFRESHING);
+});
+
+test('connection - other frames are served while a refresh is in flight', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.refresh', id: 'r', token: 'tok2' });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.send', id: 2, to: { room: 'lobby' }, body: 'x' });
+  expect(h.value()).toEqual(REFRESHING);
+  expect(h.calls('subscribeRoomAndAck')).toEqual([{ room: 'lobby', id: 1 }]);
+  expect(h.calls('publishAndAck')).toEqual([{ id: 2, to: { room: 'lobby' }, body: 'x' }]);
+});
+
+test('connection - refresh with a token that no longer grants a joined room unsubscribes that room', async () => {
+  const h = await activeSession({ rooms: ['lobby', 'dev', 'ops'] });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.join', id: 2, room: 'dev' });
+  h.send({ type: 'frame.join', id: 3, room: 'ops' });
+  h.send({ type: 'frame.refresh', id: 'r', token: 'tok2' });
+  const renewed = claims(h.clock, { rooms: ['lobby'], ttlMs: 2 * HOUR });
+  await h.verify(ok(renewed));
+  const after = h.effects.slice(4);
+  expect(after.map((e) => [e.type, e.params])).toEqual([
+    ['unsubscribeRooms', { rooms: ['dev', 'ops'] }],
+    ['sendRefreshAck', { id: 'r', exp: renewed.exp }],
+  ]);
+  expect(h.context()).toMatchObject({ joined: ['lobby'], rooms: ['lobby'] });
+  // The room is no longer usable either.
+  h.send({ type: 'frame.send', id: 4, to: { room: 'dev' }, body: 'x' });
+  h.send({ type: 'frame.join', id: 5, room: 'dev' });
+  expect(h.calls('sendError').map((e) => (e as { code: string }).code)).toEqual([
+    ErrorCode.forbidden,
+    ErrorCode.forbidden,
+  ]);
+});
+
+test("connection - refresh to rooms '*' keeps every joined room", async () => {
+  const h = await activeSession({ rooms: ['lobby'] });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.refresh', id: 'r', token: 'tok2' });
+  await h.verify(ok(claims(h.clock, { rooms: '*' })));
+  expect(h.calls('unsubscribeRooms')).toEqual([{ rooms: [] }]);
+  expect(h.context()).toMatchObject({ joined: ['lobby'], rooms: '*' });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Token expiry
+
+test('connection - expiring is sent expiryWarningMs before exp and the session closes with 4002 at exp', async () => {
+  const h = await activeSession({ ttlMs: 10 * 60 * SECOND });
+  const exp = h.context().exp! * SECOND;
+  await h.advance(exp - 30 * SECOND - h.clock.now() - 1);
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendExpiring')).toEqual([]);
+  await h.advance(1);
+  expect(h.value()).toEqual(EXPIRING);
+  expect(h.effects.filter((e) => e.type === 'sendExpiring').map((e) => e.at)).toEqual([exp - 30 * SECOND]);
+  await h.advance(30 * SECOND - 1);
+  expect(h.value()).toEqual(EXPIRING);
+  await h.advance(1);
+  expectClosing(h, CloseCode.tokenExpired, 'token expired');
+  expect(h.effects.at(-1)?.at).toBe(exp);
+  expect(h.calls('sendExpiring')).toHaveLength(1);
+});
+
+test('connection - expiryWarningMs from the limits sets when expiring is sent', async () => {
+  const h = await activeSession({ ttlMs: 10 * 60 * SECOND, limits: { expiryWarningMs: 5 * 60 * SECOND } });
+  await h.advance(5 * 60 * SECOND - 1);
+  expect(h.calls('sendExpiring')).toEqual([]);
+  await h.advance(1);
+  expect(h.calls('sendExpiring')).toHaveLength(1);
+  await h.advance(5 * 60 * SECOND);
+  expect(h.context().closeCode).toBe(CloseCode.tokenExpired);
+});
+
+test('connection - a token shorter than the warning gets expiring at once', async () => {
+  const h = await activeSession({ ttlMs: 10 * SECOND });
+  await h.advance(0);
+  expect(h.value()).toEqual(EXPIRING);
+  expect(h.calls('sendExpiring')).toHaveLength(1);
+  await h.advance(10 * SECOND);
+  expectClosing(h, CloseCode.tokenExpired);
+});
+
+test('connection - a token that expires in ten years does not close early', async () => {
+  const h = await activeSession({ ttlMs: 10 * YEAR });
+  const exp = h.context().exp! * SECOND;
+  const warnAt = exp - 30 * SECOND;
+
+  // Thirty days, woken every hour as a real event loop would be: several timer periods pass.
+  await h.advanceInSteps(30 * DAY, HOUR);
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.status()).toBe('active');
+  expect(h.calls('sendExpiring')).toEqual([]);
+  expect(h.types()).toEqual(['sendWelcome']);
+  // Every wait was short enough for one setTimeout and was armed again when it ran out.
+  expect(Math.max(...h.clock.delays)).toBeLessThanOrEqual(MAX_TIMER_MS);
+  expect(h.clock.delays.filter((d) => d === MAX_TIMER_MS).length).toBeGreaterThanOrEqual(2);
+
+  // Up to the last millisecond before the warning, still nothing.
+  await h.advanceInSteps(warnAt - 1 - h.clock.now(), MAX_TIMER_MS);
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendExpiring')).toEqual([]);
+  await h.advance(1);
+  expect(h.value()).toEqual(EXPIRING);
+  expect(h.effects.filter((e) => e.type === 'sendExpiring').map((e) => e.at)).toEqual([warnAt]);
+  await h.advance(30 * SECOND - 1);
+  expect(h.value()).toEqual(EXPIRING);
+  await h.advance(1);
+  expectClosing(h, CloseCode.tokenExpired, 'token expired');
+  expect(h.effects.at(-1)?.at).toBe(exp);
+});
+
+test('connection - the expiry timer is capped and re-armed while expiring too', async () => {
+  // A warning window longer than one timer can wait.
+  const warning = 40 * DAY;
+  const h = await activeSession({ ttlMs: 50 * DAY, limits: { expiryWarningMs: warning } });
+  await h.advanceInSteps(10 * DAY, HOUR);
+  expect(h.value()).toEqual(EXPIRING);
+  await h.advanceInSteps(40 * DAY - 1, HOUR);
+  expect(h.value()).toEqual(EXPIRING);
+  expect(Math.max(...h.clock.delays)).toBeLessThanOrEqual(MAX_TIMER_MS);
+  await h.advance(1);
+  expectClosing(h, CloseCode.tokenExpired);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Close codes
+
+interface CloseScenario {
+  name: string;
+  code: number;
+  run: () => Promise<Harness>;
+}
+
+/** One path to each close code; the codes test below checks that together they cover the table. */
+const closeScenarios: CloseScenario[] = [
+  {
+    name: 'a peer that closes normally',
+    code: CloseCode.normal,
+    run: async () => {
+      const h = await activeSession();
+      h.send({ type: 'socket.closed', code: CloseCode.normal });
+      return h;
+    },
+  },
+  {
+    name: 'node shutdown',
+    code: CloseCode.goingAway,
+    run: async () => {
+      const h = await activeSession();
+      h.send({ type: 'node.shutdown' });
+      return h;
+    },
+  },
+  {
+    name: 'a binary frame',
+    code: CloseCode.unsupportedData,
+    run: async () => {
+      const h = start();
+      h.send({ type: 'frame.binary' });
+      return h;
+    },
+  },
+  {
+    name: 'too many malformed frames',
+    code: CloseCode.policyViolation,
+    run: async () => {
+      const h = await activeSession({ limits: { maxStrikes: 0 } });
+      h.send({ type: 'frame.invalid', reason: 'frame is not JSON' });
+      return h;
+    },
+  },
+  {
+    name: 'too many frames before authentication',
+    code: CloseCode.policyViolation,
+    run: async () => {
+      const h = start({ token: 'tok', limits: { maxHeldFrames: 0 } });
+      h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+      return h;
+    },
+  },
+  {
+    name: 'a frame too large',
+    code: CloseCode.messageTooBig,
+    run: async () => {
+      const h = await activeSession();
+      h.send({ type: 'frame.tooLarge' });
+      return h;
+    },
+  },
+  {
+    name: 'a verifyToken actor that fails',
+    code: CloseCode.internalError,
+    run: async () => {
+      const h = start({ token: 'tok' });
+      await h.failVerify(new Error('bug'));
+      return h;
+    },
+  },
+  {
+    name: 'an auth service that is unavailable',
+    code: CloseCode.tryAgainLater,
+    run: async () => {
+      const h = start({ token: 'tok' });
+      await h.verify({ outcome: 'unavailable', reason: 'timeout' });
+      return h;
+    },
+  },
+  {
+    name: 'a user subscription that fails',
+    code: CloseCode.tryAgainLater,
+    run: async () => {
+      const h = start({ token: 'tok' });
+      await h.verify(ok(claims(h.clock)));
+      await h.failSubscribe(new Error('nats down'));
+      return h;
+    },
+  },
+  {
+    name: 'an invalid token',
+    code: CloseCode.invalidToken,
+    run: async () => {
+      const h = start({ token: 'tok' });
+      await h.verify({ outcome: 'invalid', reason: 'bad signature' });
+      return h;
+    },
+  },
+  {
+    name: 'a revoked token',
+    code: CloseCode.invalidToken,
+    run: async () => {
+      const h = await activeSession();
+      h.send({ type: 'session.revoked', reason: 'logout' });
+      return h;
+    },
+  },
+  {
+    name: 'an expired token',
+    code: CloseCode.tokenExpired,
+    run: async () => {
+      const h = start({ token: 'tok' });
+      await h.verify({ outcome: 'expired', reason: 'exp' });
+      return h;
+    },
+  },
+  {
+    name: 'a token that runs out during the session',
+    code: CloseCode.tokenExpired,
+    run: async () => {
+      const h = await activeSession({ ttlMs: HOUR });
+      await h.advance(HOUR);
+      return h;
+    },
+  },
+  {
+    name: 'no auth in time',
+    code: CloseCode.authTimeout,
+    run: async () => {
+      const h = start();
+      await h.advance(AUTH_TIMEOUT_MS);
+      return h;
+    },
+  },
+  {
+    name: 'a slow consumer',
+    code: CloseCode.slowConsumer,
+    run: async () => {
+      const h = await activeSession();
+      h.send({ type: 'socket.slow' });
+      return h;
+    },
+  },
+];
+
+/** Runs a scenario to the end (the peer answers any close) and returns the final close code. */
+async function finalCloseCode(scenario: CloseScenario) {
+  const h = await scenario.run();
+  if (h.value() === 'closing') h.send({ type: 'socket.closed', code: h.context().closeCode ?? 1005 });
+  expect(h.status()).toBe('done');
+  return h.context().closeCode;
+}
+
+test.each(closeScenarios)('connection - $name ends with close code $code', async (scenario) => {
+  expect(await finalCloseCode(scenario)).toBe(scenario.code);
+});
+
+test('codes - every close code in the table is reachable from the machine', async () => {
+  const reached = new Set<number | undefined>();
+  for (const scenario of closeScenarios) reached.add(await finalCloseCode(scenario));
+  for (const [name, code] of Object.entries(CloseCode)) {
+    expect(reached.has(code), `CloseCode.${name} (${code}) is reached by no scenario`).toBe(true);
+  }
+});
