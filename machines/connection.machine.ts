@@ -49,6 +49,8 @@ export type ConnectionEvent =
   | { type: 'heartbeat.lost' }
   | { type: 'node.shutdown' }
   | { type: 'session.revoked'; reason: string }
+  /** A degraded session passed the auth service's re-check. */
+  | { type: 'session.confirmed' }
   | { type: 'token.renewed' };
 
 export interface ConnectionLimits {
@@ -143,7 +145,7 @@ export const connectionMachine = setup({
     input: {} as ConnectionInput,
   },
   actors: {
-    verifyToken: fromPromise<VerifyResult, { token: string }>(async () => {
+    verifyToken: fromPromise<VerifyResult, { token: string; session: string }>(async () => {
       throw new Error('verifyToken is provided by src/session.ts');
     }),
     /** Resolves once the node receives the user's messages. */
@@ -195,6 +197,7 @@ export const connectionMachine = setup({
         : { token: undefined },
     ),
     forgetToken: assign({ token: undefined }),
+    confirmSession: assign({ degraded: false }),
     addStrike: assign({ strikes: ({ context }) => context.strikes + 1 }),
     holdFrame: assign({
       held: ({ context, event }) => [...context.held, event as SessionFrameEvent],
@@ -357,7 +360,7 @@ export const connectionMachine = setup({
             checkingToken: {
               invoke: {
                 src: 'verifyToken',
-                input: ({ context }) => ({ token: context.token ?? '' }),
+                input: ({ context }) => ({ token: context.token ?? '', session: context.session }),
                 onDone: [
                   {
                     guard: { type: 'isVerified', params: ({ event }) => event.output },
@@ -523,6 +526,7 @@ export const connectionMachine = setup({
               },
               { actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) } },
             ],
+            'session.confirmed': { actions: 'confirmSession' },
             'session.revoked': {
               target: '#connection.closing',
               actions: {
@@ -576,8 +580,9 @@ export const connectionMachine = setup({
                 verifying: {
                   invoke: {
                     src: 'verifyToken',
-                    input: ({ event }) => ({
+                    input: ({ context, event }) => ({
                       token: event.type === 'frame.refresh' ? event.token : '',
+                      session: context.session,
                     }),
                     onDone: [
                       {

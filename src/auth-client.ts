@@ -6,12 +6,6 @@
 import { RequestError, TimeoutError, type NatsConnection } from '@nats-io/nats-core';
 import type { VerifyResult } from '../machines/connection.machine.ts';
 import { subjects } from './subjects.ts';
-import type { TokenVerifier } from './tokens.ts';
-
-export interface AuthClientOptions {
-  /** How long one auth request may take. @default 2000 */
-  timeoutMs?: number;
-}
 
 function unavailableReason(err: unknown): string {
   if (err instanceof RequestError && err.isNoResponders()) return 'no auth service responders';
@@ -31,23 +25,20 @@ function isVerifyResult(value: unknown): value is VerifyResult {
   return outcome === 'invalid' || outcome === 'expired';
 }
 
-/** A verifier that asks the auth service over NATS. */
-export function createAuthClient(nc: NatsConnection, options: AuthClientOptions = {}): TokenVerifier {
-  const timeout = options.timeoutMs ?? 2000;
-  return async (token) => {
-    let reply;
-    try {
-      reply = await nc.request(subjects.authVerify, JSON.stringify({ token }), { timeout });
-    } catch (err) {
-      return { outcome: 'unavailable', reason: unavailableReason(err) };
-    }
-    let verdict: unknown;
-    try {
-      verdict = reply.json();
-    } catch {
-      return { outcome: 'unavailable', reason: 'auth reply is not JSON' };
-    }
-    if (!isVerifyResult(verdict)) return { outcome: 'unavailable', reason: 'auth reply malformed' };
-    return verdict.outcome === 'ok' ? { ...verdict, degraded: false } : verdict;
-  };
+/** Asks the auth service over NATS for its verdict on one token. */
+export async function requestVerdict(nc: NatsConnection, token: string, timeout: number): Promise<VerifyResult> {
+  let reply;
+  try {
+    reply = await nc.request(subjects.authVerify, JSON.stringify({ token }), { timeout });
+  } catch (err) {
+    return { outcome: 'unavailable', reason: unavailableReason(err) };
+  }
+  let verdict: unknown;
+  try {
+    verdict = reply.json();
+  } catch {
+    return { outcome: 'unavailable', reason: 'auth reply is not JSON' };
+  }
+  if (!isVerifyResult(verdict)) return { outcome: 'unavailable', reason: 'auth reply malformed' };
+  return verdict.outcome === 'ok' ? { ...verdict, degraded: false } : verdict;
 }

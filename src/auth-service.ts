@@ -13,6 +13,7 @@ import { loadSigningKeys } from './keys.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { AUTH_QUEUE, subjects } from './subjects.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules } from './tokens.ts';
+import { loadRevocations, persistRevocation, revocationSchema, type Revocation } from './revocations.ts';
 
 export interface AuthServiceOptions {
   /** NATS server URL(s). @default 'nats://127.0.0.1:4222' */
@@ -43,19 +44,28 @@ async function keySource(options: AuthServiceOptions): Promise<{
   return { getKey: createLocalJWKSet(keys.jwks), jwks: () => keys.jwks };
 }
 
-function tokenOf(data: Uint8Array): string | undefined {
+function safeJson(data: Uint8Array): unknown {
   try {
-    const request = JSON.parse(new TextDecoder().decode(data)) as { token?: unknown };
-    return typeof request.token === 'string' ? request.token : undefined;
+    return JSON.parse(new TextDecoder().decode(data));
   } catch {
     return undefined;
   }
 }
 
+function tokenOf(data: Uint8Array): string | undefined {
+  const token = (safeJson(data) as { token?: unknown } | undefined)?.token;
+  return typeof token === 'string' ? token : undefined;
+}
+
 export async function startAuthService(options: AuthServiceOptions = {}): Promise<AuthService> {
   const log = options.log ?? silentLogger;
+  const home = options.home ?? './.chatgate';
   const { getKey, jwks } = await keySource(options);
-  const verify = createTokenVerifier(getKey, options.rules ?? defaultClaimRules);
+  const { list: revocations, skipped } = await loadRevocations(home);
+  if (skipped > 0) log.warn({ skipped }, 'unreadable revocation lines skipped');
+  const verify = createTokenVerifier(getKey, options.rules ?? defaultClaimRules, (claims) =>
+    revocations.isRevoked(claims),
+  );
   const nc = await connect({
     servers: options.natsUrl ?? 'nats://127.0.0.1:4222',
     name: 'chatgate-auth',
@@ -88,6 +98,49 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
       queue: AUTH_QUEUE,
       callback: (_err, msg) => {
         msg.respond(JSON.stringify(jwks()));
+      },
+    }),
+  );
+  /** Records a revocation once: in memory, then on disk. */
+  const record = async (r: Revocation) => {
+    if (!revocations.add(r)) return false;
+    await persistRevocation(home, r);
+    log.info({ jti: r.jti, sub: r.sub, at: r.at }, 'token revoked');
+    return true;
+  };
+  subs.push(
+    nc.subscribe(subjects.authRevoke, {
+      queue: AUTH_QUEUE,
+      callback: (_err, msg) => {
+        const parsed = revocationSchema.safeParse({
+          ...(safeJson(msg.data) as object),
+          at: Math.floor(Date.now() / 1000),
+        });
+        if (!parsed.success) {
+          log.info('malformed revoke request');
+          msg.respond(JSON.stringify({ ok: false, error: 'give exactly one of jti and sub' }));
+          return;
+        }
+        record(parsed.data).then(
+          () => {
+            nc.publish(subjects.revoked, JSON.stringify(parsed.data));
+            msg.respond(JSON.stringify({ ok: true, revocation: parsed.data }));
+          },
+          (err: unknown) => {
+            log.error({ err }, 'revocation not persisted');
+            msg.respond(JSON.stringify({ ok: false, error: 'revocation not persisted' }));
+          },
+        );
+      },
+    }),
+  );
+  // Revocations recorded by other auth services, or broadcast while none could answer.
+  subs.push(
+    nc.subscribe(subjects.revoked, {
+      callback: (_err, msg) => {
+        const parsed = revocationSchema.safeParse(safeJson(msg.data));
+        if (!parsed.success) return log.info('malformed revocation broadcast');
+        record(parsed.data).catch((err: unknown) => log.error({ err }, 'revocation not persisted'));
       },
     }),
   );

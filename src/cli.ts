@@ -12,6 +12,7 @@ import { startAuthService } from './auth-service.ts';
 import { startGateway, type GatewayOptions } from './gateway.ts';
 import { startNatsServer } from './nats-server.ts';
 import { runDev } from './dev.ts';
+import { runRevoke } from './revoke.ts';
 
 const descriptions: Record<CommandName, string> = {
   dev: 'run nats-server, the auth service and one gateway on this machine',
@@ -20,6 +21,7 @@ const descriptions: Record<CommandName, string> = {
   gateway: 'run a gateway node',
   token: 'print one signed JWT (dev keys)',
   jwks: 'print the public JWK Set (dev keys)',
+  revoke: 'revoke a token (--jti) or every token of a user (--sub) on every node',
 };
 
 /** Gateway options shared by `gateway` and `dev`. */
@@ -32,6 +34,9 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     allowedOrigins: config.allowedOrigins,
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
+    degradedPolicy: config.degradedPolicy,
+    recheckPerSecond: config.recheckPerSecond,
+    rules: { issuer: config.issuer, audience: config.audience },
     limits: { expiryWarningMs: config.expiryWarningMs },
     log,
   };
@@ -55,6 +60,7 @@ export function onShutdown(stop: () => Promise<void>, deadlineMs: number): void 
 
 const run: { [C in CommandName]: (config: CommandConfig<C>) => Promise<void> } = {
   dev: runDev,
+  revoke: runRevoke,
   async nats(config) {
     const server = await startNatsServer({
       port: config.port,

@@ -75,8 +75,8 @@ const gatewayLimits = {
   authRequestTimeoutMs: {
     flag: '--auth-request-timeout-ms <ms>',
     env: 'AUTH_REQUEST_TIMEOUT_MS',
-    description: 'time one auth check over NATS may take',
-    default: '2000',
+    description: 'time one auth check over NATS may take (also the breaker’s slow-call bound)',
+    default: '1000',
     schema: positiveInt,
   },
   maxMessageBytes: {
@@ -113,6 +113,22 @@ const gatewayLimits = {
     default: '30000',
     schema: z.coerce.number().int().min(0),
   },
+  degradedPolicy: {
+    flag: '--degraded-policy <policy>',
+    env: 'DEGRADED_POLICY',
+    description: 'when the auth service cannot be asked: local (verify with cached keys) or reject (close 1013)',
+    default: 'local',
+    schema: z.enum(['local', 'reject']),
+  },
+  recheckPerSecond: {
+    flag: '--recheck-per-second <n>',
+    env: 'RECHECK_PER_SECOND',
+    description: 'degraded sessions re-checked per second once the auth service is back',
+    default: '20',
+    schema: positiveInt,
+  },
+  issuer,
+  audience,
   shutdownTimeoutMs: {
     flag: '--shutdown-timeout-ms <ms>',
     env: 'SHUTDOWN_TIMEOUT_MS',
@@ -171,6 +187,17 @@ export const commandOptions = {
     home,
   },
   jwks: { home },
+  revoke: {
+    nats,
+    jti: { flag: '--jti <id>', env: 'REVOKE_JTI', description: 'revoke the token with this jti', schema: z.string().min(1).max(256) },
+    sub: {
+      flag: '--sub <user>',
+      env: 'REVOKE_SUB',
+      description: 'revoke every token of this user issued until now',
+      schema: z.string().refine(isValidId, 'must be 1–256 characters of well-formed Unicode'),
+    },
+    home,
+  },
   nats: {
     port: { flag: '--port <n>', env: 'NATS_PORT', description: 'client port (-1: any free port)', default: '4222', schema: portOrRandom },
     host: { flag: '--host <addr>', env: 'NATS_HOST', description: 'address to listen on', default: '127.0.0.1', schema: text },

@@ -9,7 +9,10 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { connect } from '@nats-io/transport-node';
 import { nuid, type NatsConnection } from '@nats-io/nats-core';
 import { defaultConnectionLimits, type ConnectionLimits } from '../machines/connection.machine.ts';
-import { createAuthClient } from './auth-client.ts';
+import { startAuthGate, type AuthGate, type AuthGateStatus, type DegradedPolicy } from './auth-gate.ts';
+import type { BreakerOptions } from '../machines/circuit-breaker.machine.ts';
+import type { ClaimRules } from './tokens.ts';
+import { createRechecker } from './recheck.ts';
 import { decodeChatMessage } from './codec.ts';
 import { Interest } from './interest.ts';
 import { silentLogger, type Logger } from './log.ts';
@@ -30,8 +33,16 @@ export interface GatewayOptions {
   nodeId?: string;
   /** How long a new socket may take to authenticate before 4008. @default 5000 */
   authTimeoutMs?: number;
-  /** How long one auth check over NATS may take. @default 2000 */
+  /** How long one auth check over NATS may take; also the breaker's slow-call bound. @default 1000 */
   authRequestTimeoutMs?: number;
+  /** When the auth service cannot be asked: verify locally (`degraded: true`) or close with 1013. @default 'local' */
+  degradedPolicy?: DegradedPolicy;
+  /** Issuer and audience for local verification. @default { issuer: 'chatgate', audience: 'chatgate' } */
+  rules?: ClaimRules;
+  /** The auth breaker's thresholds; see machines/circuit-breaker.machine.ts for the defaults. */
+  breaker?: Partial<BreakerOptions>;
+  /** Degraded sessions re-checked per second after the auth service is back. @default 20 */
+  recheckPerSecond?: number;
   /** Largest client frame; larger ones close with 1009. @default 65536 */
   maxMessageBytes?: number;
   /** Outgoing bytes a socket may hold; more closes with 4009. @default 1048576 */
@@ -56,6 +67,9 @@ export interface Gateway {
   url: string;
   nc: NatsConnection;
   sessions: ReadonlyMap<string, Session>;
+  /** The auth breaker and key cache of this node. */
+  auth: AuthGate;
+  authStatus(): AuthGateStatus;
   /** Subjects this node is subscribed to for its sessions. */
   interest: Pick<Interest<Session>, 'size' | 'has'>;
   /** Stops accepting, closes every session with 1001, drains NATS. Idempotent and bounded. */
@@ -92,6 +106,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     maxReconnectAttempts: -1,
   });
 
+  const auth = await startAuthGate({
+    nc,
+    log,
+    requestTimeoutMs: options.authRequestTimeoutMs,
+    degradedPolicy: options.degradedPolicy,
+    rules: options.rules,
+    breaker: options.breaker,
+    recheckPerSecond: options.recheckPerSecond,
+  });
   const sessions = new Map<string, Session>();
   const interest = new Interest<Session>(nc, (members, data) => {
     const message = decodeChatMessage(data);
@@ -105,13 +128,26 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     nc,
     sessions,
     interest,
-    verify: options.verify ?? createAuthClient(nc, { timeoutMs: options.authRequestTimeoutMs }),
+    verify: options.verify ?? auth.verify,
     log,
     limits: { ...defaultConnectionLimits, ...options.limits },
     authTimeoutMs: options.authTimeoutMs ?? 5000,
     maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
   };
   const logic = connectionLogic(node);
+
+  // Revocations heard on NATS close every affected session here.
+  auth.onRevoked((r) => {
+    for (const session of sessions.values()) {
+      const { user, jti } = session.actor.getSnapshot().context;
+      if ((r.sub !== undefined && user === r.sub) || (r.jti !== undefined && jti === r.jti)) {
+        session.actor.send({ type: 'session.revoked', reason: 'token revoked' });
+      }
+    }
+  });
+  // Once the auth service is back, sessions admitted without it are checked again, paced.
+  const recheck = createRechecker(sessions, auth, log);
+  auth.onRecovered(() => void recheck());
 
   const allowedOrigins = options.allowedOrigins?.length ? new Set(options.allowedOrigins) : undefined;
   const wss = new WebSocketServer({
@@ -169,6 +205,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const close = async () => {
     clearInterval(heartbeat);
     server.close();
+    auth.stop();
     for (const session of sessions.values()) session.actor.send({ type: 'node.shutdown' });
     const deadline = Date.now() + (options.shutdownTimeoutMs ?? 10_000);
     while (sessions.size > 0 && Date.now() < deadline) {
@@ -187,6 +224,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     nc,
     sessions,
     interest,
+    auth,
+    authStatus: () => auth.status(),
     close: () => (closing ??= close()),
   };
 }

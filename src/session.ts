@@ -50,6 +50,8 @@ export class Session implements Member {
   readonly startedAt = Date.now();
   readonly #maxBufferedBytes: number;
   actor!: ConnectionActor;
+  /** Only while degraded: the token to re-check once the auth service is back. Never logged. */
+  degradedToken: string | undefined;
   /** Cleared by each heartbeat sweep, set again by a pong or any frame. */
   alive = true;
 
@@ -86,7 +88,13 @@ export function connectionLogic(node: NodeContext) {
 
   return connectionMachine.provide({
     actors: {
-      verifyToken: fromPromise(({ input }: { input: { token: string } }) => node.verify(input.token)),
+      verifyToken: fromPromise(async ({ input }: { input: { token: string; session: string } }) => {
+        const result = await node.verify(input.token);
+        const session = sessionOf(input.session);
+        // A session admitted without the auth service keeps its token until the service re-checks it.
+        if (session && result.outcome === 'ok') session.degradedToken = result.degraded ? input.token : undefined;
+        return result;
+      }),
       subscribeUser: fromPromise(async ({ input }: { input: { session: string; user: string } }) => {
         const session = sessionOf(input.session);
         if (!session) return;

@@ -35,6 +35,10 @@ export const subjects = {
   authJwks: `${PREFIX}.auth.jwks`,
   /** Published by each auth service when it starts and whenever its key set changes. */
   authJwksAnnounce: `${PREFIX}.auth.jwks.announce`,
+  /** Request/reply: `{ jti }` or `{ sub }` → the recorded revocation. Served by the auth queue group. */
+  authRevoke: `${PREFIX}.auth.revoke`,
+  /** Broadcast of each recorded revocation, to every auth service and gateway. */
+  revoked: `${PREFIX}.auth.revoked`,
   /** Messages to every session of one user. */
   user: (id: string) => `${PREFIX}.user.${encodeId(id)}`,
   /** Messages to every session that joined one room. */

@@ -10,6 +10,7 @@ import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVeri
 import type { RoomGrant, VerifyResult } from '../machines/connection.machine.ts';
 import { isValidId } from './subjects.ts';
 import type { SigningKeys } from './keys.ts';
+import type { RevocableClaims } from './revocations.ts';
 
 export const ACCEPTED_ALGORITHMS = [
   'ES256',
@@ -88,6 +89,7 @@ export type TokenVerifier = (token: string) => Promise<VerifyResult>;
 export function createTokenVerifier(
   keys: JWTVerifyGetKey,
   rules: ClaimRules = defaultClaimRules,
+  isRevoked: (claims: RevocableClaims) => boolean = () => false,
 ): TokenVerifier {
   return async (token) => {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
@@ -105,6 +107,9 @@ export function createTokenVerifier(
       if (rooms === undefined) return { outcome: 'invalid', reason: 'claim rooms rejected' };
       if (payload.jti !== undefined && typeof payload.jti !== 'string') {
         return { outcome: 'invalid', reason: 'claim jti rejected' };
+      }
+      if (isRevoked({ jti: payload.jti, sub: payload.sub, iat: payload.iat })) {
+        return { outcome: 'invalid', reason: 'token revoked' };
       }
       return {
         outcome: 'ok',

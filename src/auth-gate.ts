@@ -1,0 +1,206 @@
+/**
+ * How a gateway node checks tokens: through one circuit-breaker actor per node in front of the
+ * auth service, with local verification against the cached JWK Set when the service cannot be
+ * asked, a paced re-check of the sessions admitted that way once it is back, and the node's
+ * copy of every revocation it has heard of.
+ *
+ *   verify(token) ─▶ breaker lets it through? ─yes─▶ NATS request to the auth service
+ *                          │ no, or the request failed
+ *                          ▼
+ *                   policy 'local' and keys cached? ─yes─▶ jose, locally ─▶ ok, degraded: true
+ *                          │ no
+ *                          ▼
+ *                      unavailable (the connection closes with 1013)
+ */
+import { createActor, fromPromise, type Actor } from 'xstate';
+import { createLocalJWKSet, type JSONWebKeySet } from 'jose';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import {
+  circuitBreakerMachine,
+  requestCall,
+  type BreakerOptions,
+  type CircuitBreakerMachine,
+  type FailureKind,
+} from '../machines/circuit-breaker.machine.ts';
+import type { VerifyResult } from '../machines/connection.machine.ts';
+import { requestVerdict } from './auth-client.ts';
+import type { Logger } from './log.ts';
+import { RevocationList, revocationSchema, type Revocation } from './revocations.ts';
+import { subjects } from './subjects.ts';
+import { createTokenVerifier, defaultClaimRules, type ClaimRules, type TokenVerifier } from './tokens.ts';
+
+export type DegradedPolicy = 'local' | 'reject';
+
+export interface AuthGateOptions {
+  nc: NatsConnection;
+  log: Logger;
+  /** How long one auth request may take; also the breaker's slow-call bound. @default 1000 */
+  requestTimeoutMs?: number;
+  /** When the auth service cannot be asked: verify locally, or refuse with 1013. @default 'local' */
+  degradedPolicy?: DegradedPolicy;
+  rules?: ClaimRules;
+  breaker?: Partial<BreakerOptions>;
+  /** How often the cached JWK Set is refreshed while the service is up. @default 60000 */
+  jwksRefreshMs?: number;
+  /** Degraded sessions re-checked per second once the breaker closes. @default 20 */
+  recheckPerSecond?: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+export interface AuthGateStatus {
+  breaker: string;
+  counts: Record<string, number>;
+  keysCached: boolean;
+  revocations: number;
+}
+
+export interface AuthGate {
+  verify: TokenVerifier;
+  /** Asks the auth service only, never locally: for re-checks. */
+  verifyRemote(token: string): Promise<VerifyResult>;
+  breaker: Actor<CircuitBreakerMachine>;
+  revocations: RevocationList;
+  status(): AuthGateStatus;
+  /** Called with each revocation heard on NATS. */
+  onRevoked(listener: (r: Revocation) => void): void;
+  /** Called each time the breaker closes again. */
+  onRecovered(listener: () => void): void;
+  recheckPerSecond: number;
+  stop(): void;
+}
+
+function failureKind(reason: string): FailureKind {
+  if (reason === 'no auth service responders') return 'noResponders';
+  if (reason === 'auth request timed out') return 'timeout';
+  return 'error';
+}
+
+export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate> {
+  const { nc, log } = options;
+  const timeoutMs = options.requestTimeoutMs ?? 1000;
+  const policy = options.degradedPolicy ?? 'local';
+  const revocations = new RevocationList();
+  const revokedListeners: Array<(r: Revocation) => void> = [];
+  const recoveredListeners: Array<() => void> = [];
+  let localVerify: TokenVerifier | undefined;
+
+  const setKeys = (jwks: JSONWebKeySet) => {
+    if (!Array.isArray(jwks?.keys) || jwks.keys.length === 0) return;
+    localVerify = createTokenVerifier(createLocalJWKSet(jwks), options.rules ?? defaultClaimRules, (c) =>
+      revocations.isRevoked(c),
+    );
+  };
+  const fetchKeys = async () => {
+    try {
+      setKeys((await nc.request(subjects.authJwks, '', { timeout: timeoutMs })).json<JSONWebKeySet>());
+    } catch {
+      // The service is not answering: keep the keys we have; the next refresh tries again.
+    }
+  };
+
+  const breaker = createActor(
+    circuitBreakerMachine.provide({
+      actors: {
+        // The health probe: the cheapest request the auth service answers.
+        probe: fromPromise(async () => {
+          setKeys((await nc.request(subjects.authJwks, '', { timeout: timeoutMs })).json<JSONWebKeySet>());
+        }),
+      },
+    }),
+    {
+      input: {
+        now: options.now ?? Date.now,
+        random: options.random ?? Math.random,
+        options: { slowCallMs: timeoutMs, ...options.breaker },
+      },
+    },
+  );
+  breaker.on('breaker.opened', (e) =>
+    log.warn({ reason: e.reason, attempt: e.attempt, waitMs: e.waitMs }, 'auth breaker opened'),
+  );
+  breaker.on('breaker.halfOpened', (e) => log.info({ attempt: e.attempt }, 'auth breaker half-open'));
+  breaker.on('breaker.closed', (e) => {
+    log.info({ reason: e.reason }, 'auth breaker closed');
+    for (const listener of recoveredListeners) listener();
+  });
+  breaker.subscribe({ error: (err) => log.error({ err }, 'auth breaker failed') });
+  breaker.start();
+
+  const verifyRemote = (token: string) => requestVerdict(nc, token, timeoutMs);
+
+  const verify: TokenVerifier = async (token) => {
+    if (requestCall(breaker)) {
+      const started = performance.now();
+      const verdict = await verifyRemote(token);
+      const durationMs = performance.now() - started;
+      if (verdict.outcome !== 'unavailable') {
+        breaker.send({ type: 'call.success', durationMs });
+        return verdict;
+      }
+      breaker.send({ type: 'call.failure', kind: failureKind(verdict.reason), durationMs });
+    }
+    if (policy === 'reject' || !localVerify) {
+      return { outcome: 'unavailable', reason: localVerify ? 'auth service unavailable' : 'no cached keys' };
+    }
+    const local = await localVerify(token);
+    return local.outcome === 'ok' ? { ...local, degraded: true } : local;
+  };
+
+  const subs: Subscription[] = [
+    nc.subscribe(subjects.authJwksAnnounce, {
+      callback: (_err, msg) => {
+        try {
+          setKeys(msg.json<JSONWebKeySet>());
+        } catch {
+          log.info('malformed key set announced');
+        }
+      },
+    }),
+    nc.subscribe(subjects.revoked, {
+      callback: (_err, msg) => {
+        let parsed;
+        try {
+          parsed = revocationSchema.safeParse(msg.json());
+        } catch {
+          parsed = undefined;
+        }
+        if (!parsed?.success) {
+          log.info('malformed revocation broadcast');
+          return;
+        }
+        revocations.add(parsed.data);
+        for (const listener of revokedListeners) listener(parsed.data);
+      },
+    }),
+  ];
+  await fetchKeys();
+  const refresh = setInterval(() => {
+    if (breaker.getSnapshot().matches('closed')) void fetchKeys();
+  }, options.jwksRefreshMs ?? 60_000);
+  refresh.unref();
+
+  return {
+    verify,
+    verifyRemote,
+    breaker,
+    revocations,
+    recheckPerSecond: options.recheckPerSecond ?? 20,
+    status: () => {
+      const snapshot = breaker.getSnapshot();
+      return {
+        breaker: String(snapshot.value),
+        counts: { ...snapshot.context.counts },
+        keysCached: localVerify !== undefined,
+        revocations: revocations.size,
+      };
+    },
+    onRevoked: (listener) => void revokedListeners.push(listener),
+    onRecovered: (listener) => void recoveredListeners.push(listener),
+    stop: () => {
+      clearInterval(refresh);
+      for (const sub of subs) sub.unsubscribe();
+      breaker.stop();
+    },
+  };
+}

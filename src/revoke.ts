@@ -1,0 +1,45 @@
+/**
+ * `chatgate revoke --jti ID | --sub USER`: asks an auth service to record the revocation, which
+ * it persists and broadcasts; gateways then close every affected session with 4001.
+ *
+ * When no auth service answers (an outage), the command records it itself in CHATGATE_HOME and
+ * broadcasts it, so gateways act at once and auth services sharing that home load it when they
+ * start; it says so on stderr.
+ */
+import { connect } from '@nats-io/transport-node';
+import type { CommandConfig } from './config.ts';
+import { OptionError } from './config.ts';
+import { persistRevocation, revocationSchema, type Revocation } from './revocations.ts';
+import { subjects } from './subjects.ts';
+
+export async function runRevoke(config: CommandConfig<'revoke'>): Promise<void> {
+  if ((config.jti === undefined) === (config.sub === undefined)) {
+    throw new OptionError('give exactly one of --jti (REVOKE_JTI) and --sub (REVOKE_SUB)');
+  }
+  const nc = await connect({ servers: config.nats, name: 'chatgate-revoke' });
+  try {
+    const request = config.jti !== undefined ? { jti: config.jti } : { sub: config.sub };
+    let revocation: Revocation | undefined;
+    try {
+      const reply = (await nc.request(subjects.authRevoke, JSON.stringify(request), { timeout: 3000 })).json<{
+        ok: boolean;
+        revocation?: Revocation;
+        error?: string;
+      }>();
+      if (!reply.ok) throw new Error(`auth service refused: ${reply.error ?? 'unknown'}`);
+      revocation = reply.revocation;
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith('auth service refused')) throw err;
+      revocation = revocationSchema.parse({ ...request, at: Math.floor(Date.now() / 1000) });
+      await persistRevocation(config.home, revocation);
+      nc.publish(subjects.revoked, JSON.stringify(revocation));
+      await nc.flush();
+      process.stderr.write(
+        `chatgate: no auth service answered; revocation broadcast to gateways and written to ${config.home}\n`,
+      );
+    }
+    process.stdout.write(`${JSON.stringify(revocation)}\n`);
+  } finally {
+    await nc.close();
+  }
+}
