@@ -8,7 +8,7 @@
  * `machine.provide(...)`. Time enters only through the named delays and the `now` function given
  * in the input, so tests drive the machine with a simulated clock.
  */
-import { assign, enqueueActions, fromPromise, raise, setup } from 'xstate';
+import { and, assign, enqueueActions, fromPromise, raise, setup } from 'xstate';
 import { CloseCode, ErrorCode, type ErrorCodeValue } from './codes.ts';
 
 /** A client's correlation id, echoed in `ack` and `error`. */
@@ -60,12 +60,24 @@ export interface ConnectionLimits {
   maxStrikes: number;
   /** How long before `exp` the `expiring` frame is sent. @default 30000 */
   expiryWarningMs: number;
+  /** Sends a session may make per second, on average (token bucket refill). @default 50 */
+  sendsPerSecond: number;
+  /** Sends a session may make at once (token bucket size). @default 100 */
+  sendBurst: number;
+  /** Rate-limited sends in a row that close the session with 1008. @default 100 */
+  maxRateLimited: number;
+  /** Rooms one session may have joined at once; one more join is forbidden. @default 100 */
+  maxRooms: number;
 }
 
 export const defaultConnectionLimits: ConnectionLimits = {
   maxHeldFrames: 32,
   maxStrikes: 10,
   expiryWarningMs: 30_000,
+  sendsPerSecond: 50,
+  sendBurst: 100,
+  maxRateLimited: 100,
+  maxRooms: 100,
 };
 
 export interface ConnectionInput {
@@ -93,6 +105,11 @@ export interface ConnectionContext {
   /** The id of the `refresh` frame being checked. */
   refreshId: FrameId | undefined;
   strikes: number;
+  /** The send token bucket: tokens left at `sendCheckedAt`. */
+  sendTokens: number;
+  sendCheckedAt: number;
+  /** Rate-limited sends since the last accepted one. */
+  rateLimited: number;
   closeCode: number | undefined;
   closeReason: string | undefined;
 }
@@ -104,8 +121,19 @@ const expiresAtMs = (context: ConnectionContext) => (context.exp ?? 0) * 1000;
 
 const isAllowed = (rooms: RoomGrant, room: string) => rooms === '*' || rooms.includes(room);
 
+/** Send tokens available now: the bucket refilled since it was last checked. */
+const sendTokensNow = (context: ConnectionContext) =>
+  Math.min(
+    context.limits.sendBurst,
+    context.sendTokens + ((context.now() - context.sendCheckedAt) / 1000) * context.limits.sendsPerSecond,
+  );
+
+/** How long until one send token is there again. */
+const retryAfterMs = (context: ConnectionContext) =>
+  Math.ceil(((1 - sendTokensNow(context)) / context.limits.sendsPerSecond) * 1000);
+
 type CloseParams = { code: number; reason: string };
-type ErrorParams = { id?: FrameId; code: ErrorCodeValue; message: string };
+type ErrorParams = { id?: FrameId; code: ErrorCodeValue; message: string; retryAfterMs?: number };
 
 /** The same transition for every frame that needs a session. */
 const forSessionFrames = <T>(transition: T) => ({
@@ -169,6 +197,9 @@ export const connectionMachine = setup({
       result.outcome === 'ok' && result.claims.sub === context.user,
     isHoldFull: ({ context }) => context.held.length >= context.limits.maxHeldFrames,
     isAbusive: ({ context }) => context.strikes + 1 > context.limits.maxStrikes,
+    isOverSendRate: ({ context }) => sendTokensNow(context) < 1,
+    isSustainedFlood: ({ context }) => context.rateLimited + 1 > context.limits.maxRateLimited,
+    isRoomLimitReached: ({ context }) => context.joined.length >= context.limits.maxRooms,
     isRoomJoined: ({ context }, room: string) => context.joined.includes(room),
     isToUnjoinedRoom: ({ context }, to: Destination) =>
       'room' in to && !context.joined.includes(to.room),
@@ -199,6 +230,12 @@ export const connectionMachine = setup({
     forgetToken: assign({ token: undefined }),
     confirmSession: assign({ degraded: false }),
     addStrike: assign({ strikes: ({ context }) => context.strikes + 1 }),
+    takeSendToken: assign(({ context }) => ({
+      sendTokens: sendTokensNow(context) - 1,
+      sendCheckedAt: context.now(),
+      rateLimited: 0,
+    })),
+    countRateLimited: assign({ rateLimited: ({ context }) => context.rateLimited + 1 }),
     holdFrame: assign({
       held: ({ context, event }) => [...context.held, event as SessionFrameEvent],
     }),
@@ -251,6 +288,9 @@ export const connectionMachine = setup({
     held: [],
     refreshId: undefined,
     strikes: 0,
+    sendTokens: input.limits?.sendBurst ?? defaultConnectionLimits.sendBurst,
+    sendCheckedAt: input.now(),
+    rateLimited: 0,
     closeCode: undefined,
     closeReason: undefined,
   }),
@@ -472,27 +512,67 @@ export const connectionMachine = setup({
             },
             'frame.send': [
               {
-                guard: { type: 'isToUnjoinedRoom', params: ({ event }) => event.to },
+                guard: and(['isOverSendRate', 'isSustainedFlood']),
+                target: '#connection.closing',
                 actions: {
-                  type: 'sendError',
-                  params: ({ event }) => ({
-                    id: event.id,
-                    code: ErrorCode.forbidden,
-                    message: 'join the room before sending to it',
-                  }),
+                  type: 'closeWith',
+                  params: { code: CloseCode.policyViolation, reason: 'sustained send flood' },
                 },
               },
               {
-                actions: {
-                  type: 'publishAndAck',
-                  params: ({ event }) => ({ id: event.id, to: event.to, body: event.body }),
-                },
+                guard: 'isOverSendRate',
+                actions: [
+                  'countRateLimited',
+                  {
+                    type: 'sendError',
+                    params: ({ context, event }) => ({
+                      id: event.id,
+                      code: ErrorCode.rateLimited,
+                      message: 'too many sends',
+                      retryAfterMs: retryAfterMs(context),
+                    }),
+                  },
+                ],
+              },
+              {
+                guard: { type: 'isToUnjoinedRoom', params: ({ event }) => event.to },
+                actions: [
+                  'takeSendToken',
+                  {
+                    type: 'sendError',
+                    params: ({ event }) => ({
+                      id: event.id,
+                      code: ErrorCode.forbidden,
+                      message: 'join the room before sending to it',
+                    }),
+                  },
+                ],
+              },
+              {
+                actions: [
+                  'takeSendToken',
+                  {
+                    type: 'publishAndAck',
+                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body }),
+                  },
+                ],
               },
             ],
             'frame.join': [
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
                 actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
+              },
+              {
+                guard: 'isRoomLimitReached',
+                actions: {
+                  type: 'sendError',
+                  params: ({ context, event }) => ({
+                    id: event.id,
+                    code: ErrorCode.forbidden,
+                    message: `room limit reached (${context.limits.maxRooms})`,
+                  }),
+                },
               },
               {
                 guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },

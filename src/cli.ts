@@ -13,6 +13,7 @@ import { startGateway, type GatewayOptions } from './gateway.ts';
 import { startNatsServer } from './nats-server.ts';
 import { runDev } from './dev.ts';
 import { runRevoke } from './revoke.ts';
+import { runMachines } from './diagrams.ts';
 
 const descriptions: Record<CommandName, string> = {
   dev: 'run nats-server, the auth service and one gateway on this machine',
@@ -22,6 +23,7 @@ const descriptions: Record<CommandName, string> = {
   token: 'print one signed JWT (dev keys)',
   jwks: 'print the public JWK Set (dev keys)',
   revoke: 'revoke a token (--jti) or every token of a user (--sub) on every node',
+  machines: 'write the state machine diagrams (Mermaid) to docs/machines.md',
 };
 
 /** Gateway options shared by `gateway` and `dev`. */
@@ -37,7 +39,16 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     degradedPolicy: config.degradedPolicy,
     recheckPerSecond: config.recheckPerSecond,
     rules: { issuer: config.issuer, audience: config.audience },
-    limits: { expiryWarningMs: config.expiryWarningMs },
+    maxConnections: config.maxConnections,
+    handshakesPerIpPerSecond: config.handshakesPerIpPerSecond,
+    trustProxy: config.trustProxy,
+    metricsToken: config.metricsToken,
+    limits: {
+      expiryWarningMs: config.expiryWarningMs,
+      sendsPerSecond: config.sendsPerSecond,
+      sendBurst: config.sendBurst,
+      maxRooms: config.maxRoomsPerSession,
+    },
     log,
   };
 }
@@ -61,6 +72,7 @@ export function onShutdown(stop: () => Promise<void>, deadlineMs: number): void 
 const run: { [C in CommandName]: (config: CommandConfig<C>) => Promise<void> } = {
   dev: runDev,
   revoke: runRevoke,
+  machines: runMachines,
   async nats(config) {
     const server = await startNatsServer({
       port: config.port,

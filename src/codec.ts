@@ -80,7 +80,7 @@ export function decodeClientFrame(text: string): ConnectionEvent {
 export type ServerFrame =
   | { type: 'welcome'; session: string; user: string; node: string; exp: number; degraded: boolean }
   | { type: 'ack'; id: FrameId; msgId?: string; exp?: number }
-  | { type: 'error'; code: ErrorCodeValue; message: string; id?: FrameId }
+  | { type: 'error'; code: ErrorCodeValue; message: string; id?: FrameId; retryAfterMs?: number }
   | { type: 'expiring'; exp: number }
   | { type: 'pong'; id?: FrameId };
 
@@ -89,23 +89,32 @@ export function encodeServerFrame(frame: ServerFrame): string {
 }
 
 /**
- * A chat message as it travels on NATS: the sending session's id, a newline, then the `message`
- * frame exactly as clients receive it. It is encoded once by the sender's node; every receiving
- * node writes the frame bytes to its sockets as they are.
+ * A chat message as it travels on NATS: one header line (the sending session's id, or empty for
+ * a message to a user, a space, the publish time in ms) then the `message` frame exactly as
+ * clients receive it. It is encoded once by the sender's node; every receiving node writes the
+ * frame bytes to its sockets as they are.
  */
 export function encodeChatMessage(
   origin: string,
   message: { msgId: string; from: string; to: Destination; body: unknown; ts: number },
 ): string {
-  return `${origin}\n${JSON.stringify({ type: 'message', ...message })}`;
+  return `${origin} ${message.ts}\n${JSON.stringify({ type: 'message', ...message })}`;
 }
 
 const NEWLINE = 0x0a;
+const SPACE = 0x20;
 
-/** Splits a chat message from NATS into its origin session and the frame bytes. */
-export function decodeChatMessage(data: Uint8Array): { origin: string; frame: Buffer } | undefined {
+/** Splits a chat message from NATS into its origin session, publish time and frame bytes. */
+export function decodeChatMessage(
+  data: Uint8Array,
+): { origin: string; ts: number; frame: Buffer } | undefined {
   const cut = data.indexOf(NEWLINE);
-  if (cut < 0) return undefined;
+  const space = data.indexOf(SPACE);
+  if (cut < 0 || space < 0 || space > cut) return undefined;
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return { origin: bytes.toString('latin1', 0, cut), frame: bytes.subarray(cut + 1) };
+  return {
+    origin: bytes.toString('latin1', 0, space),
+    ts: Number(bytes.toString('latin1', space + 1, cut)),
+    frame: bytes.subarray(cut + 1),
+  };
 }

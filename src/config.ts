@@ -127,6 +127,54 @@ const gatewayLimits = {
     default: '20',
     schema: positiveInt,
   },
+  sendsPerSecond: {
+    flag: '--sends-per-second <n>',
+    env: 'SENDS_PER_SECOND',
+    description: 'sends per second per session (token bucket refill); excess gets error rate_limited',
+    default: '50',
+    schema: positiveInt,
+  },
+  sendBurst: {
+    flag: '--send-burst <n>',
+    env: 'SEND_BURST',
+    description: 'sends a session may make at once (token bucket size)',
+    default: '100',
+    schema: positiveInt,
+  },
+  maxRoomsPerSession: {
+    flag: '--max-rooms-per-session <n>',
+    env: 'MAX_ROOMS_PER_SESSION',
+    description: 'rooms one session may have joined; one more join is forbidden',
+    default: '100',
+    schema: positiveInt,
+  },
+  maxConnections: {
+    flag: '--max-connections <n>',
+    env: 'MAX_CONNECTIONS',
+    description: 'connections per node; more are closed with 1013',
+    default: '10000',
+    schema: positiveInt,
+  },
+  handshakesPerIpPerSecond: {
+    flag: '--handshakes-per-ip-per-second <n>',
+    env: 'HANDSHAKES_PER_IP_PER_SECOND',
+    description: 'WebSocket handshakes per second from one address; more get HTTP 429',
+    default: '20',
+    schema: positiveInt,
+  },
+  trustProxy: {
+    flag: '--trust-proxy <bool>',
+    env: 'TRUST_PROXY',
+    description: 'take the client address from X-Forwarded-For (behind a load balancer)',
+    default: 'false',
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+  },
+  metricsToken: {
+    flag: '--metrics-token <secret>',
+    env: 'METRICS_TOKEN',
+    description: 'when set, GET /metrics needs Authorization: Bearer <secret>',
+    schema: z.string().min(16, 'use at least 16 characters'),
+  },
   issuer,
   audience,
   shutdownTimeoutMs: {
@@ -211,6 +259,15 @@ export const commandOptions = {
     home,
     ...gatewayLimits,
     logLevel: level,
+  },
+  machines: {
+    out: {
+      flag: '--out <file>',
+      env: 'MACHINES_OUT',
+      description: 'where to write the state machine diagrams (Markdown with Mermaid)',
+      default: 'docs/machines.md',
+      schema: text,
+    },
   },
 } satisfies Record<string, Record<string, OptionSpec>>;
 

@@ -13,6 +13,10 @@ import { startAuthGate, type AuthGate, type AuthGateStatus, type DegradedPolicy 
 import type { BreakerOptions } from '../machines/circuit-breaker.machine.ts';
 import type { ClaimRules } from './tokens.ts';
 import { createRechecker } from './recheck.ts';
+import { createMetrics, type AuthOutcome, type ConnectionState } from './metrics.ts';
+import { IpLimiter } from './ip-limiter.ts';
+import { handleHttp } from './ops-http.ts';
+import type { ConnectionActor } from './session.ts';
 import { decodeChatMessage } from './codec.ts';
 import { Interest } from './interest.ts';
 import { silentLogger, type Logger } from './log.ts';
@@ -54,6 +58,14 @@ export interface GatewayOptions {
   /** How long shutdown waits for sockets to close before it cuts them. @default 10000 */
   shutdownTimeoutMs?: number;
   limits?: Partial<ConnectionLimits>;
+  /** Connections this node accepts; more are accepted and closed with 1013. @default 10000 */
+  maxConnections?: number;
+  /** WebSocket handshakes per second from one IP; more get HTTP 429. @default 20 */
+  handshakesPerIpPerSecond?: number;
+  /** Take the client address from X-Forwarded-For (behind a load balancer). @default false */
+  trustProxy?: boolean;
+  /** When set, GET /metrics needs `Authorization: Bearer <token>`. */
+  metricsToken?: string;
   /** Checks tokens; the auth service over NATS by default. */
   verify?: TokenVerifier;
   log?: Logger;
@@ -93,7 +105,26 @@ export function upgradeToken(req: IncomingMessage): string | undefined {
   return undefined;
 }
 
-function refuse(socket: Duplex, status: 403 | 404 | 426, text: string): void {
+/** The client's address: the socket's, or the first X-Forwarded-For hop behind a trusted proxy. */
+function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+  const forwarded = req.headers['x-forwarded-for'];
+  if (trustProxy && typeof forwarded === 'string') {
+    const first = forwarded.split(',')[0]?.trim();
+    if (first) return first;
+  }
+  return req.socket.remoteAddress ?? '';
+}
+
+/** The label of a connection's machine state in metrics. */
+function connectionState(actor: ConnectionActor): ConnectionState {
+  const snapshot = actor.getSnapshot();
+  if (snapshot.matches({ open: 'active' })) return 'active';
+  if (snapshot.matches({ open: 'authenticating' })) return 'authenticating';
+  if (snapshot.matches({ open: 'awaitingAuth' })) return 'awaiting_auth';
+  return 'closing';
+}
+
+function refuse(socket: Duplex, status: 403 | 404 | 426 | 429, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
@@ -116,20 +147,45 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     recheckPerSecond: options.recheckPerSecond,
   });
   const sessions = new Map<string, Session>();
+  const metrics = createMetrics({
+    connectionStates: () => [...sessions.values()].map((s) => connectionState(s.actor)),
+    breakerState: () => auth.status().breaker,
+  });
+  auth.breaker.on('breaker.opened', () => metrics.breakerEntered('open'));
+  auth.breaker.on('breaker.halfOpened', () => metrics.breakerEntered('halfOpen'));
+  auth.breaker.on('breaker.closed', () => metrics.breakerEntered('closed'));
+
   const interest = new Interest<Session>(nc, (members, data) => {
     const message = decodeChatMessage(data);
     if (!message) return;
+    let first = true;
     for (const session of members) {
-      if (session.id !== message.origin) session.write(message.frame);
+      if (session.id === message.origin) continue;
+      if (session.write(message.frame, 'message') && first) {
+        metrics.delivered(message.ts);
+        first = false;
+      }
     }
   });
+  const verify = options.verify ?? auth.verify;
   const node: NodeContext = {
     nodeId,
     nc,
     sessions,
     interest,
-    verify: options.verify ?? auth.verify,
+    verify: async (token) => {
+      const started = performance.now();
+      let outcome: AuthOutcome = 'error';
+      try {
+        const result = await verify(token);
+        outcome = result.outcome === 'ok' ? (result.degraded ? 'degraded' : 'ok') : result.outcome;
+        return result;
+      } finally {
+        metrics.authChecked(outcome, (performance.now() - started) / 1000);
+      }
+    },
     log,
+    metrics,
     limits: { ...defaultConnectionLimits, ...options.limits },
     authTimeoutMs: options.authTimeoutMs ?? 5000,
     maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
@@ -158,12 +214,39 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
 
+  // NATS connection state, for readiness and the reconnect counter.
+  let natsConnected = true;
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === 'disconnect') natsConnected = false;
+      if (status.type === 'reconnect') {
+        natsConnected = true;
+        metrics.natsReconnected();
+        log.warn({ server: nc.getServer() }, 'nats reconnected');
+      }
+    }
+  })();
+
   let closing: Promise<void> | undefined;
+  const readiness = () => {
+    const status = auth.status();
+    const ready = natsConnected && !nc.isClosed() && !closing;
+    return {
+      ready,
+      node: nodeId,
+      nats: nc.isClosed() ? 'closed' : natsConnected ? 'connected' : 'reconnecting',
+      draining: Boolean(closing),
+      breaker: status.breaker,
+      degraded: status.breaker !== 'closed',
+      connections: sessions.size,
+    };
+  };
   const server: Server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    res.writeHead(path === '/ws' ? 426 : 404, { 'content-type': 'text/plain' });
-    res.end(path === '/ws' ? 'use a WebSocket upgrade\n' : 'not found\n');
+    void handleHttp(req, res, { readiness, registry: metrics.registry, metricsToken: options.metricsToken });
   });
+
+  const maxConnections = options.maxConnections ?? 10_000;
+  const handshakes = new IpLimiter({ perSecond: options.handshakesPerIpPerSecond ?? 20 });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -172,11 +255,26 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       log.info({ origin: req.headers.origin }, 'origin refused');
       return refuse(socket, 403, 'Forbidden');
     }
+    const ip = clientAddress(req, options.trustProxy ?? false);
+    if (!handshakes.take(ip)) {
+      metrics.rateLimited('handshake');
+      log.info({ ip }, 'handshake rate limited');
+      return refuse(socket, 429, 'Too Many Requests');
+    }
     if (closing) return refuse(socket, 426, 'Upgrade Required');
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      if (sessions.size >= maxConnections) {
+        metrics.rateLimited('connections');
+        metrics.closed(1013);
+        log.info({ max: maxConnections }, 'node full');
+        ws.close(1013, 'node full');
+        return;
+      }
       openSession(node, logic, ws, upgradeToken(req));
     });
   });
+  const sweep = setInterval(() => handshakes.sweep(), 10_000);
+  sweep.unref();
 
   const heartbeat = setInterval(() => {
     for (const session of sessions.values()) {
@@ -204,6 +302,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 
   const close = async () => {
     clearInterval(heartbeat);
+    clearInterval(sweep);
     server.close();
     auth.stop();
     for (const session of sessions.values()) session.actor.send({ type: 'node.shutdown' });

@@ -22,6 +22,7 @@ import {
 } from './codec.ts';
 import type { Interest, Member } from './interest.ts';
 import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
 import { subjects } from './subjects.ts';
 import type { TokenVerifier } from './tokens.ts';
 
@@ -38,6 +39,7 @@ export interface NodeContext {
   authTimeoutMs: number;
   /** Outgoing bytes a socket may hold before it is closed with 4009. */
   maxBufferedBytes: number;
+  metrics: Metrics;
 }
 
 export type ConnectionActor = ActorRefFrom<typeof connectionMachine>;
@@ -49,6 +51,7 @@ export class Session implements Member {
   log: Logger;
   readonly startedAt = Date.now();
   readonly #maxBufferedBytes: number;
+  readonly #metrics: Metrics;
   actor!: ConnectionActor;
   /** Only while degraded: the token to re-check once the auth service is back. Never logged. */
   degradedToken: string | undefined;
@@ -60,20 +63,26 @@ export class Session implements Member {
     this.ws = ws;
     this.log = node.log.child({ session: this.id });
     this.#maxBufferedBytes = node.maxBufferedBytes;
+    this.#metrics = node.metrics;
   }
 
-  /** Writes one text frame, or closes the session with 4009 when the socket cannot keep up. */
-  write(data: string | Buffer): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
+  /**
+   * Writes one text frame, or closes the session with 4009 when the socket cannot keep up: the
+   * bytes ws holds for this socket never grow past `maxBufferedBytes` plus one frame.
+   */
+  write(data: string | Buffer, type: ServerFrame['type'] | 'message'): boolean {
+    if (this.ws.readyState !== WebSocket.OPEN) return false;
     if (this.ws.bufferedAmount > this.#maxBufferedBytes) {
       this.actor.send({ type: 'socket.slow' });
-      return;
+      return false;
     }
     this.ws.send(data, { binary: false });
+    this.#metrics.frameOut(type);
+    return true;
   }
 
   send(frame: ServerFrame): void {
-    this.write(encodeServerFrame(frame));
+    this.write(encodeServerFrame(frame), frame.type);
   }
 }
 
@@ -81,9 +90,20 @@ export class Session implements Member {
 export function connectionLogic(node: NodeContext) {
   const { interest, nc, log } = node;
   const sessionOf = (id: string) => node.sessions.get(id);
-  const replyError = (session: Session | undefined, code: ErrorCodeValue, message: string, id?: FrameId) => {
-    session?.log.info({ code, reason: message }, 'frame refused');
-    session?.send(id === undefined ? { type: 'error', code, message } : { type: 'error', code, message, id });
+  const replyError = (
+    session: Session | undefined,
+    code: ErrorCodeValue,
+    message: string,
+    id?: FrameId,
+    retryAfterMs?: number,
+  ) => {
+    if (!session) return;
+    session.log.info({ code, reason: message }, 'frame refused');
+    if (code === ErrorCode.rateLimited) node.metrics.rateLimited('send');
+    const frame: ServerFrame = { type: 'error', code, message };
+    if (id !== undefined) frame.id = id;
+    if (retryAfterMs !== undefined) frame.retryAfterMs = retryAfterMs;
+    session.send(frame);
   };
 
   return connectionMachine.provide({
@@ -114,8 +134,8 @@ export function connectionLogic(node: NodeContext) {
           degraded: context.degraded,
         }),
       sendAck: ({ context }, { id }) => sessionOf(context.session)?.send({ type: 'ack', id }),
-      sendError: ({ context }, { id, code, message }) =>
-        replyError(sessionOf(context.session), code, message, id),
+      sendError: ({ context }, { id, code, message, retryAfterMs }) =>
+        replyError(sessionOf(context.session), code, message, id, retryAfterMs),
       sendPong: ({ context }, { id }) =>
         sessionOf(context.session)?.send(id === undefined ? { type: 'pong' } : { type: 'pong', id }),
       sendExpiring: ({ context }) => sessionOf(context.session)?.send({ type: 'expiring', exp: context.exp! }),
@@ -170,6 +190,16 @@ export function connectionLogic(node: NodeContext) {
 
 export type ConnectionLogic = ReturnType<typeof connectionLogic>;
 
+const frameTypeOf = {
+  'frame.auth': 'auth',
+  'frame.send': 'send',
+  'frame.join': 'join',
+  'frame.leave': 'leave',
+  'frame.refresh': 'refresh',
+  'frame.ping': 'ping',
+  'frame.invalid': 'invalid',
+} as const;
+
 /** Starts the actor of a new socket and wires the socket's events to it. */
 export function openSession(
   node: NodeContext,
@@ -194,6 +224,7 @@ export function openSession(
       }
       if (snapshot.status === 'done') {
         node.sessions.delete(session.id);
+        node.metrics.closed(snapshot.context.closeCode);
         session.log.info(
           { code: snapshot.context.closeCode, reason: snapshot.context.closeReason },
           'session closed',
@@ -212,16 +243,22 @@ export function openSession(
   ws.on('message', (data: RawData, isBinary: boolean) => {
     session.alive = true;
     if (isBinary) {
+      node.metrics.frameIn('binary');
       actor.send({ type: 'frame.binary' });
       return;
     }
-    actor.send(decodeClientFrame(data.toString()));
+    const event = decodeClientFrame(data.toString());
+    node.metrics.frameIn(frameTypeOf[event.type as keyof typeof frameTypeOf] ?? 'invalid');
+    actor.send(event);
   });
   ws.on('pong', () => {
     session.alive = true;
   });
   ws.on('error', (err: Error & { code?: string }) => {
-    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') actor.send({ type: 'frame.tooLarge' });
+    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+      node.metrics.frameIn('too_large');
+      actor.send({ type: 'frame.tooLarge' });
+    }
     else session.log.info({ code: err.code }, 'socket error');
   });
   ws.on('close', (code: number) => actor.send({ type: 'socket.closed', code }));

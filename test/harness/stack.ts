@@ -79,6 +79,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           port: 0,
           host: '127.0.0.1',
           nodeId: `node-${i}`,
+          // Every test client comes from 127.0.0.1: the per-IP limit has its own test.
+          handshakesPerIpPerSecond: 1_000_000,
           ...options.gateway,
         }),
       );

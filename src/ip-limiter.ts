@@ -1,0 +1,53 @@
+/**
+ * Handshakes per client IP per second: a token bucket per address, kept only while it is not full,
+ * so the map holds just the addresses seen in the last few seconds (and never more than `maxIps`;
+ * past that, new addresses are limited until the sweep frees room).
+ */
+export interface IpLimiterOptions {
+  /** Handshakes per second per IP, and the burst. @default 20 */
+  perSecond: number;
+  /** Addresses tracked at most. @default 100000 */
+  maxIps?: number;
+  now?: () => number;
+}
+
+export class IpLimiter {
+  readonly #perSecond: number;
+  readonly #maxIps: number;
+  readonly #now: () => number;
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(options: IpLimiterOptions) {
+    this.#perSecond = options.perSecond;
+    this.#maxIps = options.maxIps ?? 100_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  /** Takes one handshake for `ip`; false when it is over its rate. */
+  take(ip: string): boolean {
+    const now = this.#now();
+    const bucket = this.#buckets.get(ip);
+    if (!bucket) {
+      if (this.#buckets.size >= this.#maxIps) return false;
+      this.#buckets.set(ip, { tokens: this.#perSecond - 1, at: now });
+      return true;
+    }
+    bucket.tokens = Math.min(this.#perSecond, bucket.tokens + ((now - bucket.at) / 1000) * this.#perSecond);
+    bucket.at = now;
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  }
+
+  /** Forgets addresses whose bucket has refilled: they are as good as new. */
+  sweep(): void {
+    const now = this.#now();
+    for (const [ip, bucket] of this.#buckets) {
+      if (bucket.tokens + ((now - bucket.at) / 1000) * this.#perSecond >= this.#perSecond) this.#buckets.delete(ip);
+    }
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The plain-HTTP side of a gateway's port: `/healthz` (the process serves), `/readyz` (connected
+ * to NATS, subscriptions in place, not draining; an open auth breaker is shown but does not make
+ * the node unready, since it still admits sessions by local verification), `/metrics`
+ * (Prometheus text; behind `METRICS_TOKEN` when set). `/ws` without an upgrade gets 426.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface HttpSources {
+  readiness(): { ready: boolean } & Record<string, unknown>;
+  registry: Registry;
+  metricsToken?: string;
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(`${JSON.stringify(body)}\n`);
+}
+
+export async function handleHttp(req: IncomingMessage, res: ServerResponse, sources: HttpSources): Promise<void> {
+  const path = new URL(req.url ?? '/', 'http://x').pathname;
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    return;
+  }
+  switch (path) {
+    case '/healthz':
+      return json(res, 200, { status: 'ok' });
+    case '/readyz': {
+      const body = sources.readiness();
+      return json(res, body.ready ? 200 : 503, body);
+    }
+    case '/metrics': {
+      if (sources.metricsToken) {
+        const given = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+        if (!sameSecret(given, sources.metricsToken)) {
+          res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
+          return;
+        }
+      }
+      const text = await sources.registry.metrics();
+      res.writeHead(200, { 'content-type': sources.registry.contentType });
+      res.end(text);
+      return;
+    }
+    case '/ws':
+      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
+      res.end('use a WebSocket upgrade\n');
+      return;
+    default:
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found\n');
+  }
+}
