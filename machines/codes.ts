@@ -11,6 +11,8 @@ export const CloseCode = {
   unsupportedData: 1003,
   policyViolation: 1008,
   messageTooBig: 1009,
+  /** Never sent: recorded when the connection is lost without a close frame (missed heartbeat). */
+  abnormalClosure: 1006,
   internalError: 1011,
   tryAgainLater: 1013,
   invalidToken: 4001,
@@ -28,6 +30,7 @@ export const closeCodeMeaning: Record<CloseCodeValue, string> = {
   1001: 'node going away',
   1003: 'binary frame',
   1008: 'policy violation (repeated abuse)',
+  1006: 'connection lost (never sent; recorded when a heartbeat is missed)',
   1009: 'frame too large',
   1011: 'internal error',
   1013: 'try again later',

@@ -306,7 +306,7 @@ export const connectionMachine = setup({
         'heartbeat.lost': {
           target: 'closed',
           actions: [
-            { type: 'closeWith', params: { code: 1006, reason: 'heartbeat lost' } },
+            { type: 'closeWith', params: { code: CloseCode.abnormalClosure, reason: 'heartbeat lost' } },
             'terminateSocket',
           ],
         },
@@ -396,6 +396,8 @@ export const connectionMachine = setup({
         },
         authenticating: {
           initial: 'checkingToken',
+          // However the check ends, the raw token does not stay in the context.
+          exit: 'forgetToken',
           states: {
             checkingToken: {
               invoke: {

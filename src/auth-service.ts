@@ -7,9 +7,9 @@
  */
 import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import { connect } from '@nats-io/transport-node';
 import type { VerifyResult } from '../machines/connection.machine.ts';
 import { loadSigningKeys } from './keys.ts';
+import { closeNats, connectNats } from './nats-connection.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { AUTH_QUEUE, subjects } from './subjects.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules } from './tokens.ts';
@@ -66,11 +66,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   const verify = createTokenVerifier(getKey, options.rules ?? defaultClaimRules, (claims) =>
     revocations.isRevoked(claims),
   );
-  const nc = await connect({
-    servers: options.natsUrl ?? 'nats://127.0.0.1:4222',
-    name: 'chatgate-auth',
-    maxReconnectAttempts: -1,
-  });
+  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth');
 
   const subs: Subscription[] = [];
   subs.push(
@@ -153,7 +149,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     nc,
     close: () =>
       (closing ??= (async () => {
-        if (!nc.isClosed()) await nc.drain();
+        await closeNats(nc);
         log.info('auth service stopped');
       })()),
   };

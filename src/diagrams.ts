@@ -225,8 +225,8 @@ export function toMermaid(machine: AnyStateMachine): string {
     lines.push(`${indent}}`);
   };
 
+  // The top level also gets the arrows that cross a block, after every block is declared.
   body(machine.root, '  ');
-  // What is left at the top level crosses a block: it comes after every block is declared.
   return ['stateDiagram-v2', ...lines].join('\n') + '\n';
 }
 
@@ -291,20 +291,30 @@ export function machineSection(source: MachineSource, outDir: string): string {
   const impl = machine.implementations;
   const where = (node: AnyStateNode) => code(statePath(node));
 
-  // Where each named action, guard, delay and actor is used.
-  const uses = { actions: new Map<string, string[]>(), guards: new Map<string, string[]>(), delays: new Map<string, string[]>(), actors: new Map<string, string[]>() };
-  const use = (map: Map<string, string[]>, name: string, at: string) => map.set(name, unique([...(map.get(name) ?? []), at]));
+  // Where each named action, guard, delay and actor is used: by state, then by trigger.
+  type Uses = Map<string, Map<AnyStateNode, string[]>>;
+  const uses = { actions: new Map() as Uses, guards: new Map() as Uses, delays: new Map() as Uses, actors: new Map() as Uses };
+  const use = (map: Uses, name: string, node: AnyStateNode, at?: string) => {
+    const byState = map.get(name) ?? new Map<AnyStateNode, string[]>();
+    const ats = byState.get(node) ?? [];
+    if (at !== undefined && !ats.includes(at)) ats.push(at);
+    map.set(name, byState.set(node, ats));
+  };
   for (const node of [machine.root, ...nodes]) {
-    for (const a of ownActions(node.entry)) use(uses.actions, a, `entry of ${where(node)}`);
-    for (const a of ownActions(node.exit)) use(uses.actions, a, `exit of ${where(node)}`);
-    for (const i of node.invoke) use(uses.actors, typeof i.src === 'string' ? i.src : i.id, where(node));
+    for (const a of ownActions(node.entry)) use(uses.actions, a, node, 'entry');
+    for (const a of ownActions(node.exit)) use(uses.actions, a, node, 'exit');
+    for (const i of node.invoke) use(uses.actors, typeof i.src === 'string' ? i.src : i.id, node);
   }
   for (const t of transitions) {
-    for (const a of t.actions) use(uses.actions, a, `${where(t.source)} on ${t.trigger}`);
-    for (const g of t.guards) use(uses.guards, g, `${where(t.source)} on ${t.trigger}`);
-    if (t.delay !== undefined) use(uses.delays, String(t.delay), where(t.source));
+    for (const a of t.actions) use(uses.actions, a, t.source, t.trigger);
+    for (const g of t.guards) use(uses.guards, g, t.source, t.trigger);
+    if (t.delay !== undefined) use(uses.delays, String(t.delay), t.source);
   }
-  const usedIn = (map: Map<string, string[]>, name: string) => map.get(name)?.join('; ') ?? 'not used';
+  const usedIn = (map: Uses, name: string) => {
+    const byState = map.get(name);
+    if (!byState) return 'not used';
+    return [...byState].map(([node, ats]) => where(node) + (ats.length ? ` (${ats.join(', ')})` : '')).join('; ');
+  };
 
   const events = unique(transitions.map((t) => t.trigger));
   const parallel = nodes.filter((n) => n.type === 'parallel');

@@ -6,7 +6,6 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { hostname } from 'node:os';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { connect } from '@nats-io/transport-node';
 import { nuid, type NatsConnection } from '@nats-io/nats-core';
 import { defaultConnectionLimits, type ConnectionLimits } from '../machines/connection.machine.ts';
 import { startAuthGate, type AuthGate, type AuthGateStatus, type DegradedPolicy } from './auth-gate.ts';
@@ -16,6 +15,7 @@ import { createRechecker } from './recheck.ts';
 import { createMetrics, type AuthOutcome, type ConnectionState } from './metrics.ts';
 import { IpLimiter } from './ip-limiter.ts';
 import { handleHttp } from './ops-http.ts';
+import { closeNats, connectNats } from './nats-connection.ts';
 import type { ConnectionActor } from './session.ts';
 import { decodeChatMessage } from './codec.ts';
 import { Interest } from './interest.ts';
@@ -131,11 +131,7 @@ function refuse(socket: Duplex, status: 403 | 404 | 426 | 429, text: string): vo
 export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
   const nodeId = options.nodeId ?? `${hostname()}-${nuid.next().slice(-6)}`;
   const log = (options.log ?? silentLogger).child({ node: nodeId });
-  const nc = await connect({
-    servers: options.natsUrl ?? 'nats://127.0.0.1:4222',
-    name: `chatgate-gateway-${nodeId}`,
-    maxReconnectAttempts: -1,
-  });
+  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', `chatgate-gateway-${nodeId}`);
 
   const auth = await startAuthGate({
     nc,
@@ -312,7 +308,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     }
     for (const session of sessions.values()) session.ws.terminate();
     server.closeAllConnections();
-    if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+    await closeNats(nc);
     log.info('gateway stopped');
   };
 

@@ -26,25 +26,34 @@ const AUTH_TIMEOUT_MS = 3000;
 const CLOSE_GRACE_MS = 2000;
 const SESSION = 's1';
 
+/** More timers than this firing in one step of the clock means they re-arm without end. */
+const MAX_TIMERS_PER_STEP = 1000;
+
 /**
  * A simulated clock that behaves like Node's timers where xstate's `SimulatedClock` does not:
  * - a delay above 2^31-1 ms fires after 1 ms, as Node's `setTimeout` does;
  * - a timer that is due when the clock stops is run, even when it was set by the last callback
  *   of a flush (`SimulatedClock` only notices new timers before running the next one).
- * It also records every delay asked for.
+ * It records every delay asked for, and fails the test instead of hanging when timers keep
+ * re-arming themselves at the same instant.
  */
 class NodeLikeClock extends SimulatedClock {
   readonly delays: number[] = [];
   #fired = 0;
+  #firedThisStep = 0;
   override setTimeout(fn: (...args: any[]) => void, timeout: number): number {
     this.delays.push(timeout);
     const run = (...args: any[]) => {
       this.#fired++;
+      if (++this.#firedThisStep > MAX_TIMERS_PER_STEP) {
+        throw new Error(`more than ${MAX_TIMERS_PER_STEP} timers fired at ${this.now()}: a timer loop`);
+      }
       fn(...args);
     };
     return super.setTimeout(run, timeout > MAX_TIMER_MS ? 1 : timeout);
   }
   override increment(ms: number): void {
+    this.#firedThisStep = 0;
     super.increment(ms);
     for (let fired = -1; fired !== this.#fired; ) {
       fired = this.#fired;
@@ -88,7 +97,7 @@ function start(options: { token?: string; limits?: Partial<ConnectionLimits> } =
   const clock = new NodeLikeClock();
   clock.set(T0);
   const effects: Effect[] = [];
-  const verifyCalls: Pending<{ token: string }, VerifyResult>[] = [];
+  const verifyCalls: Pending<{ token: string; session: string }, VerifyResult>[] = [];
   const subscribeCalls: Pending<{ session: string; user: string }, void>[] = [];
   const errors: unknown[] = [];
 
@@ -125,7 +134,7 @@ function start(options: { token?: string; limits?: Partial<ConnectionLimits> } =
       terminateSocket: record('terminateSocket'),
     },
     actors: {
-      verifyToken: fromPromise<VerifyResult, { token: string }>(
+      verifyToken: fromPromise<VerifyResult, { token: string; session: string }>(
         ({ input }) =>
           new Promise<VerifyResult>((resolve, reject) => verifyCalls.push({ input, resolve, reject })),
       ),
@@ -277,7 +286,7 @@ test('connection - without a token it awaits auth, checks the token, subscribes 
 
   h.send({ type: 'frame.auth', token: 'tok-a' });
   expect(h.value()).toEqual(CHECKING);
-  expect(h.verifyCalls.map((c) => c.input)).toEqual([{ token: 'tok-a' }]);
+  expect(h.verifyCalls.map((c) => c.input)).toEqual([{ token: 'tok-a', session: SESSION }]);
   expect(h.context().token).toBe('tok-a');
 
   const c = claims(h.clock, { rooms: ['lobby'], jti: 'jwt-1' });
@@ -304,7 +313,7 @@ test('connection - without a token it awaits auth, checks the token, subscribes 
 test('connection - a token from the upgrade request is checked at once, with no auth frame', async () => {
   const h = start({ token: 'tok-up' });
   expect(h.value()).toEqual(CHECKING);
-  expect(h.verifyCalls.map((c) => c.input)).toEqual([{ token: 'tok-up' }]);
+  expect(h.verifyCalls.map((c) => c.input)).toEqual([{ token: 'tok-up', session: SESSION }]);
   await h.activate();
   expect(h.value()).toEqual(ACTIVE);
   expect(h.calls('sendWelcome')).toHaveLength(1);
@@ -376,7 +385,10 @@ test('connection - frames sent while authenticating are replayed in order after 
   expect(h.context().joined).toEqual([]);
   // The held refresh was replayed too, with its own token.
   expect(h.value()).toEqual(REFRESHING);
-  expect(h.verifyCalls.map((c) => c.input)).toEqual([{ token: 'tok' }, { token: 'tok2' }]);
+  expect(h.verifyCalls.map((c) => c.input)).toEqual([
+    { token: 'tok', session: SESSION },
+    { token: 'tok2', session: SESSION },
+  ]);
 });
 
 test('connection - one frame more than maxHeldFrames while authenticating closes with 1008', async () => {
@@ -701,6 +713,99 @@ test('connection - send to a room not joined is forbidden, even when the token g
 });
 
 // ---------------------------------------------------------------------------------------------
+// Send rate and room limits
+
+test('connection - sends beyond the burst get rate_limited with a retry hint until the bucket refills', async () => {
+  const h = await activeSession({ ttlMs: DAY, limits: { sendBurst: 2, sendsPerSecond: 10 } });
+  const send = (id: number) => h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: id });
+  send(1);
+  send(2);
+  send(3);
+  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 2]);
+  expect(h.calls('sendError')).toEqual([
+    { id: 3, code: ErrorCode.rateLimited, message: 'too many sends', retryAfterMs: 100 },
+  ]);
+  expect(h.value()).toEqual(ACTIVE);
+
+  await h.advance(60);
+  send(4);
+  expect(h.calls('sendError').at(-1)).toMatchObject({ id: 4, code: ErrorCode.rateLimited, retryAfterMs: 40 });
+  await h.advance(40);
+  send(5);
+  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 2, 5]);
+  // The bucket never holds more than the burst, however long the session was quiet.
+  await h.advance(HOUR);
+  expect(h.value()).toEqual(ACTIVE);
+  for (let id = 6; id <= 9; id++) send(id);
+  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 2, 5, 6, 7]);
+});
+
+test('connection - one rate-limited send more than maxRateLimited in a row closes with 1008', async () => {
+  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxRateLimited: 3 } });
+  const send = (id: number) => h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: id });
+  send(1);
+  send(2);
+  send(3);
+  send(4);
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendError').map((e) => (e as { code: string }).code)).toEqual([
+    ErrorCode.rateLimited,
+    ErrorCode.rateLimited,
+    ErrorCode.rateLimited,
+  ]);
+  send(5);
+  expectClosing(h, CloseCode.policyViolation, 'sustained send flood');
+});
+
+test('connection - an accepted send resets the count of rate-limited sends', async () => {
+  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxRateLimited: 2 } });
+  const send = (id: number) => h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: id });
+  send(1);
+  send(2);
+  send(3);
+  await h.advance(SECOND);
+  send(4);
+  send(5);
+  send(6);
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 4]);
+  send(7);
+  expectClosing(h, CloseCode.policyViolation, 'sustained send flood');
+});
+
+test('connection - a join beyond maxRooms is forbidden until a room is left', async () => {
+  const h = await activeSession({ rooms: '*', limits: { maxRooms: 2 } });
+  h.send({ type: 'frame.join', id: 1, room: 'a' });
+  h.send({ type: 'frame.join', id: 2, room: 'b' });
+  h.send({ type: 'frame.join', id: 3, room: 'c' });
+  expect(h.calls('sendError')).toEqual([
+    { id: 3, code: ErrorCode.forbidden, message: 'room limit reached (2)' },
+  ]);
+  // Joining a room already joined is not a new room.
+  h.send({ type: 'frame.join', id: 4, room: 'a' });
+  expect(h.calls('sendAck')).toEqual([{ id: 4 }]);
+  h.send({ type: 'frame.leave', id: 5, room: 'b' });
+  h.send({ type: 'frame.join', id: 6, room: 'c' });
+  expect(h.calls('subscribeRoomAndAck')).toEqual([
+    { room: 'a', id: 1 },
+    { room: 'b', id: 2 },
+    { room: 'c', id: 6 },
+  ]);
+  expect(h.context().joined).toEqual(['a', 'c']);
+});
+
+test('connection - session.confirmed clears degraded and sends nothing', async () => {
+  const h = start({ token: 'tok' });
+  await h.activate(claims(h.clock), true);
+  expect(h.context().degraded).toBe(true);
+  const before = h.effects.length;
+  h.send({ type: 'session.confirmed' });
+  expect(h.context().degraded).toBe(false);
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.effects).toHaveLength(before);
+});
+
+// ---------------------------------------------------------------------------------------------
 // Refresh
 
 test('connection - refresh for the same user acks with the new exp and re-arms the expiry timers', async () => {
@@ -710,7 +815,7 @@ test('connection - refresh for the same user acks with the new exp and re-arms t
 
   h.send({ type: 'frame.refresh', id: 'r1', token: 'tok2' });
   expect(h.value()).toEqual(REFRESHING);
-  expect(h.verifyCalls.at(-1)?.input).toEqual({ token: 'tok2' });
+  expect(h.verifyCalls.at(-1)?.input).toEqual({ token: 'tok2', session: SESSION });
   const renewed = claims(h.clock, { ttlMs: 2 * HOUR, rooms: ['lobby', 'dev'], jti: 'j2' });
   await h.verify(ok(renewed, true));
   expect(h.value()).toEqual(ACTIVE);
@@ -990,6 +1095,15 @@ const closeScenarios: CloseScenario[] = [
     run: async () => {
       const h = start({ token: 'tok', limits: { maxHeldFrames: 0 } });
       h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+      return h;
+    },
+  },
+  {
+    name: 'a sustained send flood',
+    code: CloseCode.policyViolation,
+    run: async () => {
+      const h = await activeSession({ limits: { sendBurst: 0, maxRateLimited: 0 } });
+      h.send({ type: 'frame.send', id: 1, to: { user: 'bob' }, body: 'x' });
       return h;
     },
   },
