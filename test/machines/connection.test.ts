@@ -1054,6 +1054,15 @@ interface CloseScenario {
 /** One path to each close code; the codes test below checks that together they cover the table. */
 const closeScenarios: CloseScenario[] = [
   {
+    name: 'a missed heartbeat',
+    code: CloseCode.abnormalClosure,
+    run: async () => {
+      const h = await activeSession();
+      h.send({ type: 'heartbeat.lost' });
+      return h;
+    },
+  },
+  {
     name: 'a peer that closes normally',
     code: CloseCode.normal,
     run: async () => {
