@@ -606,7 +606,20 @@ export const connectionMachine = setup({
                   { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
                 ],
               },
-              { actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) } },
+              {
+                guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },
+                actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
+              },
+              {
+                actions: {
+                  type: 'sendError',
+                  params: ({ event }) => ({
+                    id: event.id,
+                    code: ErrorCode.forbidden,
+                    message: 'the token does not grant this room',
+                  }),
+                },
+              },
             ],
             'session.confirmed': { actions: 'confirmSession' },
             'session.revoked': {

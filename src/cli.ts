@@ -83,6 +83,7 @@ const run: { [C in CommandName]: (config: CommandConfig<C>) => Promise<void> } =
       stdio: 'inherit',
     });
     process.stdout.write(`nats-server listening on ${server.url}\n`);
+    if (server.routeUrl) process.stdout.write(`cluster routes on ${server.routeUrl}\n`);
     onShutdown(() => server.stop(), 10_000);
     await new Promise<void>((resolve) => server.process.once('exit', () => resolve()));
   },

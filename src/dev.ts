@@ -4,15 +4,35 @@
  */
 import { resolve } from 'node:path';
 import type { CommandConfig } from './config.ts';
-import { createLogger } from './log.ts';
-import { startNatsServer } from './nats-server.ts';
+import { createLogger, type Logger } from './log.ts';
+import { startNatsServer, type NatsServer } from './nats-server.ts';
+import { ChatgateError, ChatgateErrorCode } from './errors.ts';
 import { startAuthService } from './auth-service.ts';
 import { startGateway } from './gateway.ts';
 import { gatewayOptions, onShutdown } from './cli.ts';
 
+const DEFAULT_NATS_PORT = 4222;
+
+/**
+ * The nats-server child. When the default port is taken (Debian's nats-server package starts a
+ * system service on 4222), dev mode takes any free port instead and says so; a port set on
+ * purpose that is taken is an error.
+ */
+async function startDevNats(port: number, log: Logger): Promise<NatsServer> {
+  try {
+    return await startNatsServer({ port, host: '127.0.0.1' });
+  } catch (err) {
+    if (port !== DEFAULT_NATS_PORT || !(err instanceof ChatgateError) || err.code !== ChatgateErrorCode.natsServerFailed) {
+      throw err;
+    }
+    log.warn({ port }, 'nats port in use: dev mode uses a free port instead');
+    return startNatsServer({ port: -1, host: '127.0.0.1' });
+  }
+}
+
 export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
   const log = createLogger({ level: config.logLevel });
-  const nats = await startNatsServer({ port: config.natsPort, host: '127.0.0.1' });
+  const nats = await startDevNats(config.natsPort, log);
   const stops: Array<() => Promise<void>> = [() => nats.stop()];
   let stopping = false;
   const stopAll = async () => {
@@ -20,7 +40,12 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
     for (const stop of stops.splice(0).reverse()) await stop().catch(() => {});
   };
   try {
-    const auth = await startAuthService({ natsUrl: nats.url, home: config.home, log });
+    const auth = await startAuthService({
+      natsUrl: nats.url,
+      home: config.home,
+      rules: { issuer: config.issuer, audience: config.audience },
+      log,
+    });
     stops.push(() => auth.close());
     const gateway = await startGateway({
       ...gatewayOptions(config, log),

@@ -23,6 +23,7 @@ import {
 import type { Interest, Member } from './interest.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import type { Observers } from './observe.ts';
 import { subjects } from './subjects.ts';
 import type { TokenVerifier } from './tokens.ts';
 
@@ -40,6 +41,8 @@ export interface NodeContext {
   /** Outgoing bytes a socket may hold before it is closed with 4009. */
   maxBufferedBytes: number;
   metrics: Metrics;
+  /** When set, each actor reports what it lives through (inspector page, recorder). */
+  observers?: Observers;
 }
 
 export type ConnectionActor = ActorRefFrom<typeof connectionMachine>;
@@ -211,6 +214,9 @@ export function openSession(
   node.sessions.set(session.id, session);
   const actor = createActor(logic, {
     input: { session: session.id, token, now: Date.now, limits: node.limits },
+    inspect: node.observers?.inspector({ machine: 'connection', node: node.nodeId, session: session.id }, () =>
+      session.actor?.getSnapshot().context.user,
+    ),
   });
   session.actor = actor;
 

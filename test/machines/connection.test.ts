@@ -670,13 +670,13 @@ test('connection - leave of a joined room unsubscribes it and acks', async () =>
   expect(h.context().joined).toEqual(['dev']);
 });
 
-test('connection - leave of a room not joined just acks', async () => {
+test('connection - leave of a granted room not joined acks; of a room not granted is forbidden', async () => {
   const h = await activeSession();
   h.send({ type: 'frame.leave', id: 1, room: 'lobby' });
   h.send({ type: 'frame.leave', id: 2, room: 'never-granted' });
   expect(h.effects.slice(1).map((e) => [e.type, e.params])).toEqual([
     ['sendAck', { id: 1 }],
-    ['sendAck', { id: 2 }],
+    ['sendError', { id: 2, code: 'forbidden', message: 'the token does not grant this room' }],
   ]);
   expect(h.calls('unsubscribeRooms')).toEqual([]);
 });
