@@ -356,6 +356,8 @@ export const circuitBreakerMachine = setup({
   },
 }).createMachine({
   id: 'breaker',
+  description:
+    'The auth service breaker of one gateway node: lets calls through while closed, fails fast while open, tries a few calls or a probe while half-open, and closes again once they succeed.',
   context: ({ input }) => ({
     now: input.now,
     random: input.random,

@@ -274,6 +274,8 @@ export const connectionMachine = setup({
   },
 }).createMachine({
   id: 'connection',
+  description:
+    'One WebSocket connection: waits for a token, has it checked (auth service or, degraded, locally), subscribes the user, then serves frames until it closes with a contract close code.',
   context: ({ input }) => ({
     session: input.session,
     now: input.now,
