@@ -384,16 +384,30 @@ export const connectionMachine = setup({
               target: 'authenticating',
               actions: { type: 'storeToken', params: ({ event }) => event.token },
             },
-            ...forSessionFrames({
-              actions: {
-                type: 'sendError',
-                params: ({ event }: { event: SessionFrameEvent }) => ({
-                  id: event.id,
-                  code: ErrorCode.unauthorized,
-                  message: 'authenticate first',
-                }),
+            // Each one counts as a strike: a client cannot make the node answer without end.
+            ...forSessionFrames([
+              {
+                guard: 'isAbusive',
+                target: '#connection.closing',
+                actions: {
+                  type: 'closeWith',
+                  params: { code: CloseCode.policyViolation, reason: 'too many frames before authentication' },
+                },
               },
-            } as const),
+              {
+                actions: [
+                  'addStrike',
+                  {
+                    type: 'sendError',
+                    params: ({ event }: { event: SessionFrameEvent }) => ({
+                      id: event.id,
+                      code: ErrorCode.unauthorized,
+                      message: 'authenticate first',
+                    }),
+                  },
+                ],
+              },
+            ] as const),
           },
         },
         authenticating: {

@@ -1230,3 +1230,10 @@ test('codes - every close code in the table is reachable from the machine', asyn
     expect(reached.has(code), `CloseCode.${name} (${code}) is reached by no scenario`).toBe(true);
   }
 });
+
+test('connection - frames before any token count as strikes and end in 1008', async () => {
+  const h = start({ limits: { maxStrikes: 2 } });
+  for (let i = 0; i < 3; i++) h.send({ type: 'frame.join', id: i, room: 'lobby' });
+  expect(h.calls('sendError').map((p) => (p as { code: string }).code)).toEqual(['unauthorized', 'unauthorized']);
+  expect(h.actor.getSnapshot().context.closeCode).toBe(1008);
+});
