@@ -124,9 +124,9 @@ export type BreakerEvent =
   /** "May I call now?" The answer is in the snapshot: see `requestCall`. */
   | { type: 'call.request' }
   /** A call that was let through answered; `durationMs` over `slowCallMs` makes it a failure. */
-  | { type: 'call.success'; durationMs: number }
+  | { type: 'call.success'; durationMs: number; generation?: number }
   /** A call that was let through failed; `durationMs` is for the caller's logs. */
-  | { type: 'call.failure'; kind: FailureKind; durationMs: number }
+  | { type: 'call.failure'; kind: FailureKind; durationMs: number; generation?: number }
   /** Open now, whatever the counts (an operator, or a shutdown of the service). */
   | { type: 'breaker.trip' }
   /** Close now and forget the past. */
@@ -191,6 +191,12 @@ export interface BreakerContext {
   /** While half-open: successful trial calls and probes. */
   trialSuccesses: number;
   counts: BreakerCounts;
+  /**
+   * Changes each time a state is entered. A report that carries the generation its call was let
+   * through in, and that is older, is only counted: a call granted while closed that answers
+   * after the breaker went half-open is not a trial.
+   */
+  generation: number;
 }
 
 /**
@@ -272,6 +278,8 @@ export const circuitBreakerMachine = setup({
     callTimeout: ({ context }) => context.options.slowCallMs,
   },
   guards: {
+    isStaleReport: ({ context }, p: { generation: number | undefined }) =>
+      p.generation !== undefined && p.generation !== context.generation,
     isSlowCall: ({ context }, p: { durationMs: number }) =>
       p.durationMs > context.options.slowCallMs,
     isNoResponders: (_, p: { kind: FailureKind }) => p.kind === 'noResponders',
@@ -317,6 +325,9 @@ export const circuitBreakerMachine = setup({
       trialsInFlight: Math.max(0, context.trialsInFlight - 1),
     })),
     recordProbeSuccess: assign({ trialSuccesses: ({ context }) => context.trialSuccesses + 1 }),
+    nextGeneration: assign({ generation: ({ context }) => context.generation + 1 }),
+    countStaleSuccess: assign({ counts: ({ context }) => bump(context.counts, 'successes') }),
+    countStaleFailure: assign({ counts: ({ context }) => bump(context.counts, 'failures') }),
     countProbe: assign({ counts: ({ context }) => bump(context.counts, 'probes') }),
     noteTrip: assign((_, p: { reason: TripReason }) => ({ tripReason: p.reason })),
     resetWindow: assign({ window: [], failureStreak: 0 }),
@@ -370,6 +381,7 @@ export const circuitBreakerMachine = setup({
     tripReason: undefined,
     trialsInFlight: 0,
     trialSuccesses: 0,
+    generation: 0,
     counts: {
       calls: 0,
       rejections: 0,
@@ -385,10 +397,14 @@ export const circuitBreakerMachine = setup({
   initial: 'closed',
   states: {
     closed: {
-      entry: ['resetWindow', 'resetBackoff'],
+      entry: ['nextGeneration', 'resetWindow', 'resetBackoff'],
       on: {
         'call.request': { actions: 'grantCall' },
         'call.success': [
+          {
+            guard: { type: 'isStaleReport', params: ({ event }) => ({ generation: event.generation }) },
+            actions: 'countStaleSuccess',
+          },
           {
             guard: { type: 'isSlowCall', params: ({ event }) => ({ durationMs: event.durationMs }) },
             actions: 'recordSlowCall',
@@ -396,6 +412,10 @@ export const circuitBreakerMachine = setup({
           { actions: 'recordSuccess' },
         ],
         'call.failure': [
+          {
+            guard: { type: 'isStaleReport', params: ({ event }) => ({ generation: event.generation }) },
+            actions: 'countStaleFailure',
+          },
           {
             guard: { type: 'isNoResponders', params: ({ event }) => ({ kind: event.kind }) },
             target: 'open',
@@ -424,7 +444,7 @@ export const circuitBreakerMachine = setup({
       ],
     },
     open: {
-      entry: ['scheduleOpenWait', 'emitOpened'],
+      entry: ['nextGeneration', 'scheduleOpenWait', 'emitOpened'],
       after: { openWait: 'halfOpen' },
       on: {
         'call.request': { actions: 'rejectCall' },
@@ -444,11 +464,15 @@ export const circuitBreakerMachine = setup({
       },
     },
     halfOpen: {
-      entry: ['startHalfOpen', 'emitHalfOpened'],
+      entry: ['nextGeneration', 'startHalfOpen', 'emitHalfOpened'],
       initial: 'idle',
       on: {
         'call.request': [{ guard: 'hasTrialSlot', actions: 'grantTrial' }, { actions: 'rejectCall' }],
         'call.success': [
+          {
+            guard: { type: 'isStaleReport', params: ({ event }) => ({ generation: event.generation }) },
+            actions: 'countStaleSuccess',
+          },
           {
             guard: { type: 'isSlowCall', params: ({ event }) => ({ durationMs: event.durationMs }) },
             target: 'open',
@@ -466,10 +490,16 @@ export const circuitBreakerMachine = setup({
           // Back through idle, so that the trial timer starts again for the calls still out.
           { target: '.idle', actions: 'recordSuccess' },
         ],
-        'call.failure': {
-          target: 'open',
-          actions: ['recordFailure', { type: 'noteTrip', params: { reason: 'trialFailed' } }],
-        },
+        'call.failure': [
+          {
+            guard: { type: 'isStaleReport', params: ({ event }) => ({ generation: event.generation }) },
+            actions: 'countStaleFailure',
+          },
+          {
+            target: 'open',
+            actions: ['recordFailure', { type: 'noteTrip', params: { reason: 'trialFailed' } }],
+          },
+        ],
         'breaker.trip': {
           target: 'open',
           actions: { type: 'noteTrip', params: { reason: 'manual' } },
@@ -547,7 +577,16 @@ export function canCall(snapshot: BreakerSnapshot): boolean {
  * breaker's own actions, where the event would only be queued.
  */
 export function requestCall(actor: Actor<CircuitBreakerMachine>): boolean {
+  return requestTicket(actor) !== undefined;
+}
+
+/**
+ * Like `requestCall`, but returns the generation the call was let through in (or undefined when
+ * refused); pass it back as `generation` in the report so a late answer is not taken for a trial.
+ */
+export function requestTicket(actor: Actor<CircuitBreakerMachine>): number | undefined {
   const before = actor.getSnapshot().context.counts.calls;
   actor.send({ type: 'call.request' });
-  return actor.getSnapshot().context.counts.calls > before;
+  const after = actor.getSnapshot().context;
+  return after.counts.calls > before ? after.generation : undefined;
 }

@@ -23,6 +23,8 @@ export interface VerifiedClaims {
   exp: number;
   rooms: RoomGrant;
   jti?: string;
+  /** Issued at, seconds since the epoch: a revocation of the user covers tokens issued until then. */
+  iat?: number;
 }
 
 /** What the `verifyToken` actor resolves to; it rejects only on a bug. */
@@ -101,6 +103,7 @@ export interface ConnectionContext {
   joined: string[];
   degraded: boolean;
   jti: string | undefined;
+  iat: number | undefined;
   held: SessionFrameEvent[];
   /** The id of the `refresh` frame being checked. */
   refreshId: FrameId | undefined;
@@ -223,6 +226,7 @@ export const connectionMachine = setup({
             exp: result.claims.exp,
             rooms: result.claims.rooms,
             jti: result.claims.jti,
+            iat: result.claims.iat,
             degraded: result.degraded,
           }
         : { token: undefined },
@@ -251,6 +255,7 @@ export const connectionMachine = setup({
             exp: result.claims.exp,
             rooms: result.claims.rooms,
             jti: result.claims.jti,
+            iat: result.claims.iat,
             degraded: result.degraded,
             joined: context.joined.filter((room) => isAllowed(result.claims.rooms, room)),
           }
@@ -287,6 +292,7 @@ export const connectionMachine = setup({
     joined: [],
     degraded: false,
     jti: undefined,
+    iat: undefined,
     held: [],
     refreshId: undefined,
     strikes: 0,

@@ -17,14 +17,14 @@ import { createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import {
   circuitBreakerMachine,
-  requestCall,
+  requestTicket,
   type BreakerOptions,
   type CircuitBreakerMachine,
-  type FailureKind,
 } from '../machines/circuit-breaker.machine.ts';
 import type { VerifyResult } from '../machines/connection.machine.ts';
-import { requestVerdict } from './auth-client.ts';
+import { requestVerdict, type RemoteVerdict } from './auth-client.ts';
 import type { Logger } from './log.ts';
+import type { Observers } from './observe.ts';
 import { RevocationList, revocationSchema, type Revocation } from './revocations.ts';
 import { subjects } from './subjects.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules, type TokenVerifier } from './tokens.ts';
@@ -46,6 +46,10 @@ export interface AuthGateOptions {
   recheckPerSecond?: number;
   now?: () => number;
   random?: () => number;
+  /** Where the breaker reports what it lives through (inspector, recorder), as machine `breaker`. */
+  observers?: Observers;
+  /** The node's id in those observations. @default '' */
+  nodeId?: string;
 }
 
 export interface AuthGateStatus {
@@ -57,7 +61,10 @@ export interface AuthGateStatus {
 
 export interface AuthGate {
   verify: TokenVerifier;
-  /** Asks the auth service only, never locally: for re-checks. */
+  /**
+   * Asks the auth service only, never locally, through the breaker: for re-checks. Resolves to
+   * `unavailable` at once while the breaker refuses calls.
+   */
   verifyRemote(token: string): Promise<VerifyResult>;
   breaker: Actor<CircuitBreakerMachine>;
   revocations: RevocationList;
@@ -68,12 +75,6 @@ export interface AuthGate {
   onRecovered(listener: () => void): void;
   recheckPerSecond: number;
   stop(): void;
-}
-
-function failureKind(reason: string): FailureKind {
-  if (reason === 'no auth service responders') return 'noResponders';
-  if (reason === 'auth request timed out') return 'timeout';
-  return 'error';
 }
 
 export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate> {
@@ -114,6 +115,7 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
         random: options.random ?? Math.random,
         options: { slowCallMs: timeoutMs, ...options.breaker },
       },
+      inspect: options.observers?.inspector({ machine: 'breaker', node: options.nodeId ?? '' }, () => undefined),
     },
   );
   breaker.on('breaker.opened', (e) =>
@@ -127,19 +129,24 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
   breaker.subscribe({ error: (err) => log.error({ err }, 'auth breaker failed') });
   breaker.start();
 
-  const verifyRemote = (token: string) => requestVerdict(nc, token, timeoutMs);
+  /** One auth request through the breaker, reported to it; undefined when the breaker refuses. */
+  const askThroughBreaker = async (token: string): Promise<RemoteVerdict | undefined> => {
+    const generation = requestTicket(breaker);
+    if (generation === undefined) return undefined;
+    const started = performance.now();
+    const verdict = await requestVerdict(nc, token, timeoutMs);
+    const durationMs = performance.now() - started;
+    if (verdict.failure === undefined) breaker.send({ type: 'call.success', durationMs, generation });
+    else breaker.send({ type: 'call.failure', kind: verdict.failure, durationMs, generation });
+    return verdict;
+  };
+
+  const verifyRemote = async (token: string): Promise<VerifyResult> =>
+    (await askThroughBreaker(token))?.result ?? { outcome: 'unavailable', reason: 'auth breaker open' };
 
   const verify: TokenVerifier = async (token) => {
-    if (requestCall(breaker)) {
-      const started = performance.now();
-      const verdict = await verifyRemote(token);
-      const durationMs = performance.now() - started;
-      if (verdict.outcome !== 'unavailable') {
-        breaker.send({ type: 'call.success', durationMs });
-        return verdict;
-      }
-      breaker.send({ type: 'call.failure', kind: failureKind(verdict.reason), durationMs });
-    }
+    const verdict = await askThroughBreaker(token);
+    if (verdict && verdict.failure === undefined) return verdict.result;
     if (policy === 'reject' || !localVerify) {
       return { outcome: 'unavailable', reason: localVerify ? 'auth service unavailable' : 'no cached keys' };
     }

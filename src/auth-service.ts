@@ -108,10 +108,12 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     nc.subscribe(subjects.authRevoke, {
       queue: AUTH_QUEUE,
       callback: (_err, msg) => {
-        const parsed = revocationSchema.safeParse({
-          ...(safeJson(msg.data) as object),
-          at: Math.floor(Date.now() / 1000),
-        });
+        // The revocation covers tokens issued until the operator asked (`at`), never later: a
+        // request held up by an outage must not revoke tokens issued after it.
+        const request = safeJson(msg.data) as { at?: unknown } | undefined;
+        const now = Math.floor(Date.now() / 1000);
+        const at = typeof request?.at === 'number' && request.at <= now ? request.at : now;
+        const parsed = revocationSchema.safeParse({ ...request, at });
         if (!parsed.success) {
           log.info('malformed revoke request');
           msg.respond(JSON.stringify({ ok: false, error: 'give exactly one of jti and sub' }));

@@ -20,6 +20,8 @@ import type { ConnectionActor } from './session.ts';
 import { decodeChatMessage } from './codec.ts';
 import { Interest } from './interest.ts';
 import { silentLogger, type Logger } from './log.ts';
+import { Observers } from './observe.ts';
+import { startRecorder, type RecordingOptions } from './recording.ts';
 import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
 import type { TokenVerifier } from './tokens.ts';
 
@@ -68,6 +70,10 @@ export interface GatewayOptions {
   metricsToken?: string;
   /** Checks tokens; the auth service over NATS by default. */
   verify?: TokenVerifier;
+  /** Where the actors report what they live through (inspector page, recorder). @default a new one */
+  observers?: Observers;
+  /** Record what the connection actors (all, one user's or one session's) and the breaker receive; see src/recording.ts. @default off */
+  recording?: RecordingOptions;
   log?: Logger;
 }
 
@@ -84,6 +90,8 @@ export interface Gateway {
   authStatus(): AuthGateStatus;
   /** Subjects this node is subscribed to for its sessions. */
   interest: Pick<Interest<Session>, 'size' | 'has'>;
+  /** What the connection actors live through, for whoever listens (the inspector page). */
+  observers: Observers;
   /** Stops accepting, closes every session with 1001, drains NATS. Idempotent and bounded. */
   close(): Promise<void>;
 }
@@ -133,15 +141,26 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const log = (options.log ?? silentLogger).child({ node: nodeId });
   const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', `chatgate-gateway-${nodeId}`);
 
+  // Made before the breaker starts, so that a recording has it from its first state.
+  const observers = options.observers ?? new Observers();
+  const recorder = options.recording
+    ? await startRecorder(observers, options.recording, { node: nodeId, nc, log }).catch(async (err: unknown) => {
+        await closeNats(nc);
+        throw err;
+      })
+    : undefined;
   const auth = await startAuthGate({
     nc,
     log,
+    observers,
+    nodeId,
     requestTimeoutMs: options.authRequestTimeoutMs,
     degradedPolicy: options.degradedPolicy,
     rules: options.rules,
     breaker: options.breaker,
     recheckPerSecond: options.recheckPerSecond,
   });
+  recorder?.describe(auth.breaker);
   const sessions = new Map<string, Session>();
   const metrics = createMetrics({
     connectionStates: () => [...sessions.values()].map((s) => connectionState(s.actor)),
@@ -175,6 +194,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       try {
         const result = await verify(token);
         outcome = result.outcome === 'ok' ? (result.degraded ? 'degraded' : 'ok') : result.outcome;
+        // Admitted locally after a failed call that did not open the breaker: no recovery will
+        // come to re-check it, so ask for one soon.
+        if (outcome === 'degraded' && auth.breaker.getSnapshot().matches('closed')) {
+          setTimeout(recheck, 1000).unref();
+        }
         return result;
       } finally {
         metrics.authChecked(outcome, (performance.now() - started) / 1000);
@@ -185,21 +209,22 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     limits: { ...defaultConnectionLimits, ...options.limits },
     authTimeoutMs: options.authTimeoutMs ?? 5000,
     maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
+    observers,
   };
   const logic = connectionLogic(node);
+  const recheck = createRechecker(sessions, auth, log);
 
   // Revocations heard on NATS close every affected session here.
   auth.onRevoked((r) => {
     for (const session of sessions.values()) {
-      const { user, jti } = session.actor.getSnapshot().context;
-      if ((r.sub !== undefined && user === r.sub) || (r.jti !== undefined && jti === r.jti)) {
+      const { user, jti, iat } = session.actor.getSnapshot().context;
+      if (auth.revocations.isRevoked({ sub: user, jti, iat }) && ((r.sub !== undefined && user === r.sub) || (r.jti !== undefined && jti === r.jti))) {
         session.actor.send({ type: 'session.revoked', reason: 'token revoked' });
       }
     }
   });
   // Once the auth service is back, sessions admitted without it are checked again, paced.
-  const recheck = createRechecker(sessions, auth, log);
-  auth.onRecovered(() => void recheck());
+  auth.onRecovered(recheck);
 
   const allowedOrigins = options.allowedOrigins?.length ? new Set(options.allowedOrigins) : undefined;
   const wss = new WebSocketServer({
@@ -266,7 +291,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         ws.close(1013, 'node full');
         return;
       }
-      openSession(node, logic, ws, upgradeToken(req));
+      const session = openSession(node, logic, ws, upgradeToken(req));
+      recorder?.describe(session.actor, { authTimeout: node.authTimeoutMs });
     });
   });
   const sweep = setInterval(() => handshakes.sweep(), 10_000);
@@ -308,6 +334,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     }
     for (const session of sessions.values()) session.ws.terminate();
     server.closeAllConnections();
+    await recorder?.close();
     await closeNats(nc);
     log.info('gateway stopped');
   };
@@ -319,6 +346,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     nc,
     sessions,
     interest,
+    observers,
     auth,
     authStatus: () => auth.status(),
     close: () => (closing ??= close()),

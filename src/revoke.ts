@@ -18,7 +18,8 @@ export async function runRevoke(config: CommandConfig<'revoke'>): Promise<void> 
   }
   const nc = await connect({ servers: config.nats, name: 'chatgate-revoke' });
   try {
-    const request = config.jti !== undefined ? { jti: config.jti } : { sub: config.sub };
+    const at = Math.floor(Date.now() / 1000);
+    const request = config.jti !== undefined ? { jti: config.jti, at } : { sub: config.sub, at };
     let revocation: Revocation | undefined;
     try {
       const reply = (await nc.request(subjects.authRevoke, JSON.stringify(request), { timeout: 3000 })).json<{
@@ -26,11 +27,11 @@ export async function runRevoke(config: CommandConfig<'revoke'>): Promise<void> 
         revocation?: Revocation;
         error?: string;
       }>();
-      if (!reply.ok) throw new Error(`auth service refused: ${reply.error ?? 'unknown'}`);
+      if (!reply.ok) throw new OptionError(`the auth service refused the revocation: ${reply.error ?? 'unknown'}`);
       revocation = reply.revocation;
     } catch (err) {
-      if (err instanceof Error && err.message.startsWith('auth service refused')) throw err;
-      revocation = revocationSchema.parse({ ...request, at: Math.floor(Date.now() / 1000) });
+      if (err instanceof OptionError) throw err;
+      revocation = revocationSchema.parse(request);
       await persistRevocation(config.home, revocation);
       nc.publish(subjects.revoked, JSON.stringify(revocation));
       await nc.flush();

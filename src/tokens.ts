@@ -113,7 +113,7 @@ export function createTokenVerifier(
       }
       return {
         outcome: 'ok',
-        claims: { sub: payload.sub, exp: payload.exp!, rooms, jti: payload.jti },
+        claims: { sub: payload.sub, exp: payload.exp!, rooms, jti: payload.jti, iat: payload.iat },
         degraded: false,
       };
     } catch (err) {

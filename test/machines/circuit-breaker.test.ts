@@ -5,6 +5,7 @@ import {
   circuitBreakerMachine,
   defaultBreakerOptions,
   requestCall,
+  requestTicket,
   WINDOW_BUCKETS,
   type BreakerEmitted,
   type BreakerOptions,
@@ -559,5 +560,29 @@ describe('circuit breaker machine', () => {
     // Only a handful of calls reached the dead service after it opened: one trial per wait.
     const trials = b.emitted.filter((e) => e.type === 'breaker.halfOpened').length;
     expect(context(b.actor).counts.failures).toBe(3 + trials - 1);
+  });
+
+  it('breaker - a late report of a call let through while closed is not taken for a trial', () => {
+    const b = start();
+    // A call granted while closed, still out when the breaker opens and goes half-open.
+    const lateTicket = requestTicket(b.actor);
+    expect(lateTicket).toBeDefined();
+    failCalls(b.actor, 3);
+    b.clock.increment(context(b.actor).openWaitMs);
+    expect(b.actor.getSnapshot().matches('halfOpen')).toBe(true);
+    const failures = context(b.actor).counts.failures;
+    b.actor.send({ type: 'call.failure', kind: 'timeout', durationMs: 1000, generation: lateTicket });
+    expect(b.actor.getSnapshot().matches('halfOpen')).toBe(true);
+    expect(context(b.actor).counts.failures).toBe(failures + 1);
+    expect(context(b.actor).trialsInFlight).toBe(0);
+    // A late success does not count toward closing either.
+    b.actor.send({ type: 'call.success', durationMs: 5, generation: lateTicket });
+    expect(context(b.actor).trialSuccesses).toBe(0);
+    // Real trials still decide.
+    for (let i = 0; i < 2; i++) {
+      const ticket = requestTicket(b.actor);
+      b.actor.send({ type: 'call.success', durationMs: 5, generation: ticket });
+    }
+    expect(state(b.actor)).toBe('closed');
   });
 });
