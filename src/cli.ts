@@ -14,6 +14,8 @@ import { startNatsServer } from './nats-server.ts';
 import { runDev } from './dev.ts';
 import { runRevoke } from './revoke.ts';
 import { runMachines } from './diagrams.ts';
+import { runReplay } from './replay.ts';
+import { startAdminServer } from './admin-server.ts';
 
 const descriptions: Record<CommandName, string> = {
   dev: 'run nats-server, the auth service and one gateway on this machine',
@@ -24,6 +26,7 @@ const descriptions: Record<CommandName, string> = {
   jwks: 'print the public JWK Set (dev keys)',
   revoke: 'revoke a token (--jti) or every token of a user (--sub) on every node',
   machines: 'write the state machine diagrams (Mermaid) to docs/machines.md',
+  replay: 'replay recorded actors (FILE) through their machines: exit 0 if all match, 1 if one diverges, 2 for a bad file',
 };
 
 /** Gateway options shared by `gateway` and `dev`. */
@@ -43,6 +46,7 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     handshakesPerIpPerSecond: config.handshakesPerIpPerSecond,
     trustProxy: config.trustProxy,
     metricsToken: config.metricsToken,
+    recording: recordingOptions(config),
     limits: {
       expiryWarningMs: config.expiryWarningMs,
       sendsPerSecond: config.sendsPerSecond,
@@ -51,6 +55,17 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     },
     log,
   };
+}
+
+/** `--record-to` with its filters; a filter without a target is a mistake. */
+function recordingOptions(config: CommandConfig<'gateway'> | CommandConfig<'dev'>): GatewayOptions['recording'] {
+  if (!config.recordTo) {
+    if (config.recordUser !== undefined || config.recordSession !== undefined) {
+      throw new OptionError('--record-user and --record-session need --record-to (RECORD_TO)');
+    }
+    return undefined;
+  }
+  return { ...config.recordTo, user: config.recordUser, session: config.recordSession };
 }
 
 /** Runs `stop` once on SIGINT or SIGTERM, then exits; a second signal exits at once. */
@@ -69,8 +84,9 @@ export function onShutdown(stop: () => Promise<void>, deadlineMs: number): void 
   process.once('SIGTERM', handler);
 }
 
-const run: { [C in CommandName]: (config: CommandConfig<C>) => Promise<void> } = {
+const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => Promise<void> } = {
   dev: runDev,
+  replay: runReplay,
   revoke: runRevoke,
   machines: runMachines,
   async nats(config) {
@@ -99,6 +115,10 @@ const run: { [C in CommandName]: (config: CommandConfig<C>) => Promise<void> } =
     onShutdown(() => service.close(), 10_000);
   },
   async gateway(config) {
+    // The admin port shows every connection: never open without a token.
+    if (config.adminPort !== undefined && config.adminToken === undefined) {
+      throw new OptionError('--admin-port (ADMIN_PORT) needs --admin-token (ADMIN_TOKEN)');
+    }
     const log = createLogger({ level: config.logLevel });
     const gateway = await startGateway({
       ...gatewayOptions(config, log),
@@ -107,7 +127,19 @@ const run: { [C in CommandName]: (config: CommandConfig<C>) => Promise<void> } =
       host: config.host,
       nodeId: config.nodeId,
     });
-    onShutdown(() => gateway.close(), config.shutdownTimeoutMs + 5000);
+    const admin =
+      config.adminPort === undefined
+        ? undefined
+        : await startAdminServer({ gateway, port: config.adminPort, host: config.adminHost, token: config.adminToken!, log }).catch(
+            async (err: unknown) => {
+              await gateway.close();
+              throw err;
+            },
+          );
+    onShutdown(async () => {
+      await admin?.close();
+      await gateway.close();
+    }, config.shutdownTimeoutMs + 5000);
   },
   async token(config) {
     const keys = await loadSigningKeys(config.home);
@@ -129,6 +161,9 @@ const run: { [C in CommandName]: (config: CommandConfig<C>) => Promise<void> } =
   },
 };
 
+/** Positional arguments, for the commands that take one. */
+const commandArguments: Partial<Record<CommandName, string>> = { replay: '<file>' };
+
 function buildProgram(): Command {
   const program = new Command('chatgate')
     .description('a horizontally scaled WebSocket chat gateway')
@@ -142,12 +177,17 @@ function buildProgram(): Command {
       if ('default' in spec && spec.default !== undefined) option.default(spec.default);
       command.addOption(option);
     }
-    command.action(async (raw: Record<string, unknown>) => {
+    const argument = commandArguments[name];
+    if (argument) command.argument(argument);
+    // Commander passes the positional arguments first, then the options and the command.
+    command.action(async (...params: unknown[]) => {
+      const raw = params.at(-2) as Record<string, unknown>;
+      const args = params.slice(0, -2) as string[];
       const config = parseConfig(name, raw);
       if (name === 'token' && (config as CommandConfig<'token'>).sub === undefined) {
         throw new OptionError('missing --sub (TOKEN_SUB)');
       }
-      await (run[name] as (c: typeof config) => Promise<void>)(config);
+      await (run[name] as (c: typeof config, a: string[]) => Promise<void>)(config, args);
     });
   }
   return program;

@@ -64,6 +64,13 @@ const audience = {
   schema: text,
 } satisfies OptionSpec;
 
+const adminToken = {
+  flag: '--admin-token <secret>',
+  env: 'ADMIN_TOKEN',
+  description: 'the token that opens the admin port’s inspector page (prefer the variable: flags show in ps)',
+  schema: z.string().min(16, 'use at least 16 characters'),
+} satisfies OptionSpec;
+
 const gatewayLimits = {
   authTimeoutMs: {
     flag: '--auth-timeout-ms <ms>',
@@ -186,6 +193,31 @@ const gatewayLimits = {
   },
 } satisfies Record<string, OptionSpec>;
 
+/** Recording of what the node's actors receive (src/recording.ts), for `gateway` and `dev`. */
+const recordingOptions = {
+  recordTo: {
+    flag: '--record-to <target>',
+    env: 'RECORD_TO',
+    description: 'record what connection actors and the breaker receive: file:PATH (appended) or nats (chatgate.v1.recording.<node>); off when unset',
+    schema: z
+      .string()
+      .refine((s) => s === 'nats' || /^file:./.test(s), 'nats, or file:PATH')
+      .transform((s) => (s === 'nats' ? { to: 'nats' as const } : { to: 'file' as const, path: s.slice('file:'.length) })),
+  },
+  recordUser: {
+    flag: '--record-user <id>',
+    env: 'RECORD_USER',
+    description: 'record only this user’s connections (and the breaker)',
+    schema: z.string().refine(isValidId, 'must be 1–256 characters of well-formed Unicode'),
+  },
+  recordSession: {
+    flag: '--record-session <id>',
+    env: 'RECORD_SESSION',
+    description: 'record only this session’s connection (and the breaker)',
+    schema: text,
+  },
+} satisfies Record<string, OptionSpec>;
+
 /** The options of each command, by the key the command's code reads. */
 export const commandOptions = {
   gateway: {
@@ -199,6 +231,21 @@ export const commandOptions = {
       schema: text,
     },
     ...gatewayLimits,
+    ...recordingOptions,
+    adminPort: {
+      flag: '--admin-port <n>',
+      env: 'ADMIN_PORT',
+      description: 'port of the admin server (inspector page); off when unset, needs ADMIN_TOKEN',
+      schema: port,
+    },
+    adminHost: {
+      flag: '--admin-host <addr>',
+      env: 'ADMIN_HOST',
+      description: 'address the admin server listens on',
+      default: '127.0.0.1',
+      schema: text,
+    },
+    adminToken,
     logLevel: level,
   },
   auth: {
@@ -258,6 +305,15 @@ export const commandOptions = {
     natsPort: { flag: '--nats-port <n>', env: 'NATS_PORT', description: 'port of the nats-server child', default: '4222', schema: portOrRandom },
     home,
     ...gatewayLimits,
+    ...recordingOptions,
+    adminPort: {
+      flag: '--admin-port <n>',
+      env: 'ADMIN_PORT',
+      description: 'port of the admin server (inspector and demo chat pages) on 127.0.0.1; 0: any free port',
+      default: '0',
+      schema: port,
+    },
+    adminToken: { ...adminToken, description: 'the inspector’s admin token (default: a random one, printed in the banner)' },
     logLevel: level,
   },
   machines: {
@@ -267,6 +323,21 @@ export const commandOptions = {
       description: 'where to write the state machine diagrams (Markdown with Mermaid)',
       default: 'docs/machines.md',
       schema: text,
+    },
+  },
+  replay: {
+    session: {
+      flag: '--session <id>',
+      env: 'REPLAY_SESSION',
+      description: 'replay only the recording of this session',
+      schema: text,
+    },
+    toleranceMs: {
+      flag: '--tolerance-ms <ms>',
+      env: 'REPLAY_TOLERANCE_MS',
+      description: 'how far recorded and replayed times may differ (timer order, computed delays)',
+      default: '100',
+      schema: z.coerce.number().min(0),
     },
   },
 } satisfies Record<string, Record<string, OptionSpec>>;

@@ -1,7 +1,9 @@
 /**
  * `chatgate dev` (what `npm start` runs): a nats-server child process, the auth service and one
- * gateway, all on this machine, and a banner that says how to connect.
+ * gateway, all on this machine, its admin server with the inspector and the demo chat page (whose
+ * token endpoint exists only here), and a banner that says how to connect.
  */
+import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { CommandConfig } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -10,6 +12,9 @@ import { ChatgateError, ChatgateErrorCode } from './errors.ts';
 import { startAuthService } from './auth-service.ts';
 import { startGateway } from './gateway.ts';
 import { gatewayOptions, onShutdown } from './cli.ts';
+import { startAdminServer } from './admin-server.ts';
+import { loadSigningKeys } from './keys.ts';
+import { mintToken } from './tokens.ts';
 
 const DEFAULT_NATS_PORT = 4222;
 
@@ -55,6 +60,21 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
       nodeId: 'dev',
     });
     stops.push(() => gateway.close());
+    // The admin token: the one configured, else a new one each run, shown in the banner only.
+    const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
+    const keys = await loadSigningKeys(config.home);
+    const admin = await startAdminServer({
+      gateway,
+      port: config.adminPort,
+      host: '127.0.0.1',
+      token: adminToken,
+      log,
+      demo: {
+        mint: (user) =>
+          mintToken(keys, { sub: user, rooms: '*', ttl: 3600, iss: config.issuer, aud: config.audience }),
+      },
+    });
+    stops.push(() => admin.close());
     const home = resolve(config.home);
     process.stdout.write(
       [
@@ -63,6 +83,11 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
         `  WebSocket   ${gateway.url}`,
         `  NATS        ${nats.url}`,
         `  Keys        ${home}`,
+        `  Inspector   ${admin.url}`,
+        `  Admin token ${config.adminToken === undefined ? adminToken : '(from ADMIN_TOKEN)'}`,
+        `  Demo chat   ${admin.url}demo`,
+        '',
+        'Open the demo chat in two tabs to chat; log into the inspector with the admin token.',
         '',
         'Mint a token (same CHATGATE_HOME), then connect with it:',
         `  TOKEN=$(CHATGATE_HOME=${home} npx chatgate token --sub alice --rooms lobby)`,
