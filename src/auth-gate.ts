@@ -136,6 +136,8 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
     const started = performance.now();
     const verdict = await requestVerdict(nc, token, timeoutMs);
     const durationMs = performance.now() - started;
+    // An answer that comes after the node stopped its breaker is not reported.
+    if (breaker.getSnapshot().status !== 'active') return verdict;
     if (verdict.failure === undefined) breaker.send({ type: 'call.success', durationMs, generation });
     else breaker.send({ type: 'call.failure', kind: verdict.failure, durationMs, generation });
     return verdict;

@@ -267,7 +267,10 @@ export function openSession(
     }
     else session.log.info({ code: err.code }, 'socket error');
   });
-  ws.on('close', (code: number) => actor.send({ type: 'socket.closed', code }));
+  ws.on('close', (code: number) => {
+    // A machine that ended by itself (heartbeat lost, close grace over) has nothing more to hear.
+    if (actor.getSnapshot().status === 'active') actor.send({ type: 'socket.closed', code });
+  });
 
   actor.start();
   session.log.debug('session opened');
