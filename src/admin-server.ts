@@ -27,7 +27,7 @@ import { silentLogger, type Logger } from './log.ts';
 import { connectionViews, leafPaths, machineViews, stateCounts, type MachineView } from './inspector-model.ts';
 import { redact, type Observation } from './observe.ts';
 import { isValidId } from './subjects.ts';
-import { SseHub, type SseStream } from './admin-sse.ts';
+import { SseHub } from './admin-sse.ts';
 
 export interface DemoOptions {
   /** Mints a token for `user` with the dev keys, granting every room. */
@@ -129,7 +129,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const hub = new SseHub({ maxStreams: options.maxStreams ?? 64 });
   const cache = new Map<string, Buffer>();
   let machines: MachineView[] | undefined;
-  const gatewayOrigin = new URL(gateway.url).origin.replace(/^http/, 'ws');
+  const gatewayOrigin = new URL(gateway.url).origin;
 
   const mac = (exp: number) => createHmac('sha256', sessionKey).update(`admin-session:${exp}`).digest('base64url');
   const loggedIn = (req: IncomingMessage) => {
@@ -206,10 +206,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     return json(res, 200, { token: await demo.mint(user), url: gateway.url });
   };
 
-  const events = (req: IncomingMessage, res: ServerResponse, id: string) => {
+  const events = (res: ServerResponse, id: string) => {
     const session = gateway.sessions.get(id);
     if (!session) return json(res, 404, { error: 'no such session' });
-    const stream = hub.open(req, res);
+    const stream = hub.open(res);
     if (!stream) return;
     const snapshot = session.actor.getSnapshot();
     stream.send('snapshot', {
@@ -235,8 +235,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     stream.whileAlive(() => gateway.sessions.has(id), 'end');
   };
 
-  const counts = (req: IncomingMessage, res: ServerResponse) => {
-    const stream: SseStream | undefined = hub.open(req, res);
+  const counts = (res: ServerResponse) => {
+    const stream = hub.open(res);
     if (stream) hub.subscribeTicker('counts', stream, () => stateCounts(gateway));
   };
 
@@ -267,9 +267,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       case '/api/connections':
         return json(res, 200, connectionViews(gateway, options.maxConnectionsListed ?? 500));
       case '/api/counts':
-        return counts(req, res);
+        return counts(res);
       case '/api/events':
-        return events(req, res, url.searchParams.get('session') ?? '');
+        return events(res, url.searchParams.get('session') ?? '');
       default:
         return json(res, 404, { error: 'not found' });
     }

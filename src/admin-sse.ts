@@ -5,7 +5,7 @@
  * all of them, running only while a stream is open. A ticker (the counts) is computed once per
  * tick for every stream that follows it and sent only when it changed.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 
 export interface SseHubOptions {
   /** @default 64 */
@@ -93,7 +93,7 @@ export class SseHub {
   }
 
   /** Answers the request as an event stream, or with 503 when too many are open. */
-  open(req: IncomingMessage, res: ServerResponse): SseStream | undefined {
+  open(res: ServerResponse): SseStream | undefined {
     if (this.#streams.size >= this.#maxStreams) {
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
       res.end('{"error":"too many streams"}\n');
@@ -113,7 +113,8 @@ export class SseHub {
       for (const ticker of this.#tickers.values()) ticker.streams.delete(stream);
       if (this.#streams.size === 0) this.#stop();
     });
-    req.once('close', () => stream.close());
+    // The response closes when the client goes away (the request's own 'close' may come sooner).
+    res.once('close', () => stream.close());
     this.#start();
     return stream;
   }

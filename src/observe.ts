@@ -26,15 +26,31 @@ export interface Observation {
 const SECRET_KEYS = new Set(['token', 'body']);
 export const REDACTED = '[redacted]';
 
-/** A copy of `value` with every `token` and `body` field replaced, at any depth. */
-export function redact<T>(value: T): T {
-  if (Array.isArray(value)) return value.map(redact) as T;
-  if (value === null || typeof value !== 'object') return value;
-  const out: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(value)) {
-    out[key] = SECRET_KEYS.has(key) && v !== undefined ? REDACTED : redact(v);
-  }
-  return out as T;
+/**
+ * A plain JSON-safe copy of `value` with every `token` and `body` field replaced, at any depth.
+ * Only plain objects and arrays are followed: anything else that is an object (an actor
+ * reference in a spawn or stop action, which points back at itself) becomes a short label, and a
+ * cycle is cut.
+ */
+export function redact<T>(value: T, keep = false): T {
+  const seen = new WeakSet<object>();
+  const copy = (v: unknown): unknown => {
+    if (v === null || typeof v !== 'object') return typeof v === 'function' ? '[function]' : v;
+    if (seen.has(v)) return '[cycle]';
+    const proto = Object.getPrototypeOf(v);
+    if (!Array.isArray(v) && proto !== Object.prototype && proto !== null) {
+      const id = (v as { id?: unknown }).id;
+      return typeof id === 'string' ? `[${id}]` : '[object]';
+    }
+    seen.add(v);
+    if (Array.isArray(v)) return v.map(copy);
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(v)) {
+      out[key] = !keep && SECRET_KEYS.has(key) && item !== undefined ? REDACTED : copy(item);
+    }
+    return out;
+  };
+  return copy(value) as T;
 }
 
 export interface ObserverFilter {
@@ -72,9 +88,12 @@ export class Observers {
 
   emit(o: Observation): void {
     let redacted: Observation | undefined;
+    let plain: Observation | undefined;
     for (const listener of this.#listeners) {
       if (!matches(listener.filter, o)) continue;
-      listener.receive(listener.raw ? o : (redacted ??= redact(o)));
+      // State values are never secret (a region may be called `token`); events and actions may be.
+      if (listener.raw) listener.receive((plain ??= { ...o, event: redact(o.event, true), action: redact(o.action, true) }));
+      else listener.receive((redacted ??= { ...o, event: redact(o.event), action: redact(o.action) }));
     }
   }
 
