@@ -335,7 +335,7 @@ export const commandOptions = {
     toleranceMs: {
       flag: '--tolerance-ms <ms>',
       env: 'REPLAY_TOLERANCE_MS',
-      description: 'how far recorded and replayed times may differ (timer order, computed delays)',
+      description: 'how far recorded and replayed times may differ (when a timer is due, computed delays)',
       default: '100',
       schema: z.coerce.number().min(0),
     },

@@ -132,12 +132,23 @@ export function parseRecordings(text: string): { recordings: Recording[]; orphan
   return { recordings, orphans };
 }
 
-/** An observation as plain JSON: actor references by their id, errors by name and message. */
+/** A value as plain JSON (what a line holds): undefined fields left out. */
 export function toPlain<T>(value: T): T {
-  const json = JSON.stringify(value, (_key, v: unknown) =>
-    v instanceof Error ? { name: v.name, message: v.message } : v,
-  );
+  const json = JSON.stringify(value);
   return json === undefined ? value : (JSON.parse(json) as T);
+}
+
+/**
+ * An observation as it is recorded, and as replay compares it: plain JSON, its event and action
+ * copied by `redact` (actor references become `[id]`; tokens and bodies `[redacted]` unless
+ * `raw`). The state value is kept whole: it holds no secret, and a region may be named `token`.
+ */
+export function recordedForm<T extends Partial<Observation>>(o: T, raw: boolean): T {
+  return toPlain({
+    ...o,
+    ...(o.event === undefined ? {} : { event: redact(o.event, raw) }),
+    ...(o.action === undefined ? {} : { action: redact(o.action, raw) }),
+  });
 }
 
 /** Where whole steps of lines go. `write` returns false when it cannot take them (full, broken). */
@@ -228,7 +239,7 @@ interface Track {
 export interface Recorder {
   /**
    * Starts the recording of a root actor that has just started (a connection actor or the
-   * breaker): its header comes from its first context. `delays` are those the node provides.
+   * breaker): its header comes from its context. `delays` are those the node provides to it.
    */
   describe(actor: AnyActorRef, delays?: Record<string, number>): void;
   /** Stops listening and closes the file. Idempotent. */
@@ -278,24 +289,30 @@ export async function startRecorder(
     return track;
   };
 
-  const drop = (track: Track, why: string) => {
+  /** From now on, this actor is not recorded (its lines so far stay a valid recording). */
+  const drop = (track: Track) => {
     tracks.delete(track.key);
     ignored.add(track.key);
-    if (why) log.warn({ machine: track.machine, session: track.session, why }, 'recording of an actor ended early');
   };
+  /** Actors whose recording ended early since the sink last took a step: logged once per episode. */
+  let refused = 0;
 
   /** Sends what the track can send now: its header and held steps, once it may. */
   const flush = (track: Track) => {
     if (!track.header || track.pendingUser || track.held.length === 0) return;
     const lines = track.headerWritten ? track.held : [JSON.stringify(track.header), ...track.held];
-    if (!sink.write(lines)) return drop(track, 'the recording sink is full or closed');
+    if (!sink.write(lines)) {
+      if (refused++ === 0) log.warn({ machine: track.machine, session: track.session }, 'recording sink full: recordings end early');
+      return drop(track);
+    }
+    refused = 0;
     track.headerWritten = true;
     track.held = [];
   };
 
   const stopListening = observers.listen({
     filter: {},
-    // Raw: the observations are made plain and redacted here, line by line.
+    // Raw: each line is made by `recordedForm`, the form that replay compares with.
     raw: true,
     receive(o) {
       if (o.node !== node || !wanted(o.machine, o.session)) return;
@@ -303,17 +320,18 @@ export async function startRecorder(
       if (ignored.has(key)) return;
       const track = trackOf(key, o.machine, o.session);
       track.startedAt ??= Date.now() - o.t;
-      const plain = toPlain(o);
-      // A state value holds no secret, and a region may be named like one (`token`).
-      track.step.push(JSON.stringify(raw || o.kind === 'state' ? plain : redact(plain)));
+      track.step.push(JSON.stringify(recordedForm(o, raw)));
       if (o.kind !== 'state') return;
       // A state ends the step: the event, its effects and where it led go out together.
       track.held.push(...track.step.splice(0));
       if (track.pendingUser && o.user !== undefined) {
-        if (o.user !== options.user) return drop(track, '');
+        if (o.user !== options.user) return drop(track);
         track.pendingUser = false;
       }
-      if (track.held.length > MAX_HELD_LINES) return drop(track, 'too many lines before the user was known');
+      if (track.held.length > MAX_HELD_LINES) {
+        log.info({ session: track.session }, 'not recorded: too many lines before its user was known');
+        return drop(track);
+      }
       flush(track);
     },
   });

@@ -1,11 +1,18 @@
 /**
- * Replaying a recording (src/recording.ts) through a machine, deterministically, under XState's
- * `SimulatedClock`:
+ * Replaying a recording (src/recording.ts) through a machine, deterministically, under a
+ * simulated clock (a `SimulatedClock` that fires each timer when the recording says it fired):
  *
- * - The clock is moved to each recorded event's offset `t`, so the machine's delays fire by
- *   themselves. Recorded `xstate.after.*` events (and any event the machine itself scheduled with
- *   a delay) are not sent: they are expected to fire, and checked. Events the machine raises
- *   without a delay never appear as events, in the recording or in the replay.
+ * - Before each recorded event the clock moves to the event's offset `t`, and the machine's `now()`
+ *   is the recorded wall-clock start plus that offset, so guards that read the clock decide as they
+ *   did.
+ * - Timers are the machine's own: it arms them (`xstate.raise` with a `delay`, compared with the
+ *   recorded one), and a recorded `xstate.after.*` event (or any event the machine scheduled for
+ *   itself) is never sent. There the replay fires its timer that is due first, at the recorded time,
+ *   and checks that it is the recorded one. A real timer fires late, never early, on a busy event
+ *   loop, and events may come in meanwhile: so a timer fires where the recording has it, and not as
+ *   soon as it is due. It may be due up to `toleranceMs` after the recorded time (the recording
+ *   measures with another clock than `Date.now`); a timer due later, or none, is a divergence.
+ *   Events the machine raises without a delay never appear as events, in the recording or here.
  * - Invoked actors (the token check, the user's subscription, the breaker's probe) are stubs
  *   that never finish; their recorded `xstate.done.actor.<id>` / `xstate.error.actor.<id>` event
  *   is sent to the root actor, which handles it as if the child had finished (XState v5 matches
@@ -14,8 +21,7 @@
  *
  * Each event, effect and state the replayed actor lives is compared with the recording, in order;
  * the first difference is the divergence. Times that the machine derives from its clock (a
- * delay, `retryAfterMs`, `retryAt`) may differ by `toleranceMs`: the recording measured offsets
- * with the wall clock, and a timer fires a little after it is due.
+ * delay, `retryAfterMs`, `retryAt`) may differ by `toleranceMs`.
  */
 import { readFile } from 'node:fs/promises';
 import {
@@ -34,11 +40,11 @@ import {
   type BreakerOptions,
 } from '../machines/circuit-breaker.machine.ts';
 import { OptionError, type CommandConfig } from './config.ts';
-import { redact, type Observation, type ObservedMachine } from './observe.ts';
+import type { Observation, ObservedMachine } from './observe.ts';
 import {
   parseRecordings,
+  recordedForm,
   RecordingFormatError,
-  toPlain,
   type Recording,
   type RecordingHeader,
 } from './recording.ts';
@@ -51,8 +57,8 @@ export const recordedMachines: Record<ObservedMachine, AnyStateMachine> = {
 
 export interface ReplayOptions {
   /**
-   * How far apart the recorded and the replayed time may be: for the order of a timer and an
-   * event that came within this of it, and for times the machine computes. @default 100
+   * How far apart recorded and replayed times may be: how much later than recorded a timer may
+   * be due, and how much times the machine computes (delays, `retryAfterMs`) may differ. @default 100
    */
   toleranceMs?: number;
 }
@@ -87,7 +93,7 @@ export interface Divergence {
 export interface ReplayResult {
   header: RecordingHeader;
   matches: boolean;
-  /** Everything the replayed actor lived, in order (up to and including a divergence). */
+  /** Everything the replayed actor lived, in order, up to and including the divergence. */
   steps: ReplayStep[];
   /** The states it reached, in order. */
   states: StateValue[];
@@ -102,28 +108,41 @@ export const DEFAULT_TOLERANCE_MS = 100;
 /** Parameters that the machines compute from their clock: compared within `toleranceMs`. */
 const TIME_KEYS = new Set(['delay', 'retryAfterMs', 'retryAt']);
 
-/** A `SimulatedClock` that also knows when its next timer is due. */
+/**
+ * A `SimulatedClock` whose timers fire only when asked. `SimulatedClock.set` fires whatever is due,
+ * at the new time; that cannot replay a timer that fired late, after other events came in.
+ */
 class ReplayClock extends SimulatedClock {
-  readonly #due = new Map<number, number>();
+  readonly #timers = new Map<number, { due: number; fn: () => void }>();
+  #lastId = 0;
 
   override setTimeout(fn: (...args: unknown[]) => void, timeout: number): number {
-    const id: number = super.setTimeout((...args: unknown[]) => {
-      this.#due.delete(id);
-      fn(...args);
-    }, timeout);
-    this.#due.set(id, this.now() + timeout);
+    const id = ++this.#lastId;
+    this.#timers.set(id, { due: this.now() + timeout, fn });
     return id;
   }
 
   override clearTimeout(id: number): void {
-    this.#due.delete(id);
-    super.clearTimeout(id);
+    this.#timers.delete(id);
   }
 
-  nextDue(): number | undefined {
-    let next: number | undefined;
-    for (const due of this.#due.values()) if (next === undefined || due < next) next = due;
+  /** Moves time on; fires nothing. */
+  moveTo(time: number): void {
+    if (time > this.now()) this.set(time);
+  }
+
+  /** The timer due first (the one armed first among those due together). */
+  next(): { id: number; due: number } | undefined {
+    let next: { id: number; due: number } | undefined;
+    for (const [id, { due }] of this.#timers) if (!next || due < next.due) next = { id, due };
     return next;
+  }
+
+  fire(id: number): void {
+    const timer = this.#timers.get(id);
+    if (!timer) return;
+    this.#timers.delete(id);
+    timer.fn();
   }
 }
 
@@ -206,7 +225,7 @@ export function replay(machine: AnyStateMachine, recording: Recording | string, 
   const steps: ReplayStep[] = [];
   /** Events the machine scheduled for itself with a delay, by id: they must fire, not be sent. */
   const delayed = new Map<string, string>();
-  const plain = <T>(value: T): T => (header.redacted ? redact(toPlain(value)) : toPlain(value));
+  const raw = !header.redacted;
   let cursor = 0;
   let failure: unknown;
 
@@ -233,18 +252,18 @@ export function replay(machine: AnyStateMachine, recording: Recording | string, 
             break;
           }
         }
-        steps.push({ ...step, kind: 'event', event: plain(ev.event) });
+        steps.push(recordedForm({ ...step, kind: 'event', event: ev.event }, raw));
       } else if (ev.type === '@xstate.snapshot') {
-        // Never redacted: a state value holds no secret, and a region may be named `token`.
-        steps.push({ ...step, kind: 'state', state: toPlain((ev.snapshot as { value?: StateValue }).value!) });
+        steps.push(recordedForm({ ...step, kind: 'state', state: (ev.snapshot as { value?: StateValue }).value! }, raw));
       } else if (ev.type === '@xstate.action') {
-        const action = plain(ev.action) as { type: string; params?: Record<string, unknown> };
+        const recorded = recordedForm({ ...step, kind: 'action', action: ev.action }, raw);
+        const action = recorded.action as { type: string; params?: Record<string, unknown> };
         const params = action.params ?? {};
         if (action.type === 'xstate.raise' && params.delay !== undefined && typeof params.id === 'string') {
           delayed.set(params.id, (params.event as AnyEventObject).type);
         }
         if (action.type === 'xstate.cancel' && typeof params.sendId === 'string') delayed.delete(params.sendId);
-        steps.push({ ...step, kind: 'action', action });
+        steps.push(recorded);
       }
     },
   });
@@ -254,43 +273,23 @@ export function replay(machine: AnyStateMachine, recording: Recording | string, 
     },
   });
 
-  /** Moves the clock to `target`, firing the timers due by then, each at its own time. */
-  const advanceTo = (target: number, beforeTimersNearTarget: boolean) => {
-    for (let due = clock.nextDue(); due !== undefined && due <= target; due = clock.nextDue()) {
-      // A timer due just before an event that the recording has first: jitter, not a divergence.
-      if (beforeTimersNearTarget && due > target - tolerance) {
-        target = Math.max(clock.now(), due - 1e-3);
-        break;
-      }
-      clock.set(Math.max(clock.now(), due));
-    }
-    if (target > clock.now()) clock.set(target);
-  };
-
   /** Makes the replay do what woke the recorded actor at `r`; returns why it cannot. */
   const deliver = (r: Observation): string | undefined => {
-    const before = steps.length;
     if (r.kind === 'action') return 'the recording has an effect here, but the replay was waiting for an event';
-    if (r.kind === 'state') {
-      // A state that no event caused: the recorded actor was stopped.
-      advanceTo(r.t, true);
-      if (steps.length === before) actor.stop();
-      return undefined;
-    }
+    clock.moveTo(r.t);
+    // A state that no event caused: the recorded actor was stopped.
+    if (r.kind === 'state') return void actor.stop();
     const event = r.event as AnyEventObject;
-    const scheduled = event.type.startsWith('xstate.after.') || [...delayed.values()].includes(event.type);
-    if (scheduled) {
-      advanceTo(r.t, false);
-      const due = clock.nextDue();
-      if (steps.length === before && due !== undefined && due <= r.t + tolerance) clock.set(Math.max(clock.now(), due));
-      if (steps.length === before) {
-        return `the recording has ${event.type} fire here; the replay ${due === undefined ? 'has no timer' : `has its next timer at ${due.toFixed(1)} ms`}`;
+    if (event.type.startsWith('xstate.after.') || [...delayed.values()].includes(event.type)) {
+      const timer = clock.next();
+      if (!timer) return `the recording has ${event.type} fire here; the replay has no timer armed`;
+      if (timer.due > r.t + tolerance) {
+        return `the recording has ${event.type} fire here; the replay's first timer is due at ${timer.due.toFixed(1)} ms`;
       }
+      clock.moveTo(timer.due);
+      clock.fire(timer.id);
       return undefined;
     }
-    advanceTo(r.t, true);
-    // A timer fired first: the comparison reports it.
-    if (steps.length > before) return undefined;
     const child = childOf(event.type);
     if (child !== undefined && !(child in (actor.getSnapshot() as { children: object }).children)) {
       return `the recording has the invoked actor ${child} finish here; the replay is not running it`;
@@ -300,25 +299,25 @@ export function replay(machine: AnyStateMachine, recording: Recording | string, 
   };
 
   actor.start();
+  // The replay's steps and the recording's observations go in step: `steps[i]` is compared with
+  // `observations[i]`. When the replay has nothing left to compare, the recording says what woke it.
   let divergence: Divergence | undefined;
-  let next = 0;
   for (let i = 0; i < observations.length && !divergence; i++) {
     cursor = i;
     const r = observations[i]!;
     const expected: ReplayStep = { ...r, index: i };
-    let reason = next >= steps.length ? deliver(r) : undefined;
+    let reason = i >= steps.length ? deliver(r) : undefined;
     if (failure !== undefined) reason = `the machine failed: ${(failure as Error).message ?? String(failure)}`;
-    const actual = steps[next];
+    const actual = steps[i];
     if (reason === undefined && actual === undefined) reason = 'the replay did nothing here';
     reason ??= difference(expected, actual!, tolerance);
     if (reason !== undefined) divergence = { index: i, t: r.t, expected, actual, reason };
-    next++;
   }
-  if (!divergence && next < steps.length) {
-    const actual = steps[next]!;
+  if (!divergence && observations.length < steps.length) {
+    const actual = steps[observations.length]!;
     divergence = { index: observations.length, t: actual.t, expected: undefined, actual, reason: 'the replay did more than was recorded' };
   }
-  const lived = steps.slice();
+  const lived = steps.slice(0, divergence ? divergence.index + 1 : steps.length);
   if (actor.getSnapshot().status === 'active') actor.stop();
   return {
     header,
@@ -371,7 +370,7 @@ export function formatReplay(result: ReplayResult): string {
     `${who} on ${header.node}, recorded ${header.started} by chatgate ${header.version}${header.redacted ? '' : ' (raw)'}`,
   ];
   for (const step of result.steps) {
-    if (result.divergence && step.index >= result.divergence.index && step !== result.divergence.actual) break;
+    if (step === result.divergence?.actual) break;
     lines.push(`  #${String(step.index).padEnd(4)} ${step.t.toFixed(1).padStart(10)} ms  ${formatStep(step)}`);
   }
   const d = result.divergence;
