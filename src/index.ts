@@ -1,0 +1,43 @@
+/**
+ * chatgate's public API, for embedding a gateway or an auth service in another process, and for
+ * tests that replay recordings. Everything else in src/ is internal.
+ */
+export { connectionMachine, defaultConnectionLimits, MAX_TIMER_MS } from '../machines/connection.machine.ts';
+export type {
+  ConnectionContext,
+  ConnectionEvent,
+  ConnectionInput,
+  ConnectionLimits,
+  Destination,
+  FrameId,
+  RoomGrant,
+  VerifiedClaims,
+  VerifyResult,
+} from '../machines/connection.machine.ts';
+export {
+  circuitBreakerMachine,
+  defaultBreakerOptions,
+  canCall,
+  requestCall,
+  requestTicket,
+  openWaitFor,
+} from '../machines/circuit-breaker.machine.ts';
+export type { BreakerOptions, BreakerEvent, BreakerEmitted, FailureKind } from '../machines/circuit-breaker.machine.ts';
+export { CloseCode, ErrorCode, closeCodeMeaning, errorCodeMeaning } from '../machines/codes.ts';
+export { startGateway, upgradeToken, SUBPROTOCOL } from './gateway.ts';
+export type { Gateway, GatewayOptions } from './gateway.ts';
+export { startAuthService } from './auth-service.ts';
+export type { AuthService, AuthServiceOptions } from './auth-service.ts';
+export { startNatsServer, findNatsServer } from './nats-server.ts';
+export type { NatsServer, NatsServerOptions } from './nats-server.ts';
+export { loadSigningKeys } from './keys.ts';
+export { mintToken, createTokenVerifier } from './tokens.ts';
+export type { MintOptions, ClaimRules, TokenVerifier } from './tokens.ts';
+export { subjects, encodeId, decodeId, isValidId } from './subjects.ts';
+export { ChatgateError, ChatgateErrorCode } from './errors.ts';
+export { replay, formatReplay } from './replay.ts';
+export type { ReplayResult, ReplayStep, Divergence } from './replay.ts';
+export { parseRecordings, captureRecordings } from './recording.ts';
+export { Observers, redact } from './observe.ts';
+export type { Observation } from './observe.ts';
+export { startAdminServer } from './admin-server.ts';
