@@ -14,7 +14,8 @@ import type { TestClient } from './client.ts';
 export async function sentinel(from: TestClient, to: TestClient, toUser: string, timeoutMs = 5000): Promise<void> {
   const nonce = randomUUID();
   const id = `sentinel-${nonce}`;
-  from.send({ type: 'send', id, to: { user: toUser }, body: { sentinel: nonce } });
+  const reply = await from.request({ type: 'send', id, to: { user: toUser }, body: { sentinel: nonce } }, timeoutMs);
+  if (reply.type !== 'ack') throw new Error(`sentinel refused: ${JSON.stringify(reply)}`);
   await to.next((f) => f.type === 'message' && (f.body as { sentinel?: string })?.sentinel === nonce, timeoutMs);
 }
 

@@ -7,7 +7,8 @@ import type { TestClient } from '../harness/client.ts';
 let stack: Stack;
 let barrier: TestClient[];
 beforeAll(async () => {
-  stack = await startStack({ nodes: 2, cluster: true });
+  // The barrier sessions send a sentinel for every check: no send rate limit here.
+  stack = await startStack({ nodes: 2, cluster: true, gateway: { limits: { sendsPerSecond: 1e6, sendBurst: 1e6 } } });
   barrier = [(await stack.session(0, 'd-barrier-0')).client, (await stack.session(1, 'd-barrier-1')).client];
 });
 afterAll(async () => {

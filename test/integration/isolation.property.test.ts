@@ -16,7 +16,8 @@ let deliveries = 0;
 let run = 0;
 
 beforeAll(async () => {
-  stack = await startStack({ nodes: 2, cluster: true });
+  // The barrier sessions send a sentinel for every check: no send rate limit here.
+  stack = await startStack({ nodes: 2, cluster: true, gateway: { limits: { sendsPerSecond: 1e6, sendBurst: 1e6 } } });
   barrier = [(await stack.session(0, 'iso-barrier-0')).client, (await stack.session(1, 'iso-barrier-1')).client];
 });
 afterAll(async () => {
