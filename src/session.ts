@@ -9,6 +9,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { nuid } from '@nats-io/nats-core';
 import {
   connectionMachine,
+  type ConnectionInput,
   type ConnectionLimits,
   type Destination,
   type FrameId,
@@ -51,10 +52,12 @@ export class Session implements Member {
   readonly id: string;
   readonly subjects = new Set<string>();
   readonly ws: WebSocket;
-  log: Logger;
   readonly startedAt = Date.now();
   readonly #maxBufferedBytes: number;
   readonly #metrics: Metrics;
+  readonly #nodeLog: Logger;
+  #log: Logger | undefined;
+  #user: string | undefined;
   actor!: ConnectionActor;
   /** Only while degraded: the token to re-check once the auth service is back. Never logged. */
   degradedToken: string | undefined;
@@ -64,9 +67,25 @@ export class Session implements Member {
   constructor(ws: WebSocket, node: NodeContext) {
     this.id = nuid.next();
     this.ws = ws;
-    this.log = node.log.child({ session: this.id });
+    this.#nodeLog = node.log;
     this.#maxBufferedBytes = node.maxBufferedBytes;
     this.#metrics = node.metrics;
+  }
+
+  /**
+   * This session's child logger (`session`, and `user` once known), made when the session first
+   * logs: most sessions log only their close, and a pino child per idle session costs memory.
+   */
+  get log(): Logger {
+    return (this.#log ??= this.#nodeLog.child(
+      this.#user === undefined ? { session: this.id } : { session: this.id, user: this.#user },
+    ));
+  }
+
+  /** Adds `user` to every later log line of this session. */
+  setUser(user: string): void {
+    this.#user = user;
+    if (this.#log) this.#log = this.#log.child({ user });
   }
 
   /**
@@ -121,7 +140,7 @@ export function connectionLogic(node: NodeContext) {
       subscribeUser: fromPromise(async ({ input }: { input: { session: string; user: string } }) => {
         const session = sessionOf(input.session);
         if (!session) return;
-        session.log = session.log.child({ user: input.user });
+        session.setUser(input.user);
         await interest.join(subjects.user(input.user), session);
       }),
     },
@@ -212,8 +231,9 @@ export function openSession(
 ): Session {
   const session = new Session(ws, node);
   node.sessions.set(session.id, session);
+  const input: ConnectionInput = { session: session.id, token, now: Date.now, limits: node.limits };
   const actor = createActor(logic, {
-    input: { session: session.id, token, now: Date.now, limits: node.limits },
+    input,
     inspect: node.observers?.inspector({ machine: 'connection', node: node.nodeId, session: session.id }, () =>
       session.actor?.getSnapshot().context.user,
     ),
@@ -223,7 +243,8 @@ export function openSession(
   let lastState = '';
   actor.subscribe({
     next: (snapshot) => {
-      if (session.log.isLevelEnabled('debug')) {
+      // The node's level: asking the session's logger would make one for every session.
+      if (node.log.isLevelEnabled('debug')) {
         const state = JSON.stringify(snapshot.value);
         if (state !== lastState) session.log.debug({ state }, 'transition');
         lastState = state;
@@ -273,6 +294,9 @@ export function openSession(
   });
 
   actor.start();
-  session.log.debug('session opened');
+  // XState keeps `input` for the actor's life; the machine has the token in its context now and
+  // forgets it once checked, so the input must not hold it either.
+  input.token = undefined;
+  if (node.log.isLevelEnabled('debug')) session.log.debug('session opened');
   return session;
 }
