@@ -123,6 +123,15 @@ function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
   return req.socket.remoteAddress ?? '';
 }
 
+/**
+ * A module-level listener, not a closure: a closure in the upgrade handler would share its scope
+ * with the callback that reads `req`, and keep the upgrade request (with its bearer token) alive
+ * for the whole session.
+ */
+function destroySocket(this: Duplex): void {
+  this.destroy();
+}
+
 /** The label of a connection's machine state in metrics. */
 function connectionState(actor: ConnectionActor): ConnectionState {
   const snapshot = actor.getSnapshot();
@@ -269,7 +278,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const maxConnections = options.maxConnections ?? 10_000;
   const handshakes = new IpLimiter({ perSecond: options.handshakesPerIpPerSecond ?? 20 });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroySocket);
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path !== '/ws') return refuse(socket, 404, 'Not Found');
     if (allowedOrigins && !allowedOrigins.has(req.headers.origin ?? '')) {

@@ -5,7 +5,8 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 
 export function connectNats(servers: string | string[], name: string): Promise<NatsConnection> {
-  return connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+  // noAsyncTraces: nats.js would otherwise make two Error objects per request for stack traces.
+  return connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
 }
 
 /**
