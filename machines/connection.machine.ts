@@ -582,7 +582,23 @@ export const connectionMachine = setup({
                 ],
               },
             ],
+            // Joins take a token from the send bucket too: each one may subscribe on NATS.
             'frame.join': [
+              {
+                guard: 'isOverSendRate',
+                actions: [
+                  'countRateLimited',
+                  {
+                    type: 'sendError',
+                    params: ({ context, event }) => ({
+                      id: event.id,
+                      code: ErrorCode.rateLimited,
+                      message: 'too many frames',
+                      retryAfterMs: retryAfterMs(context),
+                    }),
+                  },
+                ],
+              },
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
                 actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
@@ -601,6 +617,7 @@ export const connectionMachine = setup({
               {
                 guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },
                 actions: [
+                  'takeSendToken',
                   { type: 'addRoom', params: ({ event }) => event.room },
                   {
                     type: 'subscribeRoomAndAck',
@@ -621,8 +638,24 @@ export const connectionMachine = setup({
             ],
             'frame.leave': [
               {
+                guard: 'isOverSendRate',
+                actions: [
+                  'countRateLimited',
+                  {
+                    type: 'sendError',
+                    params: ({ context, event }) => ({
+                      id: event.id,
+                      code: ErrorCode.rateLimited,
+                      message: 'too many frames',
+                      retryAfterMs: retryAfterMs(context),
+                    }),
+                  },
+                ],
+              },
+              {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
                 actions: [
+                  'takeSendToken',
                   { type: 'removeRoom', params: ({ event }) => event.room },
                   { type: 'unsubscribeRooms', params: ({ event }) => ({ rooms: [event.room] }) },
                   { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },

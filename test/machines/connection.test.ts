@@ -1237,3 +1237,14 @@ test('connection - frames before any token count as strikes and end in 1008', as
   expect(h.calls('sendError').map((p) => (p as { code: string }).code)).toEqual(['unauthorized', 'unauthorized']);
   expect(h.actor.getSnapshot().context.closeCode).toBe(1008);
 });
+
+test('connection - joins and leaves take from the send bucket: over the rate they get rate_limited', async () => {
+  const h = await activeSession({ limits: { sendsPerSecond: 1, sendBurst: 2 } });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.leave', id: 2, room: 'lobby' });
+  h.send({ type: 'frame.join', id: 3, room: 'lobby' });
+  const errors = h.calls('sendError') as Array<{ id: number; code: string; retryAfterMs?: number }>;
+  expect(errors.map((e) => [e.id, e.code])).toEqual([[3, 'rate_limited']]);
+  expect(errors[0]!.retryAfterMs).toBeGreaterThan(0);
+  expect(h.calls('subscribeRoomAndAck')).toHaveLength(1);
+});
