@@ -166,6 +166,38 @@ const replayHeldFrames = enqueueActions<
 const ungrantedRooms = (joined: readonly string[], rooms: RoomGrant) =>
   joined.filter((room) => !isAllowed(rooms, room));
 
+/**
+ * A send, join or leave over the session's rate: refused with a retry hint and counted. Shared
+ * by the three transitions that take from the send bucket.
+ */
+const refuseOverRate = {
+  guard: 'isOverSendRate',
+  actions: [
+    'countRateLimited',
+    {
+      type: 'sendError',
+      params: ({ context, event }: { context: ConnectionContext; event: SessionFrameEvent }) => ({
+        id: event.id,
+        code: ErrorCode.rateLimited,
+        message: event.type === 'frame.send' ? 'too many sends' : 'too many frames',
+        retryAfterMs: retryAfterMs(context),
+      }),
+    },
+  ],
+} as const;
+
+/** A join or leave of a room the token does not grant. */
+const refuseUngrantedRoom = {
+  actions: {
+    type: 'sendError',
+    params: ({ event }: { event: SessionFrameEvent }) => ({
+      id: event.id,
+      code: ErrorCode.forbidden,
+      message: 'the token does not grant this room',
+    }),
+  },
+} as const;
+
 /** An effect that `src/` provides; it does nothing here. */
 const effect = () => {};
 
@@ -543,21 +575,7 @@ export const connectionMachine = setup({
                   params: { code: CloseCode.policyViolation, reason: 'sustained send flood' },
                 },
               },
-              {
-                guard: 'isOverSendRate',
-                actions: [
-                  'countRateLimited',
-                  {
-                    type: 'sendError',
-                    params: ({ context, event }) => ({
-                      id: event.id,
-                      code: ErrorCode.rateLimited,
-                      message: 'too many sends',
-                      retryAfterMs: retryAfterMs(context),
-                    }),
-                  },
-                ],
-              },
+              refuseOverRate,
               {
                 guard: { type: 'isToUnjoinedRoom', params: ({ event }) => event.to },
                 actions: [
@@ -584,21 +602,7 @@ export const connectionMachine = setup({
             ],
             // Joins take a token from the send bucket too: each one may subscribe on NATS.
             'frame.join': [
-              {
-                guard: 'isOverSendRate',
-                actions: [
-                  'countRateLimited',
-                  {
-                    type: 'sendError',
-                    params: ({ context, event }) => ({
-                      id: event.id,
-                      code: ErrorCode.rateLimited,
-                      message: 'too many frames',
-                      retryAfterMs: retryAfterMs(context),
-                    }),
-                  },
-                ],
-              },
+              refuseOverRate,
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
                 actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
@@ -625,33 +629,10 @@ export const connectionMachine = setup({
                   },
                 ],
               },
-              {
-                actions: {
-                  type: 'sendError',
-                  params: ({ event }) => ({
-                    id: event.id,
-                    code: ErrorCode.forbidden,
-                    message: 'the token does not grant this room',
-                  }),
-                },
-              },
+              refuseUngrantedRoom,
             ],
             'frame.leave': [
-              {
-                guard: 'isOverSendRate',
-                actions: [
-                  'countRateLimited',
-                  {
-                    type: 'sendError',
-                    params: ({ context, event }) => ({
-                      id: event.id,
-                      code: ErrorCode.rateLimited,
-                      message: 'too many frames',
-                      retryAfterMs: retryAfterMs(context),
-                    }),
-                  },
-                ],
-              },
+              refuseOverRate,
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
                 actions: [
@@ -665,16 +646,7 @@ export const connectionMachine = setup({
                 guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },
                 actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
               },
-              {
-                actions: {
-                  type: 'sendError',
-                  params: ({ event }) => ({
-                    id: event.id,
-                    code: ErrorCode.forbidden,
-                    message: 'the token does not grant this room',
-                  }),
-                },
-              },
+              refuseUngrantedRoom,
             ],
             'session.confirmed': { actions: 'confirmSession' },
             'session.revoked': {
