@@ -124,7 +124,7 @@ describe('ops - backpressure', () => {
 
 describe('ops - limits', () => {
   it('ops - sends over the session rate get error rate_limited with a retry hint; a sustained flood closes with 1008', async () => {
-    stack = await startStack({ gateway: { limits: { sendsPerSecond: 1, sendBurst: 3, maxRateLimited: 5 } } });
+    stack = await startStack({ gateway: { limits: { sendsPerSecond: 1, sendBurst: 3, maxStrikes: 5 } } });
     const { client } = await stack.session(0, 'l-sender');
     for (let i = 0; i < 3; i++) {
       expect(await client.request({ type: 'send', id: i, to: { user: 'l-sender' }, body: i })).toMatchObject({ type: 'ack' });

@@ -148,7 +148,8 @@ function start(options: { token?: string; limits?: Partial<ConnectionLimits> } =
 
   const actor = createActor(logic, {
     clock,
-    input: { session: SESSION, token: options.token, now: () => clock.now(), limits: options.limits },
+    // No clock-skew leeway unless a test asks for it: expiry tests read as "closes at exp".
+    input: { session: SESSION, token: options.token, now: () => clock.now(), limits: { clockToleranceMs: 0, ...options.limits } },
   });
   actor.subscribe({ error: (err) => errors.push(err) });
   actor.start();
@@ -740,37 +741,36 @@ test('connection - sends beyond the burst get rate_limited with a retry hint unt
   expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 2, 5, 6, 7]);
 });
 
-test('connection - one rate-limited send more than maxRateLimited in a row closes with 1008', async () => {
-  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxRateLimited: 3 } });
+test('connection - each rate-limited send is a strike: one more than maxStrikes closes with 1008', async () => {
+  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxStrikes: 3 } });
   const send = (id: number) => h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: id });
   send(1);
   send(2);
   send(3);
   send(4);
   expect(h.value()).toEqual(ACTIVE);
+  expect(h.context().strikes).toBe(3);
   expect(h.calls('sendError').map((e) => (e as { code: string }).code)).toEqual([
     ErrorCode.rateLimited,
     ErrorCode.rateLimited,
     ErrorCode.rateLimited,
   ]);
   send(5);
-  expectClosing(h, CloseCode.policyViolation, 'sustained send flood');
+  expectClosing(h, CloseCode.policyViolation, 'too many refused frames');
 });
 
-test('connection - an accepted send resets the count of rate-limited sends', async () => {
-  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxRateLimited: 2 } });
+test('connection - strikes are not forgiven by an accepted send', async () => {
+  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxStrikes: 2 } });
   const send = (id: number) => h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: id });
   send(1);
   send(2);
-  send(3);
   await h.advance(SECOND);
+  send(3);
   send(4);
-  send(5);
-  send(6);
   expect(h.value()).toEqual(ACTIVE);
-  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 4]);
-  send(7);
-  expectClosing(h, CloseCode.policyViolation, 'sustained send flood');
+  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 3]);
+  send(5);
+  expectClosing(h, CloseCode.policyViolation, 'too many refused frames');
 });
 
 test('connection - a join beyond maxRooms is forbidden until a room is left', async () => {
@@ -1111,7 +1111,7 @@ const closeScenarios: CloseScenario[] = [
     name: 'a sustained send flood',
     code: CloseCode.policyViolation,
     run: async () => {
-      const h = await activeSession({ limits: { sendBurst: 0, maxRateLimited: 0 } });
+      const h = await activeSession({ limits: { sendBurst: 0, maxStrikes: 0 } });
       h.send({ type: 'frame.send', id: 1, to: { user: 'bob' }, body: 'x' });
       return h;
     },
