@@ -143,7 +143,14 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
     const admin =
       config.adminPort === undefined
         ? undefined
-        : await startAdminServer({ gateway, port: config.adminPort, host: config.adminHost, token: config.adminToken!, log }).catch(
+        : await startAdminServer({
+            gateway,
+            port: config.adminPort,
+            host: config.adminHost,
+            token: config.adminToken!,
+            trustProxy: config.trustProxy,
+            log,
+          }).catch(
             async (err: unknown) => {
               await gateway.close();
               throw err;
