@@ -21,7 +21,8 @@ import { IpLimiter } from '../../src/ip-limiter.ts';
 import { OptionError, parseConfig } from '../../src/config.ts';
 import { gatewayOptions } from '../../src/cli.ts';
 import { startAdminServer, type AdminServer } from '../../src/admin-server.ts';
-import type { Gateway } from '../../src/gateway.ts';
+import { clientAddress, type Gateway } from '../../src/gateway.ts';
+import type { IncomingMessage } from 'node:http';
 
 let stack: Stack | undefined;
 const cleanups: Array<() => Promise<void>> = [];
@@ -104,6 +105,16 @@ describe('limits - tokens (defects 6 and 7)', () => {
     expect(forwarded.filter((t) => t.length > MAX_TOKEN_LENGTH)).toEqual([]);
   });
 
+  it('limits - the node\u2019s own (degraded) check allows the same clock tolerance as the auth service', async () => {
+    stack = await startStack();
+    // The node has the key set cached from the service's start; then the service goes away.
+    await stack.auth!.close();
+    const { welcome } = await stack.session(0, 'skew-degraded', { ttl: -2 });
+    expect(welcome).toMatchObject({ user: 'skew-degraded', degraded: true });
+    const expired = stack.client(0, { token: await stack.token('skew-degraded-expired', { ttl: -30 }) });
+    expect(await expired.closedWith()).toBe(4002);
+  });
+
   it('limits - a token up to CLOCK_TOLERANCE_S (default 5) past exp or before nbf is accepted; one further past is not', async () => {
     stack = await startStack();
     expect((await stack.session(0, 'skew-late', { ttl: -2 })).welcome).toMatchObject({ user: 'skew-late' });
@@ -122,6 +133,18 @@ describe('limits - addresses and sessions (defect 8)', () => {
     expect(await open('2.2.2.2, 10.0.0.9')).toBe('open');
     expect(await open('3.3.3.3, 10.0.0.9')).toBe('HTTP 429');
     expect(await open('10.0.0.8')).toBe('open');
+  });
+
+  it('limits - the client address is the X-Forwarded-For entry TRUST_PROXY places from the right', () => {
+    const req = (xff?: string) =>
+      ({ headers: xff === undefined ? {} : { 'x-forwarded-for': xff }, socket: { remoteAddress: '10.0.0.1' } }) as unknown as IncomingMessage;
+    expect(clientAddress(req('6.6.6.6, 1.2.3.4, 10.0.0.2'), 2)).toBe('1.2.3.4');
+    expect(clientAddress(req('6.6.6.6, 1.2.3.4, 10.0.0.2'), 1)).toBe('10.0.0.2');
+    expect(clientAddress(req('6.6.6.6, 1.2.3.4'), 0)).toBe('10.0.0.1');
+    expect(clientAddress(req(), 1)).toBe('10.0.0.1');
+    // Fewer entries than trusted proxies: the leftmost, which a trusted proxy wrote.
+    expect(clientAddress(req('1.2.3.4'), 3)).toBe('1.2.3.4');
+    expect(clientAddress(req(`${'x'.repeat(1000)}`), 1)).toHaveLength(64);
   });
 
   it('limits - TRUST_PROXY takes a count; true and false still mean 1 and 0', () => {
