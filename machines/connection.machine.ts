@@ -201,7 +201,8 @@ const ungrantedRooms = (joined: readonly string[], rooms: RoomGrant) =>
 
 /**
  * The guard of a refusal: a guard name of the machine, or `and([...])` of them. Typed loosely
- * because it is built outside `setup()`; XState checks the names when the machine starts.
+ * because it is built outside `setup()`, so TypeScript cannot check the names here: a misspelt
+ * one throws the first time its transition is tried, and the machine tests try every one.
  */
 type FrameGuard = 'isOverSendRate' | 'isRoomLimitReached' | object;
 
