@@ -27,6 +27,14 @@ export interface VerifiedClaims {
   iat?: number;
 }
 
+/**
+ * What the `subscribeUser` actor rejects with when the user already has as many sessions on
+ * this node as it may (`MAX_SESSIONS_PER_USER`); any other rejection means NATS failed.
+ */
+export const tooManySessions = { refused: 'tooManySessions' } as const;
+const isTooManySessions = (error: unknown) =>
+  typeof error === 'object' && error !== null && (error as { refused?: unknown }).refused === tooManySessions.refused;
+
 /** What the `verifyToken` actor resolves to; it rejects only on a bug. */
 export type VerifyResult =
   | { outcome: 'ok'; claims: VerifiedClaims; degraded: boolean }
@@ -34,7 +42,8 @@ export type VerifyResult =
 
 /** Frames that only an authenticated session may send. */
 export type SessionFrameEvent =
-  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown }
+  /** `bytes`: the frame's size as received, counted against the send byte bucket (0 when absent). */
+  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number }
   | { type: 'frame.join'; id: FrameId; room: string }
   | { type: 'frame.leave'; id: FrameId; room: string }
   | { type: 'frame.refresh'; id: FrameId; token: string };
@@ -58,7 +67,10 @@ export type ConnectionEvent =
 export interface ConnectionLimits {
   /** Frames held while the token is being checked; one more closes with 1008. @default 32 */
   maxHeldFrames: number;
-  /** Malformed frames a session may send; one more closes with 1008. @default 10 */
+  /**
+   * Refused frames a session may send (malformed, unauthorized, forbidden, rate-limited); one
+   * more closes with 1008. @default 10
+   */
   maxStrikes: number;
   /** How long before `exp` the `expiring` frame is sent. @default 30000 */
   expiryWarningMs: number;
@@ -66,8 +78,12 @@ export interface ConnectionLimits {
   sendsPerSecond: number;
   /** Sends a session may make at once (token bucket size). @default 100 */
   sendBurst: number;
-  /** Rate-limited sends in a row that close the session with 1008. @default 100 */
-  maxRateLimited: number;
+  /** Bytes of `send` frames a session may send per second, on average (byte bucket refill). @default 65536 */
+  sendBytesPerSecond: number;
+  /** Bytes of `send` frames a session may send at once (byte bucket size). @default 262144 */
+  sendBytesBurst: number;
+  /** Clock skew allowed past `exp`: the session closes with 4002 this long after `exp`. @default 5000 */
+  clockToleranceMs: number;
   /** Rooms one session may have joined at once; one more join is forbidden. @default 100 */
   maxRooms: number;
 }
@@ -78,7 +94,9 @@ export const defaultConnectionLimits: ConnectionLimits = {
   expiryWarningMs: 30_000,
   sendsPerSecond: 50,
   sendBurst: 100,
-  maxRateLimited: 100,
+  sendBytesPerSecond: 65_536,
+  sendBytesBurst: 262_144,
+  clockToleranceMs: 5000,
   maxRooms: 100,
 };
 
@@ -108,11 +126,10 @@ export interface ConnectionContext {
   /** The id of the `refresh` frame being checked. */
   refreshId: FrameId | undefined;
   strikes: number;
-  /** The send token bucket: tokens left at `sendCheckedAt`. */
+  /** The send buckets: frames and bytes left at `sendCheckedAt`. */
   sendTokens: number;
+  sendBytes: number;
   sendCheckedAt: number;
-  /** Rate-limited sends since the last accepted one. */
-  rateLimited: number;
   closeCode: number | undefined;
   closeReason: string | undefined;
 }
@@ -121,6 +138,8 @@ export interface ConnectionContext {
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 const clampDelay = (ms: number) => Math.min(Math.max(0, ms), MAX_TIMER_MS);
 const expiresAtMs = (context: ConnectionContext) => (context.exp ?? 0) * 1000;
+/** When the session ends: `exp`, plus the clock skew the token checks allow. */
+const closesAtMs = (context: ConnectionContext) => expiresAtMs(context) + context.limits.clockToleranceMs;
 
 const isAllowed = (rooms: RoomGrant, room: string) => rooms === '*' || rooms.includes(room);
 
@@ -131,9 +150,23 @@ const sendTokensNow = (context: ConnectionContext) =>
     context.sendTokens + ((context.now() - context.sendCheckedAt) / 1000) * context.limits.sendsPerSecond,
   );
 
-/** How long until one send token is there again. */
-const retryAfterMs = (context: ConnectionContext) =>
-  Math.ceil(((1 - sendTokensNow(context)) / context.limits.sendsPerSecond) * 1000);
+/** Send bytes available now: the byte bucket refilled since it was last checked. */
+const sendBytesNow = (context: ConnectionContext) =>
+  Math.min(
+    context.limits.sendBytesBurst,
+    context.sendBytes + ((context.now() - context.sendCheckedAt) / 1000) * context.limits.sendBytesPerSecond,
+  );
+
+/** What a frame takes from the byte bucket: a `send` its size, other frames nothing. */
+const frameBytes = (event: ConnectionEvent) => (event.type === 'frame.send' ? (event.bytes ?? 0) : 0);
+
+/** How long until there is one send token and room for this frame's bytes again. */
+const retryAfterMs = (context: ConnectionContext, event: ConnectionEvent) =>
+  Math.max(
+    0,
+    Math.ceil(((1 - sendTokensNow(context)) / context.limits.sendsPerSecond) * 1000),
+    Math.ceil(((frameBytes(event) - sendBytesNow(context)) / context.limits.sendBytesPerSecond) * 1000),
+  );
 
 type CloseParams = { code: number; reason: string };
 type ErrorParams = { id?: FrameId; code: ErrorCodeValue; message: string; retryAfterMs?: number };
@@ -167,36 +200,51 @@ const ungrantedRooms = (joined: readonly string[], rooms: RoomGrant) =>
   joined.filter((room) => !isAllowed(rooms, room));
 
 /**
- * A send, join or leave over the session's rate: refused with a retry hint and counted. Shared
- * by the three transitions that take from the send bucket.
+ * The guard of a refusal: a guard name of the machine, or `and([...])` of them. Typed loosely
+ * because it is built outside `setup()`, so TypeScript cannot check the names here: a misspelt
+ * one throws the first time its transition is tried, and the machine tests try every one.
  */
-const refuseOverRate = {
-  guard: 'isOverSendRate',
-  actions: [
-    'countRateLimited',
+type FrameGuard = 'isOverSendRate' | 'isRoomLimitReached' | object;
+
+/**
+ * A refused frame: one strike and its `error`, and the frame that is one strike more than
+ * `maxStrikes` closes with 1008 instead. Every refusal that is the client's doing goes through
+ * here (forbidden, rate-limited, unauthorized, a refresh already in flight), so a client cannot
+ * make the node answer, and log, without end. Without `guard` it is the last, catch-all branch.
+ */
+const refuseFrame = <E extends ConnectionEvent>(
+  params: (args: { context: ConnectionContext; event: E }) => ErrorParams,
+  guard?: FrameGuard,
+) =>
+  [
     {
-      type: 'sendError',
-      params: ({ context, event }: { context: ConnectionContext; event: SessionFrameEvent }) => ({
-        id: event.id,
-        code: ErrorCode.rateLimited,
-        message: event.type === 'frame.send' ? 'too many sends' : 'too many frames',
-        retryAfterMs: retryAfterMs(context),
-      }),
+      guard: guard === undefined ? ('isAbusive' as const) : (and([guard as never, 'isAbusive']) as never),
+      target: '#connection.closing',
+      actions: {
+        type: 'closeWith',
+        params: { code: CloseCode.policyViolation, reason: 'too many refused frames' },
+      },
     },
-  ],
-} as const;
+    { guard: guard as never, actions: ['addStrike', { type: 'sendError', params }] },
+  ] as const;
+
+/** A send, join, leave or refresh over the session's rate (frames or bytes), with a retry hint. */
+const refuseOverRate = refuseFrame<SessionFrameEvent>(
+  ({ context, event }) => ({
+    id: event.id,
+    code: ErrorCode.rateLimited,
+    message: event.type === 'frame.send' ? 'too many sends' : 'too many frames',
+    retryAfterMs: retryAfterMs(context, event),
+  }),
+  'isOverSendRate',
+);
 
 /** A join or leave of a room the token does not grant. */
-const refuseUngrantedRoom = {
-  actions: {
-    type: 'sendError',
-    params: ({ event }: { event: SessionFrameEvent }) => ({
-      id: event.id,
-      code: ErrorCode.forbidden,
-      message: 'the token does not grant this room',
-    }),
-  },
-} as const;
+const refuseUngrantedRoom = refuseFrame<SessionFrameEvent>(({ event }) => ({
+  id: event.id,
+  code: ErrorCode.forbidden,
+  message: 'the token does not grant this room',
+}));
 
 /** An effect that `src/` provides; it does nothing here. */
 const effect = () => {};
@@ -221,7 +269,7 @@ export const connectionMachine = setup({
     closeGrace: 5000,
     untilExpiring: ({ context }) =>
       clampDelay(expiresAtMs(context) - context.limits.expiryWarningMs - context.now()),
-    untilExpiry: ({ context }) => clampDelay(expiresAtMs(context) - context.now()),
+    untilExpiry: ({ context }) => clampDelay(closesAtMs(context) - context.now()),
   },
   guards: {
     hasToken: ({ context }) => context.token !== undefined,
@@ -232,8 +280,9 @@ export const connectionMachine = setup({
       result.outcome === 'ok' && result.claims.sub === context.user,
     isHoldFull: ({ context }) => context.held.length >= context.limits.maxHeldFrames,
     isAbusive: ({ context }) => context.strikes + 1 > context.limits.maxStrikes,
-    isOverSendRate: ({ context }) => sendTokensNow(context) < 1,
-    isSustainedFlood: ({ context }) => context.rateLimited + 1 > context.limits.maxRateLimited,
+    isOverSendRate: ({ context, event }) =>
+      sendTokensNow(context) < 1 || sendBytesNow(context) < frameBytes(event),
+    isTooManySessions: (_, error: unknown) => isTooManySessions(error),
     isRoomLimitReached: ({ context }) => context.joined.length >= context.limits.maxRooms,
     isRoomJoined: ({ context }, room: string) => context.joined.includes(room),
     isToUnjoinedRoom: ({ context }, to: Destination) =>
@@ -241,7 +290,7 @@ export const connectionMachine = setup({
     isRoomAllowed: ({ context }, room: string) => isAllowed(context.rooms, room),
     isExpiringSoon: ({ context }) =>
       expiresAtMs(context) - context.limits.expiryWarningMs <= context.now(),
-    isTokenExpired: ({ context }) => expiresAtMs(context) <= context.now(),
+    isTokenExpired: ({ context }) => closesAtMs(context) <= context.now(),
   },
   actions: {
     closeWith: assign((_, p: CloseParams) => ({ closeCode: p.code, closeReason: p.reason })),
@@ -266,12 +315,14 @@ export const connectionMachine = setup({
     forgetToken: assign({ token: undefined }),
     confirmSession: assign({ degraded: false }),
     addStrike: assign({ strikes: ({ context }) => context.strikes + 1 }),
-    takeSendToken: assign(({ context }) => ({
+    takeSendToken: assign(({ context, event }) => ({
       sendTokens: sendTokensNow(context) - 1,
+      sendBytes: sendBytesNow(context) - frameBytes(event),
       sendCheckedAt: context.now(),
-      rateLimited: 0,
     })),
-    countRateLimited: assign({ rateLimited: ({ context }) => context.rateLimited + 1 }),
+    rememberRefreshId: assign({
+      refreshId: ({ event }) => (event.type === 'frame.refresh' ? event.id : undefined),
+    }),
     holdFrame: assign({
       held: ({ context, event }) => [...context.held, event as SessionFrameEvent],
     }),
@@ -297,6 +348,13 @@ export const connectionMachine = setup({
 
     // Effects, provided by src/session.ts.
     sendWelcome: effect,
+    /**
+     * The token the last `verifyToken` checked was accepted for this session: a degraded one is
+     * held for the re-check, a confirmed one replaces (clears) what was held.
+     */
+    adoptCheckedToken: (_, _p: { degraded: boolean }) => {},
+    /** The token the last `verifyToken` checked was refused: what was held stays as it was. */
+    dropCheckedToken: effect,
     sendAck: (_, _p: { id: FrameId }) => {},
     sendError: (_, _p: ErrorParams) => {},
     sendPong: (_, _p: { id?: FrameId }) => {},
@@ -329,8 +387,8 @@ export const connectionMachine = setup({
     refreshId: undefined,
     strikes: 0,
     sendTokens: input.limits?.sendBurst ?? defaultConnectionLimits.sendBurst,
+    sendBytes: input.limits?.sendBytesBurst ?? defaultConnectionLimits.sendBytesBurst,
     sendCheckedAt: input.now(),
-    rateLimited: 0,
     closeCode: undefined,
     closeReason: undefined,
   }),
@@ -461,7 +519,13 @@ export const connectionMachine = setup({
                   {
                     guard: { type: 'isVerified', params: ({ event }) => event.output },
                     target: 'subscribing',
-                    actions: { type: 'acceptSession', params: ({ event }) => event.output },
+                    actions: [
+                      {
+                        type: 'adoptCheckedToken',
+                        params: ({ event }) => ({ degraded: event.output.outcome === 'ok' && event.output.degraded }),
+                      },
+                      { type: 'acceptSession', params: ({ event }) => event.output },
+                    ],
                   },
                   {
                     guard: {
@@ -523,23 +587,28 @@ export const connectionMachine = setup({
                 src: 'subscribeUser',
                 input: ({ context }) => ({ session: context.session, user: context.user ?? '' }),
                 onDone: '#connection.open.active',
-                onError: {
-                  target: '#connection.closing',
-                  actions: {
-                    type: 'closeWith',
-                    params: { code: CloseCode.tryAgainLater, reason: 'messaging unavailable' },
+                onError: [
+                  {
+                    guard: { type: 'isTooManySessions', params: ({ event }: { event: { error: unknown } }) => event.error },
+                    target: '#connection.closing',
+                    actions: {
+                      type: 'closeWith',
+                      params: { code: CloseCode.tryAgainLater, reason: 'too many sessions' },
+                    },
                   },
-                },
+                  {
+                    target: '#connection.closing',
+                    actions: {
+                      type: 'closeWith',
+                      params: { code: CloseCode.tryAgainLater, reason: 'messaging unavailable' },
+                    },
+                  },
+                ],
               },
             },
           },
           on: {
-            'frame.auth': {
-              actions: {
-                type: 'sendError',
-                params: { code: ErrorCode.badRequest, message: 'already authenticating' },
-              },
-            },
+            'frame.auth': refuseFrame(() => ({ code: ErrorCode.badRequest, message: 'already authenticating' })),
             ...forSessionFrames([
               {
                 guard: 'isHoldFull',
@@ -560,26 +629,14 @@ export const connectionMachine = setup({
           type: 'parallel',
           entry: ['sendWelcome', 'replayHeldFrames'],
           on: {
-            'frame.auth': {
-              actions: {
-                type: 'sendError',
-                params: { code: ErrorCode.badRequest, message: 'already authenticated' },
-              },
-            },
+            'frame.auth': refuseFrame(() => ({ code: ErrorCode.badRequest, message: 'already authenticated' })),
             'frame.send': [
-              {
-                guard: and(['isOverSendRate', 'isSustainedFlood']),
-                target: '#connection.closing',
-                actions: {
-                  type: 'closeWith',
-                  params: { code: CloseCode.policyViolation, reason: 'sustained send flood' },
-                },
-              },
-              refuseOverRate,
+              ...refuseOverRate,
               {
                 guard: { type: 'isToUnjoinedRoom', params: ({ event }) => event.to },
                 actions: [
                   'takeSendToken',
+                  'addStrike',
                   {
                     type: 'sendError',
                     params: ({ event }) => ({
@@ -600,24 +657,22 @@ export const connectionMachine = setup({
                 ],
               },
             ],
-            // Joins take a token from the send bucket too: each one may subscribe on NATS.
+            // A join takes a token from the send bucket when it may subscribe on NATS. Joining a
+            // room already joined costs nothing and is acked, whatever the bucket holds.
             'frame.join': [
-              refuseOverRate,
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
                 actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
               },
-              {
-                guard: 'isRoomLimitReached',
-                actions: {
-                  type: 'sendError',
-                  params: ({ context, event }) => ({
-                    id: event.id,
-                    code: ErrorCode.forbidden,
-                    message: `room limit reached (${context.limits.maxRooms})`,
-                  }),
-                },
-              },
+              ...refuseOverRate,
+              ...refuseFrame<SessionFrameEvent>(
+                ({ context, event }) => ({
+                  id: event.id,
+                  code: ErrorCode.forbidden,
+                  message: `room limit reached (${context.limits.maxRooms})`,
+                }),
+                'isRoomLimitReached',
+              ),
               {
                 guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },
                 actions: [
@@ -629,10 +684,20 @@ export const connectionMachine = setup({
                   },
                 ],
               },
-              refuseUngrantedRoom,
+              ...refuseUngrantedRoom,
             ],
+            // A leave takes a token when it unsubscribes; leaving a granted room not joined is
+            // acked at no cost.
             'frame.leave': [
-              refuseOverRate,
+              ...refuseFrame<SessionFrameEvent>(
+                ({ context, event }) => ({
+                  id: event.id,
+                  code: ErrorCode.rateLimited,
+                  message: 'too many frames',
+                  retryAfterMs: retryAfterMs(context, event),
+                }),
+                and([{ type: 'isRoomJoined', params: ({ event }: { event: { room: string } }) => event.room }, 'isOverSendRate']),
+              ),
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
                 actions: [
@@ -646,7 +711,7 @@ export const connectionMachine = setup({
                 guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },
                 actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
               },
-              refuseUngrantedRoom,
+              ...refuseUngrantedRoom,
             ],
             'session.confirmed': { actions: 'confirmSession' },
             'session.revoked': {
@@ -693,10 +758,11 @@ export const connectionMachine = setup({
               states: {
                 idle: {
                   on: {
-                    'frame.refresh': {
-                      target: 'verifying',
-                      actions: assign({ refreshId: ({ event }) => event.id }),
-                    },
+                    // A refresh asks the auth service, so it takes from the send bucket too.
+                    'frame.refresh': [
+                      ...refuseOverRate,
+                      { target: 'verifying', actions: ['takeSendToken', 'rememberRefreshId'] },
+                    ],
                   },
                 },
                 verifying: {
@@ -711,6 +777,12 @@ export const connectionMachine = setup({
                         guard: { type: 'isSameUser', params: ({ event }) => event.output },
                         target: 'idle',
                         actions: [
+                          {
+                            type: 'adoptCheckedToken',
+                            params: ({ event }) => ({
+                              degraded: event.output.outcome === 'ok' && event.output.degraded,
+                            }),
+                          },
                           {
                             type: 'unsubscribeRooms',
                             params: ({ context, event }) => ({
@@ -732,18 +804,6 @@ export const connectionMachine = setup({
                         ],
                       },
                       {
-                        guard: { type: 'isVerified', params: ({ event }) => event.output },
-                        target: 'idle',
-                        actions: {
-                          type: 'sendError',
-                          params: ({ context }) => ({
-                            id: context.refreshId,
-                            code: ErrorCode.forbidden,
-                            message: 'the new token is for another user',
-                          }),
-                        },
-                      },
-                      {
                         guard: {
                           type: 'isOutcome',
                           params: ({ event }) => ({
@@ -752,50 +812,83 @@ export const connectionMachine = setup({
                           }),
                         },
                         target: 'idle',
-                        actions: {
-                          type: 'sendError',
-                          params: ({ context }) => ({
-                            id: context.refreshId,
-                            code: ErrorCode.unavailable,
-                            message: 'the auth service cannot be asked now',
-                          }),
-                        },
+                        actions: [
+                          'dropCheckedToken',
+                          {
+                            type: 'sendError',
+                            params: ({ context }) => ({
+                              id: context.refreshId,
+                              code: ErrorCode.unavailable,
+                              message: 'the auth service cannot be asked now',
+                            }),
+                          },
+                        ],
+                      },
+                      // Refused for the client's token (another user's, invalid): a strike.
+                      {
+                        guard: 'isAbusive',
+                        target: '#connection.closing',
+                        actions: [
+                          'dropCheckedToken',
+                          {
+                            type: 'closeWith',
+                            params: { code: CloseCode.policyViolation, reason: 'too many refused frames' },
+                          },
+                        ],
+                      },
+                      {
+                        guard: { type: 'isVerified', params: ({ event }) => event.output },
+                        target: 'idle',
+                        actions: [
+                          'dropCheckedToken',
+                          'addStrike',
+                          {
+                            type: 'sendError',
+                            params: ({ context }) => ({
+                              id: context.refreshId,
+                              code: ErrorCode.forbidden,
+                              message: 'the new token is for another user',
+                            }),
+                          },
+                        ],
                       },
                       {
                         target: 'idle',
-                        actions: {
-                          type: 'sendError',
-                          params: ({ context }) => ({
-                            id: context.refreshId,
-                            code: ErrorCode.unauthorized,
-                            message: 'invalid token',
-                          }),
-                        },
+                        actions: [
+                          'dropCheckedToken',
+                          'addStrike',
+                          {
+                            type: 'sendError',
+                            params: ({ context }) => ({
+                              id: context.refreshId,
+                              code: ErrorCode.unauthorized,
+                              message: 'invalid token',
+                            }),
+                          },
+                        ],
                       },
                     ],
                     onError: {
                       target: 'idle',
-                      actions: {
+                      actions: [
+                        'dropCheckedToken',
+                        {
                         type: 'sendError',
                         params: ({ context }) => ({
                           id: context.refreshId,
                           code: ErrorCode.internal,
                           message: 'internal error',
                         }),
-                      },
+                        },
+                      ],
                     },
                   },
                   on: {
-                    'frame.refresh': {
-                      actions: {
-                        type: 'sendError',
-                        params: ({ event }) => ({
-                          id: event.id,
-                          code: ErrorCode.badRequest,
-                          message: 'a refresh is already in progress',
-                        }),
-                      },
-                    },
+                    'frame.refresh': refuseFrame<SessionFrameEvent>(({ event }) => ({
+                      id: event.id,
+                      code: ErrorCode.badRequest,
+                      message: 'a refresh is already in progress',
+                    })),
                   },
                 },
               },

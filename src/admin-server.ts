@@ -21,7 +21,8 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Gateway } from './gateway.ts';
+import { trustedHops, type Gateway } from './gateway.ts';
+import type { TLSSocket } from 'node:tls';
 import { IpLimiter } from './ip-limiter.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { connectionViews, leafPaths, machineViews, stateCounts, type MachineView } from './inspector-model.ts';
@@ -50,6 +51,12 @@ export interface AdminServerOptions {
   maxConnectionsListed?: number;
   /** Open SSE streams at most; more get 503. @default 64 */
   maxStreams?: number;
+  /**
+   * Proxies in front of the admin port (as `TRUST_PROXY`): behind them, `X-Forwarded-Proto:
+   * https` (the entry that many from the right) says the page was served over TLS, and the login
+   * cookie gets `Secure`. @default 0
+   */
+  trustProxy?: number | boolean;
   log?: Logger;
 }
 
@@ -117,6 +124,19 @@ function forPage(o: Observation): Observation {
   return { ...plain, event: redact(plain.event), action: redact(plain.action) };
 }
 
+/**
+ * Whether the browser reached this server over TLS: its own socket is TLS, or the trusted proxy
+ * in front says so (`X-Forwarded-Proto`, the entry `hops` from the right; the client may have
+ * written any entries further left).
+ */
+function servedOverTls(req: IncomingMessage, hops: number): boolean {
+  if ((req.socket as TLSSocket).encrypted) return true;
+  const proto = req.headers['x-forwarded-proto'];
+  if (hops === 0 || typeof proto !== 'string') return false;
+  const entries = proto.split(',').map((e) => e.trim().toLowerCase());
+  return entries[Math.max(0, entries.length - hops)] === 'https';
+}
+
 /** A loopback Host header: the demo's token endpoint answers nothing else (DNS rebinding). */
 const isLoopbackHost = (host: string | undefined) => /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(host ?? '');
 
@@ -130,6 +150,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const cache = new Map<string, Buffer>();
   let machines: MachineView[] | undefined;
   const gatewayOrigin = new URL(gateway.url).origin;
+  const hops = trustedHops(options.trustProxy);
+  /** A login cookie's attributes: `Secure` whenever the page came over TLS. */
+  const cookieAttributes = (req: IncomingMessage) =>
+    `Path=/; HttpOnly; SameSite=Strict${servedOverTls(req, hops) ? '; Secure' : ''}`;
 
   const mac = (exp: number) => createHmac('sha256', sessionKey).update(`admin-session:${exp}`).digest('base64url');
   const loggedIn = (req: IncomingMessage) => {
@@ -178,7 +202,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     log.info({ ip }, 'admin login');
     res.writeHead(303, {
       location: '/',
-      'set-cookie': `${COOKIE}=${exp}.${mac(exp)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${Math.floor(sessionMs / 1000)}`,
+      'set-cookie': `${COOKIE}=${exp}.${mac(exp)}; ${cookieAttributes(req)}; Max-Age=${Math.floor(sessionMs / 1000)}`,
       'cache-control': 'no-store',
     });
     res.end();
@@ -252,7 +276,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     if (path === '/favicon.ico') return void res.writeHead(204).end();
     if (req.method === 'POST' && path === '/login') return login(req, res);
     if (req.method === 'POST' && path === '/logout') {
-      res.writeHead(303, { location: '/', 'set-cookie': `${COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0` });
+      res.writeHead(303, { location: '/', 'set-cookie': `${COOKIE}=; ${cookieAttributes(req)}; Max-Age=0` });
       return void res.end();
     }
     if (options.demo && req.method === 'GET' && path === '/demo') return page(res, 'demo.html');

@@ -27,7 +27,8 @@ import type { Logger } from './log.ts';
 import type { Observers } from './observe.ts';
 import { RevocationList, revocationSchema, type Revocation } from './revocations.ts';
 import { subjects } from './subjects.ts';
-import { createTokenVerifier, defaultClaimRules, type ClaimRules, type TokenVerifier } from './tokens.ts';
+import { createTokenVerifier, defaultClaimRules, MAX_TOKEN_LENGTH, type ClaimRules, type TokenVerifier } from './tokens.ts';
+import { limitDefaults } from './config.ts';
 
 export type DegradedPolicy = 'local' | 'reject';
 
@@ -39,6 +40,8 @@ export interface AuthGateOptions {
   /** When the auth service cannot be asked: verify locally, or refuse with 1013. @default 'local' */
   degradedPolicy?: DegradedPolicy;
   rules?: ClaimRules;
+  /** Clock skew allowed for `exp` and `nbf` when verifying locally, in seconds. @default 5 */
+  clockToleranceS?: number;
   breaker?: Partial<BreakerOptions>;
   /** How often the cached JWK Set is refreshed while the service is up. @default 60000 */
   jwksRefreshMs?: number;
@@ -88,8 +91,11 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
 
   const setKeys = (jwks: JSONWebKeySet) => {
     if (!Array.isArray(jwks?.keys) || jwks.keys.length === 0) return;
-    localVerify = createTokenVerifier(createLocalJWKSet(jwks), options.rules ?? defaultClaimRules, (c) =>
-      revocations.isRevoked(c),
+    localVerify = createTokenVerifier(
+      createLocalJWKSet(jwks),
+      options.rules ?? defaultClaimRules,
+      (c) => revocations.isRevoked(c),
+      options.clockToleranceS ?? limitDefaults.clockToleranceS,
     );
   };
   const fetchKeys = async () => {
@@ -131,6 +137,8 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
 
   /** One auth request through the breaker, reported to it; undefined when the breaker refuses. */
   const askThroughBreaker = async (token: string): Promise<RemoteVerdict | undefined> => {
+    // Never forwarded: the auth service would refuse it anyway, and it costs every node's breaker.
+    if (token.length > MAX_TOKEN_LENGTH) return { result: { outcome: 'invalid', reason: 'token too long' } };
     const generation = requestTicket(breaker);
     if (generation === undefined) return undefined;
     const started = performance.now();

@@ -9,6 +9,7 @@ import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVeri
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import type { VerifyResult } from '../machines/connection.machine.ts';
 import { loadSigningKeys } from './keys.ts';
+import { limitDefaults } from './config.ts';
 import { closeNats, connectNats } from './nats-connection.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { AUTH_QUEUE, subjects } from './subjects.ts';
@@ -23,6 +24,8 @@ export interface AuthServiceOptions {
   /** An external identity provider's JWKS URL; the dev keys are not used when set. */
   jwksUrl?: string;
   rules?: ClaimRules;
+  /** Clock skew allowed for `exp` and `nbf`, in seconds. @default 5 */
+  clockToleranceS?: number;
   log?: Logger;
 }
 
@@ -63,8 +66,11 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   const { getKey, jwks } = await keySource(options);
   const { list: revocations, skipped } = await loadRevocations(home);
   if (skipped > 0) log.warn({ skipped }, 'unreadable revocation lines skipped');
-  const verify = createTokenVerifier(getKey, options.rules ?? defaultClaimRules, (claims) =>
-    revocations.isRevoked(claims),
+  const verify = createTokenVerifier(
+    getKey,
+    options.rules ?? defaultClaimRules,
+    (claims) => revocations.isRevoked(claims),
+    options.clockToleranceS ?? limitDefaults.clockToleranceS,
   );
   const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth');
 

@@ -31,6 +31,10 @@ const descriptions: Record<CommandName, string> = {
 
 /** Gateway options shared by `gateway` and `dev`. */
 export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<'dev'>, log: Logger): GatewayOptions {
+  // A send frame must fit in the byte bucket, or the largest allowed frame could never be sent.
+  if (config.sendBytesBurst < config.maxMessageBytes) {
+    throw new OptionError('--send-bytes-burst (SEND_BYTES_BURST) must be at least --max-message-bytes (MAX_MESSAGE_BYTES)');
+  }
   return {
     authTimeoutMs: config.authTimeoutMs,
     authRequestTimeoutMs: config.authRequestTimeoutMs,
@@ -45,12 +49,20 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     maxConnections: config.maxConnections,
     handshakesPerIpPerSecond: config.handshakesPerIpPerSecond,
     trustProxy: config.trustProxy,
+    maxSessionsPerUser: config.maxSessionsPerUser,
+    maxSessionsPerIp: config.maxSessionsPerIp,
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    clockToleranceS: config.clockToleranceS,
     metricsToken: config.metricsToken,
     recording: recordingOptions(config),
     limits: {
       expiryWarningMs: config.expiryWarningMs,
       sendsPerSecond: config.sendsPerSecond,
       sendBurst: config.sendBurst,
+      sendBytesPerSecond: config.sendBytesPerSecond,
+      sendBytesBurst: config.sendBytesBurst,
+      maxStrikes: config.maxStrikes,
       maxRooms: config.maxRoomsPerSession,
     },
     log,
@@ -110,6 +122,7 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
       home: config.home,
       jwksUrl: config.jwksUrl,
       rules: { issuer: config.issuer, audience: config.audience },
+      clockToleranceS: config.clockToleranceS,
       log,
     });
     onShutdown(() => service.close(), 10_000);
@@ -130,7 +143,14 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
     const admin =
       config.adminPort === undefined
         ? undefined
-        : await startAdminServer({ gateway, port: config.adminPort, host: config.adminHost, token: config.adminToken!, log }).catch(
+        : await startAdminServer({
+            gateway,
+            port: config.adminPort,
+            host: config.adminHost,
+            token: config.adminToken!,
+            trustProxy: config.trustProxy,
+            log,
+          }).catch(
             async (err: unknown) => {
               await gateway.close();
               throw err;

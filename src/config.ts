@@ -26,6 +26,43 @@ const url = z.string().url();
 const list = z
   .string()
   .transform((s) => s.split(',').map((part) => part.trim()).filter(Boolean));
+/**
+ * Defaults of the limits that code outside this table needs too (the gateway's fallbacks for
+ * callers that start it as a library); the table below writes them as the user would type them.
+ */
+export const limitDefaults = {
+  /** @default 65536 */
+  sendBytesPerSecond: 65_536,
+  /** @default 262144 */
+  sendBytesBurst: 262_144,
+  /** @default 10 */
+  maxStrikes: 10,
+  /** @default 100 */
+  maxSessionsPerUser: 100,
+  /** @default 1000 */
+  maxSessionsPerIp: 1000,
+  /** @default 10000 */
+  headersTimeoutMs: 10_000,
+  /** @default 30000 */
+  requestTimeoutMs: 30_000,
+  /** @default 5 */
+  clockToleranceS: 5,
+} as const;
+
+/** `TRUST_PROXY`: a count of trusted proxies; `true` and `false` still mean 1 and 0. */
+const trustProxyCount = z
+  .string()
+  .refine((v) => v === 'true' || v === 'false' || /^\d{1,2}$/.test(v), 'a number of trusted proxies (0–99), or true/false')
+  .transform((v) => (v === 'true' ? 1 : v === 'false' ? 0 : Number(v)));
+
+const clockTolerance = {
+  flag: '--clock-tolerance-s <s>',
+  env: 'CLOCK_TOLERANCE_S',
+  description: 'clock skew allowed when checking exp and nbf, in seconds (auth service and local checks)',
+  default: String(limitDefaults.clockToleranceS),
+  schema: z.coerce.number().int().min(0).max(300),
+} satisfies OptionSpec;
+
 const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
 const nats = {
@@ -170,12 +207,62 @@ const gatewayLimits = {
     schema: positiveInt,
   },
   trustProxy: {
-    flag: '--trust-proxy <bool>',
+    flag: '--trust-proxy <n>',
     env: 'TRUST_PROXY',
-    description: 'take the client address from X-Forwarded-For (behind a load balancer)',
-    default: 'false',
-    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    description: 'proxies in front of the node: the client address is the X-Forwarded-For entry that many from the right (true = 1, false = 0)',
+    default: '0',
+    schema: trustProxyCount,
   },
+  sendBytesPerSecond: {
+    flag: '--send-bytes-per-second <n>',
+    env: 'SEND_BYTES_PER_SECOND',
+    description: 'bytes of send frames per second per session (byte bucket refill); excess gets error rate_limited',
+    default: String(limitDefaults.sendBytesPerSecond),
+    schema: positiveInt,
+  },
+  sendBytesBurst: {
+    flag: '--send-bytes-burst <n>',
+    env: 'SEND_BYTES_BURST',
+    description: 'bytes of send frames a session may send at once (byte bucket size; at least MAX_MESSAGE_BYTES)',
+    default: String(limitDefaults.sendBytesBurst),
+    schema: positiveInt,
+  },
+  maxStrikes: {
+    flag: '--max-strikes <n>',
+    env: 'MAX_STRIKES',
+    description: 'refused frames (malformed, forbidden, rate-limited, …) a session may send; one more closes with 1008',
+    default: String(limitDefaults.maxStrikes),
+    schema: z.coerce.number().int().min(0),
+  },
+  maxSessionsPerUser: {
+    flag: '--max-sessions-per-user <n>',
+    env: 'MAX_SESSIONS_PER_USER',
+    description: 'sessions one user may have on this node; one more closes with 1013',
+    default: String(limitDefaults.maxSessionsPerUser),
+    schema: positiveInt,
+  },
+  maxSessionsPerIp: {
+    flag: '--max-sessions-per-ip <n>',
+    env: 'MAX_SESSIONS_PER_IP',
+    description: 'sessions one client address may have on this node; one more upgrade gets HTTP 429',
+    default: String(limitDefaults.maxSessionsPerIp),
+    schema: positiveInt,
+  },
+  headersTimeoutMs: {
+    flag: '--headers-timeout-ms <ms>',
+    env: 'HEADERS_TIMEOUT_MS',
+    description: 'time a request (an upgrade too) may take to send its headers; then HTTP 408',
+    default: String(limitDefaults.headersTimeoutMs),
+    schema: positiveInt,
+  },
+  requestTimeoutMs: {
+    flag: '--request-timeout-ms <ms>',
+    env: 'REQUEST_TIMEOUT_MS',
+    description: 'time a plain HTTP request may take in all',
+    default: String(limitDefaults.requestTimeoutMs),
+    schema: positiveInt,
+  },
+  clockToleranceS: clockTolerance,
   metricsToken: {
     flag: '--metrics-token <secret>',
     env: 'METRICS_TOKEN',
@@ -259,6 +346,7 @@ export const commandOptions = {
       description: 'verify against an identity provider’s JWKS instead of the dev keys',
       schema: url,
     },
+    clockToleranceS: clockTolerance,
     logLevel: level,
   },
   token: {

@@ -49,6 +49,7 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
       natsUrl: nats.url,
       home: config.home,
       rules: { issuer: config.issuer, audience: config.audience },
+      clockToleranceS: config.clockToleranceS,
       log,
     });
     stops.push(() => auth.close());

@@ -23,7 +23,8 @@ import { silentLogger, type Logger } from './log.ts';
 import { Observers } from './observe.ts';
 import { startRecorder, type RecordingOptions } from './recording.ts';
 import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
-import type { TokenVerifier } from './tokens.ts';
+import { MAX_TOKEN_LENGTH, type TokenVerifier } from './tokens.ts';
+import { limitDefaults } from './config.ts';
 
 export const SUBPROTOCOL = 'chatgate.v1';
 const BEARER_PROTOCOL_PREFIX = 'bearer.';
@@ -64,8 +65,21 @@ export interface GatewayOptions {
   maxConnections?: number;
   /** WebSocket handshakes per second from one IP; more get HTTP 429. @default 20 */
   handshakesPerIpPerSecond?: number;
-  /** Take the client address from X-Forwarded-For (behind a load balancer). @default false */
-  trustProxy?: boolean;
+  /**
+   * Proxies in front of the node whose X-Forwarded-For entries are trusted: the client address is
+   * the entry that many places from the right (`true` = 1, `false` = 0: the socket's address). @default 0
+   */
+  trustProxy?: number | boolean;
+  /** Sessions one user may have on this node; one more closes with 1013 once authenticated. @default 100 */
+  maxSessionsPerUser?: number;
+  /** Sessions one client address may have on this node; one more upgrade gets HTTP 429. @default 1000 */
+  maxSessionsPerIp?: number;
+  /** How long a request (an upgrade too) may take to send its headers; then HTTP 408 and close. @default 10000 */
+  headersTimeoutMs?: number;
+  /** How long a plain HTTP request may take in all. @default 30000 */
+  requestTimeoutMs?: number;
+  /** Clock skew allowed for `exp` and `nbf`, in seconds: local checks, and how long after `exp` a session closes. @default 5 */
+  clockToleranceS?: number;
   /** When set, GET /metrics needs `Authorization: Bearer <token>`. */
   metricsToken?: string;
   /** Checks tokens; the auth service over NATS by default. */
@@ -113,12 +127,22 @@ export function upgradeToken(req: IncomingMessage): string | undefined {
   return undefined;
 }
 
-/** The client's address: the socket's, or the first X-Forwarded-For hop behind a trusted proxy. */
-function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+/** `TRUST_PROXY` as a count of trusted proxies: `true` is one, `false` none. */
+export const trustedHops = (trustProxy: number | boolean | undefined): number =>
+  trustProxy === true ? 1 : trustProxy === false || trustProxy === undefined ? 0 : trustProxy;
+
+/**
+ * The client's address: the socket's, or behind `hops` trusted proxies the X-Forwarded-For entry
+ * `hops` places from the right, the rightmost one that no trusted proxy wrote. Entries further
+ * left were written by the client and prove nothing. With fewer entries than hops, the leftmost.
+ */
+export function clientAddress(req: IncomingMessage, hops: number): string {
   const forwarded = req.headers['x-forwarded-for'];
-  if (trustProxy && typeof forwarded === 'string') {
-    const first = forwarded.split(',')[0]?.trim();
-    if (first) return first;
+  if (hops > 0 && typeof forwarded === 'string') {
+    const entries = forwarded.split(',').map((e) => e.trim());
+    const entry = entries[Math.max(0, entries.length - hops)];
+    // An address is at most 45 characters; a longer entry is cut so that it cannot bloat a map key.
+    if (entry) return entry.slice(0, 64);
   }
   return req.socket.remoteAddress ?? '';
 }
@@ -147,6 +171,7 @@ function refuse(socket: Duplex, status: 403 | 404 | 426 | 429, text: string): vo
 
 export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
   const nodeId = options.nodeId ?? `${hostname()}-${nuid.next().slice(-6)}`;
+  const clockToleranceS = options.clockToleranceS ?? limitDefaults.clockToleranceS;
   const log = (options.log ?? silentLogger).child({ node: nodeId });
   const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', `chatgate-gateway-${nodeId}`);
 
@@ -166,6 +191,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     requestTimeoutMs: options.authRequestTimeoutMs,
     degradedPolicy: options.degradedPolicy,
     rules: options.rules,
+    clockToleranceS,
     breaker: options.breaker,
     recheckPerSecond: options.recheckPerSecond,
   });
@@ -198,6 +224,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     sessions,
     interest,
     verify: async (token) => {
+      // Refused here, before anything asks the auth service: on every path a token comes by.
+      if (token.length > MAX_TOKEN_LENGTH) return { outcome: 'invalid', reason: 'token too long' };
       const started = performance.now();
       let outcome: AuthOutcome = 'error';
       try {
@@ -215,9 +243,18 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     },
     log,
     metrics,
-    limits: { ...defaultConnectionLimits, ...options.limits },
+    limits: {
+      ...defaultConnectionLimits,
+      clockToleranceMs: clockToleranceS * 1000,
+      sendBytesPerSecond: limitDefaults.sendBytesPerSecond,
+      sendBytesBurst: limitDefaults.sendBytesBurst,
+      maxStrikes: limitDefaults.maxStrikes,
+      ...options.limits,
+    },
     authTimeoutMs: options.authTimeoutMs ?? 5000,
     maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
+    maxSessionsPerUser: options.maxSessionsPerUser ?? limitDefaults.maxSessionsPerUser,
+    userSessions: new Map(),
     observers,
   };
   const logic = connectionLogic(node);
@@ -271,12 +308,28 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       connections: sessions.size,
     };
   };
-  const server: Server = createServer((req, res) => {
+  // Slow headers are cut (HTTP 408): an upgrade is handled as soon as its headers are in.
+  const headersTimeout = options.headersTimeoutMs ?? limitDefaults.headersTimeoutMs;
+  const server: Server = createServer({
+    headersTimeout,
+    requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs ?? limitDefaults.requestTimeoutMs),
+    // How often Node looks for requests over those bounds; its default (30 s) would stretch them.
+    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 4)),
+  }, (req, res) => {
     void handleHttp(req, res, { readiness, registry: metrics.registry, metricsToken: options.metricsToken });
   });
 
   const maxConnections = options.maxConnections ?? 10_000;
   const handshakes = new IpLimiter({ perSecond: options.handshakesPerIpPerSecond ?? 20 });
+  const hops = trustedHops(options.trustProxy);
+  const maxSessionsPerIp = options.maxSessionsPerIp ?? limitDefaults.maxSessionsPerIp;
+  /** Open sockets per client address; an address leaves the map with its last socket. */
+  const ipSessions = new Map<string, number>();
+  const releaseIp = (ip: string) => {
+    const left = (ipSessions.get(ip) ?? 1) - 1;
+    if (left > 0) ipSessions.set(ip, left);
+    else ipSessions.delete(ip);
+  };
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', destroySocket);
     const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -285,10 +338,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       log.info({ origin: req.headers.origin }, 'origin refused');
       return refuse(socket, 403, 'Forbidden');
     }
-    const ip = clientAddress(req, options.trustProxy ?? false);
+    const ip = clientAddress(req, hops);
     if (!handshakes.take(ip)) {
       metrics.rateLimited('handshake');
       log.info({ ip }, 'handshake rate limited');
+      return refuse(socket, 429, 'Too Many Requests');
+    }
+    if ((ipSessions.get(ip) ?? 0) >= maxSessionsPerIp) {
+      metrics.rateLimited('connections');
+      log.info({ ip, max: maxSessionsPerIp }, 'too many sessions from one address');
       return refuse(socket, 429, 'Too Many Requests');
     }
     if (closing) return refuse(socket, 426, 'Upgrade Required');
@@ -300,6 +358,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         ws.close(1013, 'node full');
         return;
       }
+      ipSessions.set(ip, (ipSessions.get(ip) ?? 0) + 1);
+      ws.once('close', () => releaseIp(ip));
       const session = openSession(node, logic, ws, upgradeToken(req));
       recorder?.describe(session.actor, { authTimeout: node.authTimeoutMs });
     });

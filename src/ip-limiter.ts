@@ -1,7 +1,7 @@
 /**
  * Handshakes per client IP per second: a token bucket per address, kept only while it is not full,
- * so the map holds just the addresses seen in the last few seconds (and never more than `maxIps`;
- * past that, new addresses are limited until the sweep frees room).
+ * so the map holds just the addresses seen in the last few seconds, and never more than `maxIps`:
+ * past that, the address used longest ago is forgotten to make room for a new one.
  */
 export interface IpLimiterOptions {
   /** Handshakes per second per IP, and the burst. @default 20 */
@@ -32,10 +32,15 @@ export class IpLimiter {
     const now = this.#now();
     const bucket = this.#buckets.get(ip);
     if (!bucket) {
-      if (this.#buckets.size >= this.#maxIps) return false;
+      // Full: the address seen longest ago makes room. A newcomer is never refused for want of
+      // room; the forgotten address starts again with a full bucket, as after a sweep.
+      if (this.#buckets.size >= this.#maxIps) this.#buckets.delete(this.#buckets.keys().next().value!);
       this.#buckets.set(ip, { tokens: this.#perSecond - 1, at: now });
       return true;
     }
+    // Seen again: to the back of the map, which is kept in order of last use.
+    this.#buckets.delete(ip);
+    this.#buckets.set(ip, bucket);
     bucket.tokens = Math.min(this.#perSecond, bucket.tokens + ((now - bucket.at) / 1000) * this.#perSecond);
     bucket.at = now;
     if (bucket.tokens < 1) return false;

@@ -4,8 +4,11 @@
  * Made on first use: an ES256 key pair written as a private JWK with mode 0600. Two processes
  * that start together (auth service and token) never make two different keys: each writes a
  * temporary file and links it into place, and the loser reads the winner's file.
+ *
+ * Like ssh, a home or key file that other users may read or write is refused, with the chmod
+ * that fixes it: the private key signs every user's token.
  */
-import { mkdir, readFile, writeFile, link, unlink } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, link, unlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
@@ -31,6 +34,28 @@ export interface SigningKeys {
   privateKey: SigningKey;
   /** The public half as a JWK Set, safe to publish. */
   jwks: JSONWebKeySet;
+}
+
+/**
+ * Refuses key material other users may read or write (any group or other permission bit), with
+ * the command that fixes it. POSIX modes only: on Windows the file's ACL decides.
+ */
+export async function checkPrivate(path: string, kind: 'directory' | 'file'): Promise<void> {
+  if (process.platform === 'win32') return;
+  let mode: number;
+  try {
+    mode = (await stat(path)).mode & 0o777;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if ((mode & 0o077) === 0) return;
+  const fix = kind === 'directory' ? '700' : '600';
+  throw new ChatgateError(
+    ChatgateErrorCode.keys,
+    `${path} is accessible by other users (mode ${mode.toString(8).padStart(4, '0')}); ` +
+      `it holds the signing key: run \`chmod ${fix} ${path}\``,
+  );
 }
 
 async function readKeyFile(path: string): Promise<JWK | undefined> {
@@ -74,6 +99,8 @@ export async function loadSigningKeys(home: string): Promise<SigningKeys> {
   let privateJwk: JWK | undefined;
   try {
     await mkdir(home, { recursive: true, mode: 0o700 });
+    await checkPrivate(home, 'directory');
+    await checkPrivate(path, 'file');
     privateJwk = (await readKeyFile(path)) ?? (await createKeyFile(home, path));
   } catch (err) {
     if (err instanceof ChatgateError) throw err;

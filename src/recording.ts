@@ -163,7 +163,8 @@ const MAX_PENDING_FILE_BYTES = 8 * 1024 * 1024;
 const MAX_HELD_LINES = 1000;
 
 async function fileSink(path: string, log: Logger): Promise<Sink> {
-  const stream: WriteStream = createWriteStream(path, { flags: 'a' });
+  // 0600: even redacted, a recording tells who talked to whom and when.
+  const stream: WriteStream = createWriteStream(path, { flags: 'a', mode: 0o600 });
   let broken = false;
   await new Promise<void>((resolve, reject) => {
     stream.once('open', () => resolve());

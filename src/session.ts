@@ -9,6 +9,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { nuid } from '@nats-io/nats-core';
 import {
   connectionMachine,
+  tooManySessions,
   type ConnectionInput,
   type ConnectionLimits,
   type Destination,
@@ -41,6 +42,10 @@ export interface NodeContext {
   authTimeoutMs: number;
   /** Outgoing bytes a socket may hold before it is closed with 4009. */
   maxBufferedBytes: number;
+  /** Sessions one user may have on this node; one more closes with 1013 once authenticated. */
+  maxSessionsPerUser: number;
+  /** Sessions per user on this node, kept by the sessions themselves (see `openSession`). */
+  userSessions: Map<string, number>;
   metrics: Metrics;
   /** When set, each actor reports what it lives through (inspector page, recorder). */
   observers?: Observers;
@@ -61,6 +66,13 @@ export class Session implements Member {
   actor!: ConnectionActor;
   /** Only while degraded: the token to re-check once the auth service is back. Never logged. */
   degradedToken: string | undefined;
+  /**
+   * The token `verifyToken` last checked, until the machine says whether it was accepted
+   * (`adoptCheckedToken`) or refused (`dropCheckedToken`). Never logged.
+   */
+  checkedToken: string | undefined;
+  /** The user this session counts against in `NodeContext.userSessions`, once admitted. */
+  countedUser: string | undefined;
   /** Cleared by each heartbeat sweep, set again by a pong or any frame. */
   alive = true;
 
@@ -120,7 +132,8 @@ export function connectionLogic(node: NodeContext) {
     retryAfterMs?: number,
   ) => {
     if (!session) return;
-    session.log.info({ code, reason: message }, 'frame refused');
+    // Debug only: every refusal is a strike, and the session's close says why it ended.
+    session.log.debug({ code, reason: message }, 'frame refused');
     if (code === ErrorCode.rateLimited) node.metrics.rateLimited('send');
     const frame: ServerFrame = { type: 'error', code, message };
     if (id !== undefined) frame.id = id;
@@ -133,19 +146,34 @@ export function connectionLogic(node: NodeContext) {
       verifyToken: fromPromise(async ({ input }: { input: { token: string; session: string } }) => {
         const result = await node.verify(input.token);
         const session = sessionOf(input.session);
-        // A session admitted without the auth service keeps its token until the service re-checks it.
-        if (session && result.outcome === 'ok') session.degradedToken = result.degraded ? input.token : undefined;
+        // Kept until the machine decides: only an accepted token replaces the held one.
+        if (session) session.checkedToken = result.outcome === 'ok' ? input.token : undefined;
         return result;
       }),
       subscribeUser: fromPromise(async ({ input }: { input: { session: string; user: string } }) => {
         const session = sessionOf(input.session);
         if (!session) return;
         session.setUser(input.user);
+        const count = node.userSessions.get(input.user) ?? 0;
+        if (count >= node.maxSessionsPerUser) throw tooManySessions;
+        node.userSessions.set(input.user, count + 1);
+        session.countedUser = input.user;
         await interest.join(subjects.user(input.user), session);
       }),
     },
     delays: { authTimeout: node.authTimeoutMs },
     actions: {
+      // A session admitted without the auth service keeps its token until the service re-checks it.
+      adoptCheckedToken: ({ context }, { degraded }) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
+        session.degradedToken = degraded ? session.checkedToken : undefined;
+        session.checkedToken = undefined;
+      },
+      dropCheckedToken: ({ context }) => {
+        const session = sessionOf(context.session);
+        if (session) session.checkedToken = undefined;
+      },
       sendWelcome: ({ context }) =>
         sessionOf(context.session)?.send({
           type: 'welcome',
@@ -222,6 +250,19 @@ const frameTypeOf = {
   'frame.invalid': 'invalid',
 } as const;
 
+/** Forgets a session that ended: the node's map, and its user's count. */
+function releaseSession(node: NodeContext, session: Session): void {
+  node.sessions.delete(session.id);
+  session.degradedToken = undefined;
+  session.checkedToken = undefined;
+  const user = session.countedUser;
+  if (user === undefined) return;
+  session.countedUser = undefined;
+  const left = (node.userSessions.get(user) ?? 1) - 1;
+  if (left > 0) node.userSessions.set(user, left);
+  else node.userSessions.delete(user);
+}
+
 /** Starts the actor of a new socket and wires the socket's events to it. */
 export function openSession(
   node: NodeContext,
@@ -250,7 +291,7 @@ export function openSession(
         lastState = state;
       }
       if (snapshot.status === 'done') {
-        node.sessions.delete(session.id);
+        releaseSession(node, session);
         node.metrics.closed(snapshot.context.closeCode);
         session.log.info(
           { code: snapshot.context.closeCode, reason: snapshot.context.closeReason },
@@ -262,7 +303,7 @@ export function openSession(
     error: (err) => {
       session.log.error({ err }, 'connection actor failed');
       node.interest.leaveAll(session);
-      node.sessions.delete(session.id);
+      releaseSession(node, session);
       if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'internal error');
     },
   });
@@ -274,7 +315,10 @@ export function openSession(
       actor.send({ type: 'frame.binary' });
       return;
     }
-    const event = decodeClientFrame(data.toString());
+    const text = data.toString();
+    const event = decodeClientFrame(text);
+    // What the frame costs its recipients: counted against the session's send byte bucket.
+    if (event.type === 'frame.send') event.bytes = Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text);
     node.metrics.frameIn(frameTypeOf[event.type as keyof typeof frameTypeOf] ?? 'invalid');
     actor.send(event);
   });

@@ -86,10 +86,15 @@ function reasonOf(err: unknown): string {
 /** A function that checks a token against a key set and the claim rules. */
 export type TokenVerifier = (token: string) => Promise<VerifyResult>;
 
+/**
+ * @param clockToleranceS seconds of clock skew allowed for `exp` and `nbf` (jose's
+ * `clockTolerance`): fleets never have exactly the same time. @default 0
+ */
 export function createTokenVerifier(
   keys: JWTVerifyGetKey,
   rules: ClaimRules = defaultClaimRules,
   isRevoked: (claims: RevocableClaims) => boolean = () => false,
+  clockToleranceS = 0,
 ): TokenVerifier {
   return async (token) => {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
@@ -101,6 +106,7 @@ export function createTokenVerifier(
         issuer: rules.issuer,
         audience: rules.audience,
         requiredClaims: ['sub', 'exp'],
+        clockTolerance: clockToleranceS,
       });
       const rooms = roomGrant(payload.rooms);
       if (!isValidId(payload.sub)) return { outcome: 'invalid', reason: 'claim sub rejected' };

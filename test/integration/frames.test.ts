@@ -5,7 +5,8 @@ import { subjects } from '../../src/subjects.ts';
 
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack({ gateway: { limits: { expiryWarningMs: 1000 } } });
+  // No clock-skew leeway: the session closes at exp itself.
+  stack = await startStack({ gateway: { clockToleranceS: 0, limits: { expiryWarningMs: 1000 } } });
 });
 afterAll(async () => {
   await stack?.stop();

@@ -90,7 +90,7 @@ describe('ops - metrics', () => {
 describe('ops - backpressure', () => {
   it('ops - a reader that stops reading is closed with 4009, the node buffers at most its allowance, others keep receiving', async () => {
     const maxBufferedBytes = 256 * 1024;
-    stack = await startStack({ gateway: { maxBufferedBytes, limits: { sendsPerSecond: 1e6, sendBurst: 1e6 } } });
+    stack = await startStack({ gateway: { maxBufferedBytes, limits: { sendsPerSecond: 1e6, sendBurst: 1e6, sendBytesPerSecond: 1e9, sendBytesBurst: 1e9 } } });
     const gateway = stack.gateways[0]!;
     const { client: flooder } = await stack.session(0, 'bp-flooder');
     const { client: stuck, welcome } = await stack.session(0, 'bp-stuck');
@@ -124,7 +124,7 @@ describe('ops - backpressure', () => {
 
 describe('ops - limits', () => {
   it('ops - sends over the session rate get error rate_limited with a retry hint; a sustained flood closes with 1008', async () => {
-    stack = await startStack({ gateway: { limits: { sendsPerSecond: 1, sendBurst: 3, maxRateLimited: 5 } } });
+    stack = await startStack({ gateway: { limits: { sendsPerSecond: 1, sendBurst: 3, maxStrikes: 5 } } });
     const { client } = await stack.session(0, 'l-sender');
     for (let i = 0; i < 3; i++) {
       expect(await client.request({ type: 'send', id: i, to: { user: 'l-sender' }, body: i })).toMatchObject({ type: 'ack' });

@@ -100,6 +100,7 @@ function start(options: { token?: string; limits?: Partial<ConnectionLimits> } =
   const verifyCalls: Pending<{ token: string; session: string }, VerifyResult>[] = [];
   const subscribeCalls: Pending<{ session: string; user: string }, void>[] = [];
   const errors: unknown[] = [];
+  const heldTokenCalls: { type: string; params: unknown }[] = [];
 
   const record =
     (type: string) =>
@@ -121,6 +122,9 @@ function start(options: { token?: string; limits?: Partial<ConnectionLimits> } =
   const logic = connectionMachine.provide({
     actions: {
       sendWelcome: record('sendWelcome'),
+      // Kept apart from `effects`: they say what happens to the token held for a re-check.
+      adoptCheckedToken: (_, params) => void heldTokenCalls.push({ type: 'adoptCheckedToken', params }),
+      dropCheckedToken: () => void heldTokenCalls.push({ type: 'dropCheckedToken', params: undefined }),
       sendAck: record('sendAck'),
       sendError: record('sendError'),
       sendPong: record('sendPong'),
@@ -148,7 +152,8 @@ function start(options: { token?: string; limits?: Partial<ConnectionLimits> } =
 
   const actor = createActor(logic, {
     clock,
-    input: { session: SESSION, token: options.token, now: () => clock.now(), limits: options.limits },
+    // No clock-skew leeway unless a test asks for it: expiry tests read as "closes at exp".
+    input: { session: SESSION, token: options.token, now: () => clock.now(), limits: { clockToleranceMs: 0, ...options.limits } },
   });
   actor.subscribe({ error: (err) => errors.push(err) });
   actor.start();
@@ -166,6 +171,7 @@ function start(options: { token?: string; limits?: Partial<ConnectionLimits> } =
     verifyCalls,
     subscribeCalls,
     errors,
+    heldTokenCalls,
     send: (event: ConnectionEvent) => actor.send(event),
     value: (): StateValue => actor.getSnapshot().value,
     status: () => actor.getSnapshot().status,
@@ -740,37 +746,36 @@ test('connection - sends beyond the burst get rate_limited with a retry hint unt
   expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 2, 5, 6, 7]);
 });
 
-test('connection - one rate-limited send more than maxRateLimited in a row closes with 1008', async () => {
-  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxRateLimited: 3 } });
+test('connection - each rate-limited send is a strike: one more than maxStrikes closes with 1008', async () => {
+  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxStrikes: 3 } });
   const send = (id: number) => h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: id });
   send(1);
   send(2);
   send(3);
   send(4);
   expect(h.value()).toEqual(ACTIVE);
+  expect(h.context().strikes).toBe(3);
   expect(h.calls('sendError').map((e) => (e as { code: string }).code)).toEqual([
     ErrorCode.rateLimited,
     ErrorCode.rateLimited,
     ErrorCode.rateLimited,
   ]);
   send(5);
-  expectClosing(h, CloseCode.policyViolation, 'sustained send flood');
+  expectClosing(h, CloseCode.policyViolation, 'too many refused frames');
 });
 
-test('connection - an accepted send resets the count of rate-limited sends', async () => {
-  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxRateLimited: 2 } });
+test('connection - strikes are not forgiven by an accepted send', async () => {
+  const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxStrikes: 2 } });
   const send = (id: number) => h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: id });
   send(1);
   send(2);
-  send(3);
   await h.advance(SECOND);
+  send(3);
   send(4);
-  send(5);
-  send(6);
   expect(h.value()).toEqual(ACTIVE);
-  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 4]);
-  send(7);
-  expectClosing(h, CloseCode.policyViolation, 'sustained send flood');
+  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 3]);
+  send(5);
+  expectClosing(h, CloseCode.policyViolation, 'too many refused frames');
 });
 
 test('connection - a join beyond maxRooms is forbidden until a room is left', async () => {
@@ -1111,7 +1116,7 @@ const closeScenarios: CloseScenario[] = [
     name: 'a sustained send flood',
     code: CloseCode.policyViolation,
     run: async () => {
-      const h = await activeSession({ limits: { sendBurst: 0, maxRateLimited: 0 } });
+      const h = await activeSession({ limits: { sendBurst: 0, maxStrikes: 0 } });
       h.send({ type: 'frame.send', id: 1, to: { user: 'bob' }, body: 'x' });
       return h;
     },
@@ -1247,4 +1252,167 @@ test('connection - joins and leaves take from the send bucket: over the rate the
   expect(errors.map((e) => [e.id, e.code])).toEqual([[3, 'rate_limited']]);
   expect(errors[0]!.retryAfterMs).toBeGreaterThan(0);
   expect(h.calls('subscribeRoomAndAck')).toHaveLength(1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Limits that count what costs (issue 9) and the join/leave decision (issue 10)
+
+test('connection - a refresh over the send rate gets rate_limited and asks nobody', async () => {
+  const h = await activeSession({ limits: { sendsPerSecond: 1, sendBurst: 1 } });
+  h.send({ type: 'frame.send', id: 's', to: { user: 'bob' }, body: 'x' });
+  const asked = h.verifyCalls.length;
+  h.send({ type: 'frame.refresh', id: 'r', token: 'tok2' });
+  expect(h.verifyCalls).toHaveLength(asked);
+  expect(h.value()).toEqual(ACTIVE);
+  expect(h.calls('sendError')).toEqual([
+    { id: 'r', code: ErrorCode.rateLimited, message: 'too many frames', retryAfterMs: 1000 },
+  ]);
+  // A refresh the bucket allows takes its token.
+  await h.advance(SECOND);
+  h.send({ type: 'frame.refresh', id: 'r2', token: 'tok2' });
+  expect(h.value()).toEqual(REFRESHING);
+  expect(h.verifyCalls).toHaveLength(asked + 1);
+});
+
+test('connection - only an accepted token replaces the one held for the re-check; a refused refresh drops its own', async () => {
+  const h = start({ token: 'tok' });
+  const adopted = () => h.heldTokenCalls.filter((c) => c.type === 'adoptCheckedToken').map((c) => c.params);
+  const dropped = () => h.heldTokenCalls.filter((c) => c.type === 'dropCheckedToken');
+  await h.activate(claims(h.clock), true);
+  expect(adopted()).toEqual([{ degraded: true }]);
+
+  // Another user's valid token: refused, and what is held for the re-check stays.
+  h.send({ type: 'frame.refresh', id: 'r1', token: 'bob' });
+  await h.verify(ok(claims(h.clock, { sub: 'bob' })));
+  expect(adopted()).toEqual([{ degraded: true }]);
+  expect(dropped()).toHaveLength(1);
+  expect(h.context().degraded).toBe(true);
+
+  // Invalid and unavailable verdicts, and a verifier that fails, drop theirs too.
+  for (const [id, settle] of [
+    ['r2', () => h.verify({ outcome: 'invalid', reason: 'bad' })],
+    ['r3', () => h.verify({ outcome: 'unavailable', reason: 'down' })],
+    ['r4', () => h.failVerify(new Error('bug'))],
+  ] as const) {
+    h.send({ type: 'frame.refresh', id, token: 'x' });
+    await settle();
+  }
+  expect(dropped()).toHaveLength(4);
+  expect(adopted()).toHaveLength(1);
+
+  // The same user's token, confirmed by the auth service: it replaces (clears) the held one.
+  h.send({ type: 'frame.refresh', id: 'r5', token: 'tok3' });
+  await h.verify(ok(claims(h.clock)));
+  expect(adopted()).toEqual([{ degraded: true }, { degraded: false }]);
+  expect(h.context().degraded).toBe(false);
+});
+
+test('connection - send bytes come from a byte bucket: a burst bigger than sendBytesBurst is rate_limited with a hint', async () => {
+  const h = await activeSession({ limits: { sendBytesBurst: 100_000, sendBytesPerSecond: 50_000 } });
+  const send = (id: number, bytes: number) => h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: 'x', bytes });
+  send(1, 60_000);
+  send(2, 60_000);
+  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1]);
+  // 40 000 bytes left, 60 000 wanted: 20 000 more at 50 000 a second.
+  expect(h.calls('sendError')).toEqual([
+    { id: 2, code: ErrorCode.rateLimited, message: 'too many sends', retryAfterMs: 400 },
+  ]);
+  await h.advance(400);
+  send(3, 60_000);
+  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 3]);
+  // Frames without a size (older recordings) take no bytes.
+  h.send({ type: 'frame.send', id: 4, to: { user: 'bob' }, body: 'x' });
+  expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 3, 4]);
+});
+
+test('connection - every refused frame is a strike: forbidden, rate-limited, a second auth, a refresh in flight, a refused refresh', async () => {
+  const h = await activeSession({ rooms: ['lobby'], limits: { maxStrikes: 6, maxRooms: 1, sendBurst: 100 } });
+  h.send({ type: 'frame.send', id: 1, to: { room: 'lobby' }, body: 'x' }); // not joined: forbidden
+  h.send({ type: 'frame.join', id: 2, room: 'secret' }); // not granted: forbidden
+  h.send({ type: 'frame.leave', id: 3, room: 'secret' }); // not granted: forbidden
+  h.send({ type: 'frame.auth', token: 'again' }); // already authenticated: bad_request
+  h.send({ type: 'frame.refresh', id: 4, token: 'bob' });
+  h.send({ type: 'frame.refresh', id: 5, token: 'x' }); // one in flight: bad_request
+  expect(h.context().strikes).toBe(5);
+  await h.verify(ok(claims(h.clock, { sub: 'bob' }))); // another user's: forbidden
+  expect(h.context().strikes).toBe(6);
+  expect(h.calls('sendError').map((e) => (e as { code: string }).code)).toEqual([
+    'forbidden',
+    'forbidden',
+    'forbidden',
+    'bad_request',
+    'bad_request',
+    'forbidden',
+  ]);
+  expect(h.value()).toEqual(ACTIVE);
+  h.send({ type: 'frame.join', id: 6, room: 'secret' });
+  expectClosing(h, CloseCode.policyViolation, 'too many refused frames');
+});
+
+test('connection - a refresh refused because the auth service is down is no strike', async () => {
+  const h = await activeSession({ limits: { maxStrikes: 0 } });
+  h.send({ type: 'frame.refresh', id: 'r', token: 'x' });
+  await h.verify({ outcome: 'unavailable', reason: 'down' });
+  expect(h.context().strikes).toBe(0);
+  expect(h.value()).toEqual(ACTIVE);
+});
+
+test('connection - a refused refresh one strike past maxStrikes closes with 1008', async () => {
+  const h = await activeSession({ limits: { maxStrikes: 0 } });
+  h.send({ type: 'frame.refresh', id: 'r', token: 'x' });
+  await h.verify({ outcome: 'invalid', reason: 'bad' });
+  expectClosing(h, CloseCode.policyViolation, 'too many refused frames');
+});
+
+test('connection - re-joining a joined room is acked with an empty bucket, and costs no token', async () => {
+  const h = await activeSession({ limits: { sendsPerSecond: 1, sendBurst: 1 } });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby' });
+  h.send({ type: 'frame.join', id: 2, room: 'lobby' });
+  h.send({ type: 'frame.leave', id: 3, room: 'dev' }); // granted, not joined: acked at no cost
+  expect(h.calls('sendAck')).toEqual([{ id: 2 }, { id: 3 }]);
+  expect(h.calls('sendError')).toEqual([]);
+  expect(h.context().strikes).toBe(0);
+  // The bucket is still empty from the first join: leaving the joined room is over the rate.
+  h.send({ type: 'frame.leave', id: 4, room: 'lobby' });
+  expect(h.calls('sendError')).toMatchObject([{ id: 4, code: ErrorCode.rateLimited }]);
+  expect(h.context().joined).toEqual(['lobby']);
+});
+
+test('connection - rate-limited joins are strikes: with the defaults the 11th refused frame closes with 1008', async () => {
+  const h = await activeSession({ rooms: '*', limits: { sendsPerSecond: 1, sendBurst: 1 } });
+  h.send({ type: 'frame.join', id: 0, room: 'r0' });
+  for (let i = 1; i <= 10; i++) h.send({ type: 'frame.join', id: i, room: `r${i}` });
+  expect(h.calls('sendError')).toHaveLength(10);
+  expect(h.value()).toEqual(ACTIVE);
+  h.send({ type: 'frame.send', id: 'over', to: { user: 'bob' }, body: 'x' });
+  expectClosing(h, CloseCode.policyViolation, 'too many refused frames');
+});
+
+test('connection - the session closes clockToleranceMs after exp, not at exp', async () => {
+  const h = start({ token: 'tok', limits: { clockToleranceMs: 5000 } });
+  await h.activate(claims(h.clock, { ttlMs: 60 * SECOND }));
+  await h.advance(60 * SECOND);
+  expect(h.value()).toEqual(EXPIRING);
+  await h.advance(5 * SECOND - 1);
+  expect(h.value()).toEqual(EXPIRING);
+  await h.advance(1);
+  expectClosing(h, CloseCode.tokenExpired, 'token expired');
+});
+
+test('connection - a token admitted within the clock tolerance after its exp is served until exp + tolerance', async () => {
+  const h = start({ token: 'tok', limits: { clockToleranceMs: 5000 } });
+  await h.activate(claims(h.clock, { ttlMs: -2 * SECOND }));
+  await h.advance(0);
+  expect(h.value()).toEqual(EXPIRING);
+  expect(h.calls('sendWelcome')).toHaveLength(1);
+  await h.advance(3 * SECOND);
+  expectClosing(h, CloseCode.tokenExpired, 'token expired');
+});
+
+test('connection - a user over its session limit closes with 1013 too many sessions, without a welcome', async () => {
+  const h = start({ token: 'tok' });
+  await h.verify(ok(claims(h.clock)));
+  await h.failSubscribe({ refused: 'tooManySessions' });
+  expectClosing(h, CloseCode.tryAgainLater, 'too many sessions');
+  expect(h.calls('sendWelcome')).toEqual([]);
 });
