@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { ChatgateError, ChatgateErrorCode, NATS_INSTALL_HINT } from './errors.ts';
@@ -29,6 +29,12 @@ export interface NatsServerOptions {
   stdio?: 'inherit' | 'ignore';
   /** How long to wait for the server to listen. @default 10000 */
   readyTimeoutMs?: number;
+  /**
+   * A config file body with an `authorization` block (see nats-server-config.ts), written next to
+   * the ports file (0600) and passed with `-c`; the flags above still set everything else.
+   * Off by default: the server then lets any client do anything (the tests' open servers).
+   */
+  authorization?: string;
 }
 
 export interface NatsServer {
@@ -63,9 +69,10 @@ export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** The command-line arguments for nats-server; exported for `chatgate nats` and its docs. */
-export function natsServerArgs(options: NatsServerOptions, portsDir?: string): string[] {
+export function natsServerArgs(options: NatsServerOptions, portsDir?: string, configFile?: string): string[] {
   const host = options.host ?? '127.0.0.1';
   const args = ['-a', host, '-p', String(options.port ?? -1)];
+  if (configFile !== undefined) args.push('-c', configFile);
   if (options.monitorPort !== undefined) args.push('-m', String(options.monitorPort));
   if (options.clusterPort !== undefined) {
     args.push('--cluster', `nats://${host}:${options.clusterPort}`);
@@ -101,7 +108,12 @@ function portOf(url: string): number {
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   const bin = findNatsServer();
   const portsDir = await mkdtemp(join(tmpdir(), 'chatgate-nats-'));
-  const child = spawn(bin, natsServerArgs(options, portsDir), {
+  let configFile: string | undefined;
+  if (options.authorization !== undefined) {
+    configFile = join(portsDir, 'authorization.conf');
+    await writeFile(configFile, options.authorization, { mode: 0o600 });
+  }
+  const child = spawn(bin, natsServerArgs(options, portsDir, configFile), {
     stdio: ['ignore', options.stdio ?? 'ignore', options.stdio ?? 'ignore'],
   });
   let exitCode: number | null | undefined;
