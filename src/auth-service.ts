@@ -9,7 +9,7 @@ import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVeri
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import type { VerifyResult } from '../machines/connection.machine.ts';
 import { loadSigningKeys } from './keys.ts';
-import { closeNats, connectNats } from './nats-connection.ts';
+import { closeNats, connectNats, type NatsCredentials } from './nats-connection.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { AUTH_QUEUE, subjects } from './subjects.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules } from './tokens.ts';
@@ -23,6 +23,8 @@ export interface AuthServiceOptions {
   /** An external identity provider's JWKS URL; the dev keys are not used when set. */
   jwksUrl?: string;
   rules?: ClaimRules;
+  /** Explicit NATS credentials; without them, the auth role's credential in `home`, if any. */
+  natsCredentials?: NatsCredentials;
   log?: Logger;
 }
 
@@ -66,7 +68,11 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   const verify = createTokenVerifier(getKey, options.rules ?? defaultClaimRules, (claims) =>
     revocations.isRevoked(claims),
   );
-  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth');
+  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth', {
+    role: 'auth',
+    home,
+    credentials: options.natsCredentials,
+  });
 
   const subs: Subscription[] = [];
   subs.push(

@@ -3,7 +3,7 @@
  * default come from the table in config.ts. A bad option: one line on stderr, exit code 2.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { commandOptions, OptionError, parseConfig, type CommandConfig, type CommandName } from './config.ts';
+import { commandOptions, natsCredentials, OptionError, parseConfig, type CommandConfig, type CommandName } from './config.ts';
 import { ChatgateError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { loadSigningKeys } from './keys.ts';
@@ -11,6 +11,8 @@ import { mintToken } from './tokens.ts';
 import { startAuthService } from './auth-service.ts';
 import { startGateway, type GatewayOptions } from './gateway.ts';
 import { startNatsServer } from './nats-server.ts';
+import { ensureRoleCredentials, credentialsDir } from './bus-credentials.ts';
+import { authorizationConfig } from './nats-server-config.ts';
 import { runDev } from './dev.ts';
 import { runRevoke } from './revoke.ts';
 import { runMachines } from './diagrams.ts';
@@ -90,7 +92,10 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
   revoke: runRevoke,
   machines: runMachines,
   async nats(config) {
+    // Locked down unless asked: one nkey user per role, anonymous clients refused.
+    const authorization = config.insecure ? undefined : authorizationConfig(await ensureRoleCredentials(config.home));
     const server = await startNatsServer({
+      authorization,
       port: config.port,
       host: config.host,
       clusterPort: config.clusterPort,
@@ -100,6 +105,11 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
     });
     process.stdout.write(`nats-server listening on ${server.url}\n`);
     if (server.routeUrl) process.stdout.write(`cluster routes on ${server.routeUrl}\n`);
+    process.stdout.write(
+      authorization === undefined
+        ? 'insecure: any client may connect and publish or subscribe to anything\n'
+        : `clients need a role credential from ${credentialsDir(config.home)} (anonymous clients are refused)\n`,
+    );
     onShutdown(() => server.stop(), 10_000);
     await new Promise<void>((resolve) => server.process.once('exit', () => resolve()));
   },
@@ -110,6 +120,7 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
       home: config.home,
       jwksUrl: config.jwksUrl,
       rules: { issuer: config.issuer, audience: config.audience },
+      natsCredentials: natsCredentials(config),
       log,
     });
     onShutdown(() => service.close(), 10_000);
@@ -123,6 +134,8 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
     const gateway = await startGateway({
       ...gatewayOptions(config, log),
       natsUrl: config.nats,
+      natsHome: config.home,
+      natsCredentials: natsCredentials(config),
       port: config.port,
       host: config.host,
       nodeId: config.nodeId,
