@@ -15,7 +15,7 @@ import { gatewayOptions, onShutdown } from './cli.ts';
 import { startAdminServer } from './admin-server.ts';
 import { loadSigningKeys } from './keys.ts';
 import { mintToken } from './tokens.ts';
-import { ensureRoleCredentials } from './bus-credentials.ts';
+import { credentialsDir, ensureRoleCredentials } from './bus-credentials.ts';
 import { authorizationConfig } from './nats-server-config.ts';
 
 const DEFAULT_NATS_PORT = 4222;
@@ -85,7 +85,7 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
         '',
         'chatgate dev is running',
         `  WebSocket   ${gateway.url}`,
-        `  NATS        ${nats.url} (locked down: role credentials in ${resolve(config.home, "nats")})`,
+        `  NATS        ${nats.url} (locked down: role credentials in ${resolve(credentialsDir(config.home))})`,
         `  Keys        ${home}`,
         `  Inspector   ${admin.url}`,
         `  Admin token ${config.adminToken === undefined ? adminToken : '(from ADMIN_TOKEN)'}`,
