@@ -56,9 +56,9 @@ export async function readSeedFile(path: string): Promise<Uint8Array | undefined
   return seed;
 }
 
-async function createSeedFile(dir: string, path: string): Promise<void> {
+async function createSecretFile(dir: string, path: string, secret: string): Promise<void> {
   const tmp = join(dir, `.tmp.${randomBytes(6).toString('hex')}`);
-  await writeFile(tmp, `${new TextDecoder().decode(createUser().getSeed())}\n`, { mode: 0o600 });
+  await writeFile(tmp, `${secret}\n`, { mode: 0o600 });
   try {
     await link(tmp, path);
   } catch (err) {
@@ -80,7 +80,9 @@ export async function ensureRoleCredentials(home: string): Promise<Record<BusRol
     await chmod(dir, 0o700);
     for (const role of BUS_ROLES) {
       const path = credentialFile(home, role);
-      if ((await readSeedFile(path)) === undefined) await createSeedFile(dir, path);
+      if ((await readSeedFile(path)) === undefined) {
+        await createSecretFile(dir, path, new TextDecoder().decode(createUser().getSeed()));
+      }
     }
   } catch (err) {
     if (err instanceof ChatgateError) throw err;
@@ -96,4 +98,33 @@ export async function ensureRoleCredentials(home: string): Promise<Record<BusRol
 /** The seed of a role from CHATGATE_HOME; undefined when that home has none. */
 export function readRoleSeed(home: string, role: BusRole): Promise<Uint8Array | undefined> {
   return readSeedFile(credentialFile(home, role));
+}
+
+/** The file of the route password that cluster members share (see `routePassword` in nats-server.ts). */
+export function routeSecretFile(home: string): string {
+  return join(credentialsDir(home), 'route.secret');
+}
+
+/** The route password of a cluster, made on first use (32 random bytes, base64url), 0600. */
+export async function ensureRouteSecret(home: string): Promise<string> {
+  const dir = credentialsDir(home);
+  const path = routeSecretFile(home);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const read = async () => {
+      const info = await stat(path);
+      if ((info.mode & 0o077) !== 0) throw credentialError(`${path} is readable by others: chmod 600 it`);
+      return (await readFile(path, 'utf8')).trim();
+    };
+    try {
+      return await read();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    await createSecretFile(dir, path, randomBytes(32).toString('base64url'));
+    return await read();
+  } catch (err) {
+    if (err instanceof ChatgateError) throw err;
+    throw credentialError(`cannot read or write ${path}`, err);
+  }
 }

@@ -11,7 +11,7 @@ import { mintToken } from './tokens.ts';
 import { startAuthService } from './auth-service.ts';
 import { startGateway, type GatewayOptions } from './gateway.ts';
 import { startNatsServer } from './nats-server.ts';
-import { ensureRoleCredentials, credentialsDir } from './bus-credentials.ts';
+import { ensureRoleCredentials, ensureRouteSecret, credentialsDir } from './bus-credentials.ts';
 import { authorizationConfig } from './nats-server-config.ts';
 import { runDev } from './dev.ts';
 import { runRevoke } from './revoke.ts';
@@ -94,8 +94,12 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
   async nats(config) {
     // Locked down unless asked: one nkey user per role, anonymous clients refused.
     const authorization = config.insecure ? undefined : authorizationConfig(await ensureRoleCredentials(config.home));
+    // A locked-down cluster also locks its routes: members share the route password in the same folder.
+    const routePassword =
+      config.insecure || config.clusterPort === undefined ? undefined : await ensureRouteSecret(config.home);
     const server = await startNatsServer({
       authorization,
+      routePassword,
       port: config.port,
       host: config.host,
       clusterPort: config.clusterPort,

@@ -35,6 +35,13 @@ export interface NatsServerOptions {
    * Off by default: the server then lets any client do anything (the tests' open servers).
    */
   authorization?: string;
+  /**
+   * With `clusterPort`: routes must authenticate with this password (user `chatgate-route`), and
+   * this server's routes present it. The cluster is then set in the config file, not by flags:
+   * nats-server 2.9 ignores a config file's cluster `authorization` when `--cluster` is given.
+   * Off by default: any server that reaches the route port may join the cluster.
+   */
+  routePassword?: string;
 }
 
 export interface NatsServer {
@@ -74,7 +81,7 @@ export function natsServerArgs(options: NatsServerOptions, portsDir?: string, co
   const args = ['-a', host, '-p', String(options.port ?? -1)];
   if (configFile !== undefined) args.push('-c', configFile);
   if (options.monitorPort !== undefined) args.push('-m', String(options.monitorPort));
-  if (options.clusterPort !== undefined) {
+  if (options.clusterPort !== undefined && options.routePassword === undefined) {
     args.push('--cluster', `nats://${host}:${options.clusterPort}`);
     args.push('--cluster_name', options.clusterName ?? 'chatgate');
     if (options.routes?.length) args.push('--routes', options.routes.join(','));
@@ -82,6 +89,27 @@ export function natsServerArgs(options: NatsServerOptions, portsDir?: string, co
   if (options.jetstreamDir !== undefined) args.push('-js', '-sd', options.jetstreamDir);
   if (portsDir !== undefined) args.push('--ports_file_dir', portsDir);
   return args;
+}
+
+/** The user routes authenticate as when `routePassword` is set. */
+export const ROUTE_USER = 'chatgate-route';
+
+/** The cluster block with route authorization, when `routePassword` asks for it. */
+function clusterConfig(options: NatsServerOptions): string | undefined {
+  if (options.clusterPort === undefined || options.routePassword === undefined) return undefined;
+  const credential = `${encodeURIComponent(ROUTE_USER)}:${encodeURIComponent(options.routePassword)}@`;
+  // A route URL that carries no credential gets ours; the file is 0600 and never logged.
+  const routes = (options.routes ?? []).map((r) => (r.includes('@') ? r : r.replace('://', `://${credential}`)));
+  const q = JSON.stringify;
+  return [
+    'cluster {',
+    `  name: ${q(options.clusterName ?? 'chatgate')}`,
+    `  listen: ${q(`${options.host ?? '127.0.0.1'}:${options.clusterPort}`)}`,
+    `  authorization { user: ${q(ROUTE_USER)}, password: ${q(options.routePassword)} }`,
+    `  routes: [${routes.map((r) => q(r)).join(', ')}]`,
+    '}',
+    '',
+  ].join('\n');
 }
 
 interface PortsFile {
@@ -109,9 +137,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const bin = findNatsServer();
   const portsDir = await mkdtemp(join(tmpdir(), 'chatgate-nats-'));
   let configFile: string | undefined;
-  if (options.authorization !== undefined) {
-    configFile = join(portsDir, 'authorization.conf');
-    await writeFile(configFile, options.authorization, { mode: 0o600 });
+  const config = [options.authorization, clusterConfig(options)].filter((part) => part !== undefined);
+  if (config.length > 0) {
+    configFile = join(portsDir, 'nats-server.conf');
+    await writeFile(configFile, config.join('\n'), { mode: 0o600 });
   }
   const child = spawn(bin, natsServerArgs(options, portsDir, configFile), {
     stdio: ['ignore', options.stdio ?? 'ignore', options.stdio ?? 'ignore'],

@@ -19,8 +19,10 @@ import { join } from 'node:path';
 import { errors, type Msg, type NatsConnection } from '@nats-io/nats-core';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { connect as connectTcp } from 'node:net';
 import { startNatsServer, type NatsServer } from '../../src/nats-server.ts';
-import { ensureRoleCredentials } from '../../src/bus-credentials.ts';
+import { startNatsCluster } from '../harness/nats.ts';
+import { ensureRoleCredentials, ensureRouteSecret } from '../../src/bus-credentials.ts';
 import { authorizationConfig } from '../../src/nats-server-config.ts';
 import { REVOCATIONS_BUCKET, type BusRole } from '../../src/bus-permissions.ts';
 import { closeNats, connectNats } from '../../src/nats-connection.ts';
@@ -289,5 +291,98 @@ describe('bus - the revocations bucket', () => {
     for await (const k of await written.keys()) after.push(k);
     expect(after.sort()).toEqual(['jti.a', 'jti.b']);
     expect((await written.get('jti.a'))?.json()).toEqual({ jti: 'a', at: 1 });
+  });
+});
+
+/**
+ * Speaks the route protocol to a cluster port as a server that is not a member would: reads the
+ * INFO, sends a route CONNECT (with `user`/`pass` when given) and a PING. Resolves with the first
+ * line after INFO: `PONG` (admitted) or the `-ERR` that refused it.
+ */
+function tryRoute(routeUrl: string, user?: string, pass?: string): Promise<string> {
+  const { hostname, port } = new URL(routeUrl);
+  return new Promise((resolve, reject) => {
+    const socket = connectTcp(Number(port), hostname);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('the route port said nothing'));
+    }, 5000);
+    let buffer = '';
+    let greeted = false;
+    socket.on('data', (d: Buffer) => {
+      buffer += d.toString();
+      for (let i = buffer.indexOf('\r\n'); i >= 0; i = buffer.indexOf('\r\n')) {
+        const line = buffer.slice(0, i);
+        buffer = buffer.slice(i + 2);
+        if (!greeted && line.startsWith('INFO ')) {
+          greeted = true;
+          const connect = { verbose: false, pedantic: false, tls_required: false, name: 'rogue', cluster: 'chatgate', user, pass };
+          socket.write(`CONNECT ${JSON.stringify(connect)}\r\nPING\r\n`);
+        } else if (greeted && (line === 'PONG' || line.startsWith('-ERR'))) {
+          clearTimeout(timer);
+          socket.destroy();
+          resolve(line);
+        }
+      }
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+describe('bus - a locked-down cluster', () => {
+  it('bus - three members share the users: roles work across members, anonymous clients and non-members are refused', async () => {
+    const keys = await ensureRoleCredentials(home);
+    const cluster = await startNatsCluster(3, { authorization: authorizationConfig(keys), routePassword: await ensureRouteSecret(home) });
+    const opened: NatsConnection[] = [];
+    try {
+      const on = async (i: number, role: BusRole) => {
+        const nc = await connectNats(cluster.servers[i]!.url, `test-${role}-${i}`, { role, home });
+        opened.push(nc);
+        return nc;
+      };
+      for (const member of cluster.servers) {
+        await expect(connectNats(member.url, 'test-anonymous')).rejects.toMatchObject({ code: ChatgateErrorCode.natsAuthorization });
+      }
+      // A gateway on member 0 delivers to a gateway on member 1 …
+      const receiver = await on(1, 'gateway');
+      const inbox = collect(receiver, subjects.user('alice'));
+      await receiver.flush();
+      const sender = await on(0, 'gateway');
+      const deadline = Date.now() + 5000;
+      // … once member 0 knows of the subscription on member 1 (interest crosses routes asynchronously).
+      while (inbox.got.length === 0 && Date.now() < deadline) {
+        sender.publish(subjects.user('alice'), 'hello');
+        await sender.flush();
+        await receiver.flush();
+      }
+      expect(inbox.got[0]?.string()).toBe('hello');
+      // … and an auth service on member 2 answers a gateway on member 0.
+      const auth = await on(2, 'auth');
+      auth.subscribe(subjects.authVerify, {
+        queue: AUTH_QUEUE,
+        callback: (_e, m) => {
+          m.respond(FAKE_OK);
+        },
+      });
+      await auth.flush();
+      let verdict: unknown;
+      while (verdict === undefined && Date.now() < deadline) {
+        verdict = await sender.request(subjects.authVerify, '{"token":"t"}', { timeout: 1000 }).then(
+          (m) => m.json(),
+          () => undefined, // No responder yet: the subscription has not crossed the route.
+        );
+      }
+      expect(verdict).toMatchObject({ outcome: 'ok' });
+      // A server without the route password cannot join and bypass the permissions.
+      const seed = cluster.servers[0]!.routeUrl!;
+      expect(await tryRoute(seed)).toMatch(/^-ERR 'Authorization Violation'/);
+      expect(await tryRoute(seed, 'chatgate-route', 'guessed')).toMatch(/^-ERR 'Authorization Violation'/);
+    } finally {
+      await Promise.all(opened.map((nc) => closeNats(nc)));
+      await cluster.stop();
+    }
   });
 });
