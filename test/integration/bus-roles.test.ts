@@ -84,6 +84,42 @@ describe('bus - the roles as processes', () => {
     for (const seed of await seeds(home)) expect(output).not.toContain(seed);
   });
 
+  it('bus - chatgate nats --cluster-port/--routes forms a locked-down cluster from one CHATGATE_HOME', async () => {
+    const home = await newHome();
+    const env = { CHATGATE_HOME: home };
+    const seed = new ChatgateProcess(['nats', '--port', '-1', '--cluster-port', '-1'], env);
+    const seedUrl = (await seed.waitFor(/listening on (nats:\/\/\S+)/))[1]!;
+    const route = (await seed.waitFor(/cluster routes on (nats-route:\/\/\S+)/))[1]!;
+    expect((await stat(join(credentialsDir(home), 'route.secret'))).mode & 0o777).toBe(0o600);
+    const member = new ChatgateProcess(['nats', '--port', '-1', '--cluster-port', '-1', '--routes', route], env);
+    const memberUrl = (await member.waitFor(/listening on (nats:\/\/\S+)/))[1]!;
+    await expectAnonymousRefused(memberUrl);
+    const receiver = await connectNats(memberUrl, 'test-receiver', { role: 'gateway', home });
+    const sender = await connectNats(seedUrl, 'test-sender', { role: 'gateway', home });
+    try {
+      let got = false;
+      receiver.subscribe('chatgate.v1.room.x', {
+        callback: () => {
+          got = true;
+        },
+      });
+      await receiver.flush();
+      // Bounded: until the subscription has crossed the (authenticated) route.
+      const deadline = Date.now() + 10_000;
+      while (!got && Date.now() < deadline) {
+        sender.publish('chatgate.v1.room.x', 'hi');
+        await sender.flush();
+        await receiver.flush();
+      }
+      expect(got).toBe(true);
+    } finally {
+      await closeNats(sender);
+      await closeNats(receiver);
+    }
+    const output = [seed, member].map((p) => p.stdout + p.stderr).join('');
+    expect(output).not.toContain((await readFile(join(credentialsDir(home), 'route.secret'), 'utf8')).trim());
+  });
+
   it('bus - a gateway with a wrong credential is refused in one line, naming no secret', async () => {
     const home = await newHome();
     const nats = new ChatgateProcess(['nats', '--port', '-1'], { CHATGATE_HOME: home });
