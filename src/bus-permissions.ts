@@ -86,6 +86,7 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       { subject: subjects.authRevoke, why: '`chatgate revoke` asks an auth service with this role' },
       ...readRevocations,
       js(`STREAM.CREATE.${REVOCATIONS_STREAM}`, 'create the revocations bucket'),
+      js(`STREAM.UPDATE.${REVOCATIONS_STREAM}`, 'bring the bucket’s max age and replicas to its settings'),
       { subject: `$KV.${REVOCATIONS_BUCKET}.>`, why: 'write revocations' },
     ],
     allowResponses: true,

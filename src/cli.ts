@@ -2,6 +2,8 @@
  * The `chatgate` command. Parsing is commander's; every option's flag, environment form and
  * default come from the table in config.ts. A bad option: one line on stderr, exit code 2.
  */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { commandOptions, natsCredentials, OptionError, parseConfig, type CommandConfig, type CommandName } from './config.ts';
 import { ChatgateError } from './errors.ts';
@@ -94,6 +96,8 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
   async nats(config) {
     // Locked down unless asked: one nkey user per role, anonymous clients refused.
     const authorization = config.insecure ? undefined : authorizationConfig(await ensureRoleCredentials(config.home));
+    // The same block for operators who run nats-server with their own config (`include` it).
+    if (authorization !== undefined) await writeFile(join(credentialsDir(config.home), 'authorization.conf'), authorization, { mode: 0o600 });
     // A locked-down cluster also locks its routes: members share the route password in the same folder.
     const routePassword =
       config.insecure || config.clusterPort === undefined ? undefined : await ensureRouteSecret(config.home);

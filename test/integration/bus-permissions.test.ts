@@ -248,10 +248,21 @@ describe('bus - the revocations bucket', () => {
     const auth = await as('auth');
     const written = await new Kvm(auth.nc).create(REVOCATIONS_BUCKET, { history: 1 });
     await written.put('jti.a', JSON.stringify({ jti: 'a', at: 1 }));
+    // Every auth service that starts creates it again (the first one made it).
+    const again = await as('auth');
+    await new Kvm(again.nc).create(REVOCATIONS_BUCKET, { history: 1 });
+    const owner = await jetstreamManager(again.nc);
+    const { config } = await owner.streams.info(`KV_${REVOCATIONS_BUCKET}`);
+    await owner.streams.update(config.name, { ...config, max_age: 3_600_000_000_000 });
 
     const gateway = await as('gateway');
     const read = await new Kvm(gateway.nc).open(REVOCATIONS_BUCKET);
     expect((await read.get('jti.a'))?.json()).toEqual({ jti: 'a', at: 1 });
+    // Direct get above; the stream leader's MSG.GET here (what a bucket without direct get uses).
+    const fromLeader = await new Kvm(gateway.nc).open(REVOCATIONS_BUCKET, { allow_direct: false });
+    expect((await fromLeader.get('jti.a'))?.json()).toEqual({ jti: 'a', at: 1 });
+    await expect(fromLeader.update('jti.a', '{}', 1)).rejects.toThrow();
+    await expect(fromLeader.create('jti.c', '{}')).rejects.toThrow();
     const keys: string[] = [];
     for await (const k of await read.keys()) keys.push(k);
     expect(keys).toEqual(['jti.a']);
