@@ -13,7 +13,7 @@
  * whatever the server would have routed to it.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errors, type Msg, type NatsConnection } from '@nats-io/nats-core';
@@ -22,7 +22,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect as connectTcp } from 'node:net';
 import { startNatsServer, type NatsServer } from '../../src/nats-server.ts';
 import { startNatsCluster } from '../harness/nats.ts';
-import { ensureRoleCredentials, ensureRouteSecret } from '../../src/bus-credentials.ts';
+import { credentialFile, ensureRoleCredentials, ensureRouteSecret } from '../../src/bus-credentials.ts';
 import { authorizationConfig } from '../../src/nats-server-config.ts';
 import { REVOCATIONS_BUCKET, type BusRole } from '../../src/bus-permissions.ts';
 import { closeNats, connectNats } from '../../src/nats-connection.ts';
@@ -125,6 +125,43 @@ describe('bus - who may connect', () => {
       });
     } finally {
       await rm(other, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('bus - explicit credentials for other deployments', () => {
+  it('bus - a role seed file given as NATS_NKEY_SEED_FILE works from any CHATGATE_HOME; one readable by others is refused', async () => {
+    const nc = await connectNats(server!.url, 'test-seed-file', {
+      role: 'gateway',
+      home: join(home, 'elsewhere'),
+      credentials: { nkeySeedFile: credentialFile(home, 'gateway') },
+    });
+    connections.push(nc);
+    nc.publish(subjects.user('alice'), 'allowed for the gateway role');
+    await nc.flush();
+    await chmod(credentialFile(home, 'api'), 0o644);
+    try {
+      await expect(connectNats(server!.url, 'test-open-seed', { role: 'api', home })).rejects.toMatchObject({
+        code: ChatgateErrorCode.natsCredentials,
+      });
+    } finally {
+      await chmod(credentialFile(home, 'api'), 0o600);
+    }
+  });
+
+  it('bus - NATS_USER/NATS_PASSWORD and NATS_TOKEN reach a server that uses them, and a wrong one is refused naming no secret', async () => {
+    const byPassword = await startNatsServer({ port: -1, authorization: 'authorization { user: "ops", password: "pw-0123456789" }\n' });
+    const byToken = await startNatsServer({ port: -1, authorization: 'authorization { token: "tk-0123456789" }\n' });
+    try {
+      await closeNats(await connectNats(byPassword.url, 'test-user', { credentials: { user: 'ops', password: 'pw-0123456789' } }));
+      await closeNats(await connectNats(byToken.url, 'test-token', { credentials: { token: 'tk-0123456789' } }));
+      const wrong = connectNats(byPassword.url, 'test-wrong', { credentials: { user: 'ops', password: 'pw-wrong-secret' } });
+      await expect(wrong).rejects.toMatchObject({ code: ChatgateErrorCode.natsAuthorization });
+      expect(((await wrong.catch((e: unknown) => e)) as Error).message).not.toContain('pw-wrong-secret');
+      await expect(connectNats(byToken.url, 'test-none')).rejects.toMatchObject({ code: ChatgateErrorCode.natsAuthorization });
+    } finally {
+      await byPassword.stop();
+      await byToken.stop();
     }
   });
 });
