@@ -10,7 +10,7 @@ import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import type { VerifyResult } from '../machines/connection.machine.ts';
 import { loadSigningKeys } from './keys.ts';
 import { limitDefaults } from './config.ts';
-import { closeNats, connectNats } from './nats-connection.ts';
+import { closeNats, connectNats, type NatsCredentials } from './nats-connection.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { AUTH_QUEUE, subjects } from './subjects.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules } from './tokens.ts';
@@ -26,6 +26,8 @@ export interface AuthServiceOptions {
   rules?: ClaimRules;
   /** Clock skew allowed for `exp` and `nbf`, in seconds. @default 5 */
   clockToleranceS?: number;
+  /** Explicit NATS credentials; without them, the auth role's credential in `home`, if any. */
+  natsCredentials?: NatsCredentials;
   log?: Logger;
 }
 
@@ -72,7 +74,11 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     (claims) => revocations.isRevoked(claims),
     options.clockToleranceS ?? limitDefaults.clockToleranceS,
   );
-  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth');
+  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth', {
+    role: 'auth',
+    home,
+    credentials: options.natsCredentials,
+  });
 
   const subs: Subscription[] = [];
   subs.push(

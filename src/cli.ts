@@ -2,8 +2,10 @@
  * The `chatgate` command. Parsing is commander's; every option's flag, environment form and
  * default come from the table in config.ts. A bad option: one line on stderr, exit code 2.
  */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { commandOptions, OptionError, parseConfig, type CommandConfig, type CommandName } from './config.ts';
+import { commandOptions, natsCredentials, OptionError, parseConfig, type CommandConfig, type CommandName } from './config.ts';
 import { ChatgateError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { loadSigningKeys } from './keys.ts';
@@ -11,6 +13,8 @@ import { mintToken } from './tokens.ts';
 import { startAuthService } from './auth-service.ts';
 import { startGateway, type GatewayOptions } from './gateway.ts';
 import { startNatsServer } from './nats-server.ts';
+import { ensureRoleCredentials, ensureRouteSecret, credentialsDir } from './bus-credentials.ts';
+import { authorizationConfig } from './nats-server-config.ts';
 import { runDev } from './dev.ts';
 import { runRevoke } from './revoke.ts';
 import { runMachines } from './diagrams.ts';
@@ -102,7 +106,16 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
   revoke: runRevoke,
   machines: runMachines,
   async nats(config) {
+    // Locked down unless asked: one nkey user per role, anonymous clients refused.
+    const authorization = config.insecure ? undefined : authorizationConfig(await ensureRoleCredentials(config.home));
+    // The same block for operators who run nats-server with their own config (`include` it).
+    if (authorization !== undefined) await writeFile(join(credentialsDir(config.home), 'authorization.conf'), authorization, { mode: 0o600 });
+    // A locked-down cluster also locks its routes: members share the route password in the same folder.
+    const routePassword =
+      config.insecure || config.clusterPort === undefined ? undefined : await ensureRouteSecret(config.home);
     const server = await startNatsServer({
+      authorization,
+      routePassword,
       port: config.port,
       host: config.host,
       clusterPort: config.clusterPort,
@@ -112,6 +125,11 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
     });
     process.stdout.write(`nats-server listening on ${server.url}\n`);
     if (server.routeUrl) process.stdout.write(`cluster routes on ${server.routeUrl}\n`);
+    process.stdout.write(
+      authorization === undefined
+        ? 'insecure: any client may connect and publish or subscribe to anything\n'
+        : `clients need a role credential from ${credentialsDir(config.home)} (anonymous clients are refused)\n`,
+    );
     onShutdown(() => server.stop(), 10_000);
     await new Promise<void>((resolve) => server.process.once('exit', () => resolve()));
   },
@@ -123,6 +141,7 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
       jwksUrl: config.jwksUrl,
       rules: { issuer: config.issuer, audience: config.audience },
       clockToleranceS: config.clockToleranceS,
+      natsCredentials: natsCredentials(config),
       log,
     });
     onShutdown(() => service.close(), 10_000);
@@ -136,6 +155,8 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
     const gateway = await startGateway({
       ...gatewayOptions(config, log),
       natsUrl: config.nats,
+      natsHome: config.home,
+      natsCredentials: natsCredentials(config),
       port: config.port,
       host: config.host,
       nodeId: config.nodeId,

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { isValidId } from './subjects.ts';
+import type { NatsCredentials } from './nats-connection.ts';
 
 export interface OptionSpec {
   /** Commander's flag syntax, e.g. `--port <n>`. */
@@ -100,6 +101,42 @@ const audience = {
   default: 'chatgate',
   schema: text,
 } satisfies OptionSpec;
+
+/**
+ * How a process authenticates to NATS when the deployment is not one `chatgate nats` made (whose
+ * role credentials are found in CHATGATE_HOME without any of these). See nats-connection.ts and
+ * docs/security.md. Secrets: prefer the variables, flags show in `ps`.
+ */
+const natsCredentialOptions = {
+  natsCreds: {
+    flag: '--nats-creds <file>',
+    env: 'NATS_CREDS',
+    description: 'a NATS .creds file (user JWT and nkey seed) to connect with',
+    schema: text,
+  },
+  natsNkeySeedFile: {
+    flag: '--nats-nkey-seed-file <file>',
+    env: 'NATS_NKEY_SEED_FILE',
+    description: 'a file holding a NATS user nkey seed (mode 0600) to connect with',
+    schema: text,
+  },
+  natsUser: { flag: '--nats-user <name>', env: 'NATS_USER', description: 'NATS user name (with NATS_PASSWORD)', schema: text },
+  natsPassword: {
+    flag: '--nats-password <secret>',
+    env: 'NATS_PASSWORD',
+    description: 'NATS password (prefer the variable: flags show in ps)',
+    schema: text,
+  },
+  natsToken: {
+    flag: '--nats-token <secret>',
+    env: 'NATS_TOKEN',
+    description: 'NATS authentication token (prefer the variable: flags show in ps)',
+    schema: text,
+  },
+  natsTlsCa: { flag: '--nats-tls-ca <file>', env: 'NATS_TLS_CA', description: 'CA certificate that signed the NATS server’s (PEM)', schema: text },
+  natsTlsCert: { flag: '--nats-tls-cert <file>', env: 'NATS_TLS_CERT', description: 'client certificate for NATS (PEM, with NATS_TLS_KEY)', schema: text },
+  natsTlsKey: { flag: '--nats-tls-key <file>', env: 'NATS_TLS_KEY', description: 'key of the client certificate for NATS (PEM)', schema: text },
+} satisfies Record<string, OptionSpec>;
 
 const adminToken = {
   flag: '--admin-token <secret>',
@@ -309,6 +346,8 @@ const recordingOptions = {
 export const commandOptions = {
   gateway: {
     nats,
+    home: { ...home, description: 'where `chatgate nats` wrote the bus credentials (the gateway uses nats/gateway.nk)' },
+    ...natsCredentialOptions,
     port: { flag: '--port <n>', env: 'PORT', description: 'HTTP/WebSocket port', default: '8080', schema: port },
     host: { flag: '--host <addr>', env: 'HOST', description: 'address to listen on', default: '0.0.0.0', schema: text },
     nodeId: {
@@ -338,6 +377,7 @@ export const commandOptions = {
   auth: {
     nats,
     home,
+    ...natsCredentialOptions,
     issuer,
     audience,
     jwksUrl: {
@@ -380,6 +420,7 @@ export const commandOptions = {
       schema: z.string().refine(isValidId, 'must be 1–256 characters of well-formed Unicode'),
     },
     home,
+    ...natsCredentialOptions,
   },
   nats: {
     port: { flag: '--port <n>', env: 'NATS_PORT', description: 'client port (-1: any free port)', default: '4222', schema: portOrRandom },
@@ -387,6 +428,13 @@ export const commandOptions = {
     clusterPort: { flag: '--cluster-port <n>', env: 'NATS_CLUSTER_PORT', description: 'route port for a cluster', schema: portOrRandom },
     routes: { flag: '--routes <urls>', env: 'NATS_ROUTES', description: 'comma-separated nats-route:// URLs of other members', schema: list },
     jetstream: { flag: '--jetstream <dir>', env: 'NATS_JETSTREAM_DIR', description: 'enable JetStream with this store directory', schema: text },
+    home: { ...home, description: 'where the bus credentials of each role are written (nats/<role>.nk, made on first use)' },
+    insecure: {
+      flag: '--insecure',
+      env: 'NATS_INSECURE',
+      description: 'let any client connect and do anything on the bus (the old open server; any value of the variable turns it on)',
+      schema: z.literal(true),
+    },
   },
   dev: {
     port: { flag: '--port <n>', env: 'PORT', description: 'gateway HTTP/WebSocket port', default: '8080', schema: port },
@@ -455,4 +503,40 @@ export function parseConfig<C extends CommandName>(command: C, raw: Record<strin
     out[key] = result.data;
   }
   return Object.freeze(out) as CommandConfig<C>;
+}
+
+/** The NATS_* credential settings of a command, checked for combinations that cannot work. */
+export function natsCredentials(config: {
+  natsCreds?: string;
+  natsNkeySeedFile?: string;
+  natsUser?: string;
+  natsPassword?: string;
+  natsToken?: string;
+  natsTlsCa?: string;
+  natsTlsCert?: string;
+  natsTlsKey?: string;
+}): NatsCredentials {
+  const given = [
+    config.natsCreds !== undefined && '--nats-creds (NATS_CREDS)',
+    config.natsNkeySeedFile !== undefined && '--nats-nkey-seed-file (NATS_NKEY_SEED_FILE)',
+    config.natsUser !== undefined && '--nats-user (NATS_USER)',
+    config.natsToken !== undefined && '--nats-token (NATS_TOKEN)',
+  ].filter(Boolean);
+  if (given.length > 1) throw new OptionError(`give at most one NATS credential: ${given.join(', ')}`);
+  if ((config.natsUser === undefined) !== (config.natsPassword === undefined)) {
+    throw new OptionError('--nats-user (NATS_USER) and --nats-password (NATS_PASSWORD) go together');
+  }
+  if ((config.natsTlsCert === undefined) !== (config.natsTlsKey === undefined)) {
+    throw new OptionError('--nats-tls-cert (NATS_TLS_CERT) and --nats-tls-key (NATS_TLS_KEY) go together');
+  }
+  return Object.freeze({
+    credsFile: config.natsCreds,
+    nkeySeedFile: config.natsNkeySeedFile,
+    user: config.natsUser,
+    password: config.natsPassword,
+    token: config.natsToken,
+    tlsCa: config.natsTlsCa,
+    tlsCert: config.natsTlsCert,
+    tlsKey: config.natsTlsKey,
+  });
 }

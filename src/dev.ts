@@ -1,6 +1,6 @@
 /**
- * `chatgate dev` (what `npm start` runs): a nats-server child process, the auth service and one
- * gateway, all on this machine, its admin server with the inspector and the demo chat page (whose
+ * `chatgate dev` (what `npm start` runs): a nats-server child process, locked down like
+ * `chatgate nats` (role credentials in CHATGATE_HOME/nats), the auth service and one gateway, all on this machine, its admin server with the inspector and the demo chat page (whose
  * token endpoint exists only here), and a banner that says how to connect.
  */
 import { randomBytes } from 'node:crypto';
@@ -15,6 +15,8 @@ import { gatewayOptions, onShutdown } from './cli.ts';
 import { startAdminServer } from './admin-server.ts';
 import { loadSigningKeys } from './keys.ts';
 import { mintToken } from './tokens.ts';
+import { credentialsDir, ensureRoleCredentials } from './bus-credentials.ts';
+import { authorizationConfig } from './nats-server-config.ts';
 
 const DEFAULT_NATS_PORT = 4222;
 
@@ -23,21 +25,22 @@ const DEFAULT_NATS_PORT = 4222;
  * system service on 4222), dev mode takes any free port instead and says so; a port set on
  * purpose that is taken is an error.
  */
-async function startDevNats(port: number, log: Logger): Promise<NatsServer> {
+async function startDevNats(port: number, home: string, log: Logger): Promise<NatsServer> {
+  const authorization = authorizationConfig(await ensureRoleCredentials(home));
   try {
-    return await startNatsServer({ port, host: '127.0.0.1' });
+    return await startNatsServer({ port, host: '127.0.0.1', authorization });
   } catch (err) {
     if (port !== DEFAULT_NATS_PORT || !(err instanceof ChatgateError) || err.code !== ChatgateErrorCode.natsServerFailed) {
       throw err;
     }
     log.warn({ port }, 'nats port in use: dev mode uses a free port instead');
-    return startNatsServer({ port: -1, host: '127.0.0.1' });
+    return startNatsServer({ port: -1, host: '127.0.0.1', authorization });
   }
 }
 
 export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
   const log = createLogger({ level: config.logLevel });
-  const nats = await startDevNats(config.natsPort, log);
+  const nats = await startDevNats(config.natsPort, config.home, log);
   const stops: Array<() => Promise<void>> = [() => nats.stop()];
   let stopping = false;
   const stopAll = async () => {
@@ -56,6 +59,7 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
     const gateway = await startGateway({
       ...gatewayOptions(config, log),
       natsUrl: nats.url,
+      natsHome: config.home,
       port: config.port,
       host: '127.0.0.1',
       nodeId: 'dev',
@@ -82,7 +86,7 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
         '',
         'chatgate dev is running',
         `  WebSocket   ${gateway.url}`,
-        `  NATS        ${nats.url}`,
+        `  NATS        ${nats.url} (locked down: role credentials in ${resolve(credentialsDir(config.home))})`,
         `  Keys        ${home}`,
         `  Inspector   ${admin.url}`,
         `  Admin token ${config.adminToken === undefined ? adminToken : '(from ADMIN_TOKEN)'}`,

@@ -12,6 +12,10 @@ export const ChatgateErrorCode = {
   natsServerFailed: 'nats_server_failed',
   /** The key files in CHATGATE_HOME cannot be read or written. */
   keys: 'keys',
+  /** A NATS credential (role seed, creds file, TLS file) is missing, unreadable or too open. */
+  natsCredentials: 'nats_credentials',
+  /** NATS refused this process's credentials, or has none for an anonymous client. */
+  natsAuthorization: 'nats_authorization',
 } as const;
 
 export type ChatgateErrorCodeValue = (typeof ChatgateErrorCode)[keyof typeof ChatgateErrorCode];

@@ -15,7 +15,7 @@ import { createRechecker } from './recheck.ts';
 import { createMetrics, type AuthOutcome, type ConnectionState } from './metrics.ts';
 import { IpLimiter } from './ip-limiter.ts';
 import { handleHttp } from './ops-http.ts';
-import { closeNats, connectNats } from './nats-connection.ts';
+import { closeNats, connectNats, type NatsCredentials } from './nats-connection.ts';
 import type { ConnectionActor } from './session.ts';
 import { decodeChatMessage } from './codec.ts';
 import { Interest } from './interest.ts';
@@ -32,6 +32,10 @@ const BEARER_PROTOCOL_PREFIX = 'bearer.';
 export interface GatewayOptions {
   /** NATS server URL(s). @default 'nats://127.0.0.1:4222' */
   natsUrl?: string | string[];
+  /** CHATGATE_HOME: the gateway role's NATS credential there is used when `natsCredentials` gives none. */
+  natsHome?: string;
+  /** Explicit NATS credentials (NATS_CREDS, NATS_USER, …). @default none */
+  natsCredentials?: NatsCredentials;
   /** HTTP port; 0 picks a free one. @default 8080 */
   port?: number;
   /** @default '0.0.0.0' */
@@ -173,7 +177,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const nodeId = options.nodeId ?? `${hostname()}-${nuid.next().slice(-6)}`;
   const clockToleranceS = options.clockToleranceS ?? limitDefaults.clockToleranceS;
   const log = (options.log ?? silentLogger).child({ node: nodeId });
-  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', `chatgate-gateway-${nodeId}`);
+  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', `chatgate-gateway-${nodeId}`, {
+    role: 'gateway',
+    home: options.natsHome,
+    credentials: options.natsCredentials,
+  });
 
   // Made before the breaker starts, so that a recording has it from its first state.
   const observers = options.observers ?? new Observers();

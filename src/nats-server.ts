@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { ChatgateError, ChatgateErrorCode, NATS_INSTALL_HINT } from './errors.ts';
@@ -29,6 +29,19 @@ export interface NatsServerOptions {
   stdio?: 'inherit' | 'ignore';
   /** How long to wait for the server to listen. @default 10000 */
   readyTimeoutMs?: number;
+  /**
+   * A config file body with an `authorization` block (see nats-server-config.ts), written next to
+   * the ports file (0600) and passed with `-c`; the flags above still set everything else.
+   * Off by default: the server then lets any client do anything (the tests' open servers).
+   */
+  authorization?: string;
+  /**
+   * With `clusterPort`: routes must authenticate with this password (user `chatgate-route`), and
+   * this server's routes present it. The cluster is then set in the config file, not by flags:
+   * nats-server 2.9 ignores a config file's cluster `authorization` when `--cluster` is given.
+   * Off by default: any server that reaches the route port may join the cluster.
+   */
+  routePassword?: string;
 }
 
 export interface NatsServer {
@@ -63,11 +76,12 @@ export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** The command-line arguments for nats-server; exported for `chatgate nats` and its docs. */
-export function natsServerArgs(options: NatsServerOptions, portsDir?: string): string[] {
+export function natsServerArgs(options: NatsServerOptions, portsDir?: string, configFile?: string): string[] {
   const host = options.host ?? '127.0.0.1';
   const args = ['-a', host, '-p', String(options.port ?? -1)];
+  if (configFile !== undefined) args.push('-c', configFile);
   if (options.monitorPort !== undefined) args.push('-m', String(options.monitorPort));
-  if (options.clusterPort !== undefined) {
+  if (options.clusterPort !== undefined && options.routePassword === undefined) {
     args.push('--cluster', `nats://${host}:${options.clusterPort}`);
     args.push('--cluster_name', options.clusterName ?? 'chatgate');
     if (options.routes?.length) args.push('--routes', options.routes.join(','));
@@ -75,6 +89,27 @@ export function natsServerArgs(options: NatsServerOptions, portsDir?: string): s
   if (options.jetstreamDir !== undefined) args.push('-js', '-sd', options.jetstreamDir);
   if (portsDir !== undefined) args.push('--ports_file_dir', portsDir);
   return args;
+}
+
+/** The user routes authenticate as when `routePassword` is set. */
+export const ROUTE_USER = 'chatgate-route';
+
+/** The cluster block with route authorization, when `routePassword` asks for it. */
+function clusterConfig(options: NatsServerOptions): string | undefined {
+  if (options.clusterPort === undefined || options.routePassword === undefined) return undefined;
+  const credential = `${encodeURIComponent(ROUTE_USER)}:${encodeURIComponent(options.routePassword)}@`;
+  // A route URL that carries no credential gets ours; the file is 0600 and never logged.
+  const routes = (options.routes ?? []).map((r) => (r.includes('@') ? r : r.replace('://', `://${credential}`)));
+  const q = JSON.stringify;
+  return [
+    'cluster {',
+    `  name: ${q(options.clusterName ?? 'chatgate')}`,
+    `  listen: ${q(`${options.host ?? '127.0.0.1'}:${options.clusterPort}`)}`,
+    `  authorization { user: ${q(ROUTE_USER)}, password: ${q(options.routePassword)} }`,
+    `  routes: [${routes.map((r) => q(r)).join(', ')}]`,
+    '}',
+    '',
+  ].join('\n');
 }
 
 interface PortsFile {
@@ -101,7 +136,13 @@ function portOf(url: string): number {
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   const bin = findNatsServer();
   const portsDir = await mkdtemp(join(tmpdir(), 'chatgate-nats-'));
-  const child = spawn(bin, natsServerArgs(options, portsDir), {
+  let configFile: string | undefined;
+  const config = [options.authorization, clusterConfig(options)].filter((part) => part !== undefined);
+  if (config.length > 0) {
+    configFile = join(portsDir, 'nats-server.conf');
+    await writeFile(configFile, config.join('\n'), { mode: 0o600 });
+  }
+  const child = spawn(bin, natsServerArgs(options, portsDir, configFile), {
     stdio: ['ignore', options.stdio ?? 'ignore', options.stdio ?? 'ignore'],
   });
   let exitCode: number | null | undefined;

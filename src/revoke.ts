@@ -6,9 +6,9 @@
  * broadcasts it, so gateways act at once and auth services sharing that home load it when they
  * start; it says so on stderr.
  */
-import { connect } from '@nats-io/transport-node';
 import type { CommandConfig } from './config.ts';
-import { OptionError } from './config.ts';
+import { natsCredentials, OptionError } from './config.ts';
+import { connectNats } from './nats-connection.ts';
 import { persistRevocation, revocationSchema, type Revocation } from './revocations.ts';
 import { subjects } from './subjects.ts';
 
@@ -16,7 +16,12 @@ export async function runRevoke(config: CommandConfig<'revoke'>): Promise<void> 
   if ((config.jti === undefined) === (config.sub === undefined)) {
     throw new OptionError('give exactly one of --jti (REVOKE_JTI) and --sub (REVOKE_SUB)');
   }
-  const nc = await connect({ servers: config.nats, name: 'chatgate-revoke' });
+  // The auth role's credential: only the auth role may ask for or broadcast a revocation.
+  const nc = await connectNats(config.nats, 'chatgate-revoke', {
+    role: 'auth',
+    home: config.home,
+    credentials: natsCredentials(config),
+  });
   try {
     const at = Math.floor(Date.now() / 1000);
     const request = config.jti !== undefined ? { jti: config.jti, at } : { sub: config.sub, at };

@@ -3,7 +3,7 @@
  * the first. Every server a test starts is stopped by `stop()`, which tests call in afterAll.
  * Without nats-server installed this throws the install hint (see docker-free-nats.md).
  */
-import { startNatsServer, type NatsServer } from '../../src/nats-server.ts';
+import { startNatsServer, type NatsServer, type NatsServerOptions } from '../../src/nats-server.ts';
 
 export type { NatsServer };
 
@@ -33,17 +33,18 @@ async function waitForMesh(servers: NatsServer[], timeoutMs = 10_000): Promise<v
   }
 }
 
-export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+/** `extra` adds options to every member (a locked-down cluster: `authorization`, `routePassword`). */
+export async function startNatsCluster(size = 3, extra: NatsServerOptions = {}): Promise<NatsCluster> {
   const servers: NatsServer[] = [];
   const stop = async () => {
     await Promise.all(servers.map((s) => s.stop()));
   };
   try {
-    const seed = await startNatsServer({ port: -1, clusterPort: -1, monitorPort: -1 });
+    const seed = await startNatsServer({ ...extra, port: -1, clusterPort: -1, monitorPort: -1 });
     servers.push(seed);
     for (let i = 1; i < size; i++) {
       servers.push(
-        await startNatsServer({ port: -1, clusterPort: -1, monitorPort: -1, routes: [seed.routeUrl!] }),
+        await startNatsServer({ ...extra, port: -1, clusterPort: -1, monitorPort: -1, routes: [seed.routeUrl!] }),
       );
     }
     await waitForMesh(servers);

@@ -1,0 +1,118 @@
+/**
+ * Who may do what on the bus: one table of NATS permissions per role, built from the subjects in
+ * subjects.ts, from which `chatgate nats` writes the nats-server `authorization` block (see
+ * nats-server-config.ts) and docs/security.md explains each line.
+ *
+ * Everything not allowed here is refused by nats-server: each role gets allow lists, never
+ * `>`. A role's replies to requests it received (`allow_responses`) need no publish right.
+ * Each role has its own inbox prefix (nats.js `inboxPrefix`), so one role cannot read another's
+ * replies: the auth verdicts to gateways arrive on `_INBOX_gateway.…`, which only the gateway
+ * role may subscribe to.
+ *
+ * The JetStream subjects are those nats.js v3 (`@nats-io/kv`, `@nats-io/jetstream`) uses against
+ * nats-server 2.9 for the revocations bucket, traced with `nats-server -DV`: `Kvm.create`/`open`
+ * ask `$JS.API.INFO` and `$JS.API.STREAM.INFO.<stream>` (create also `STREAM.CREATE`), `put`
+ * publishes to `$KV.<bucket>.<key>` and waits for the ack, `get` is a direct get (a `MSG.GET` on
+ * buckets without `allow_direct`), `watch` and `keys` create an ordered consumer
+ * (`CONSUMER.CREATE.<stream>.<name>.<filter>`, `CONSUMER.INFO` when it resets) that pushes to an
+ * inbox and asks for flow control replies on `$JS.FC.<stream>.…`.
+ *
+ * Later features (durable delivery will add message streams) add their subjects here.
+ */
+import { AUTH_QUEUE, subjects } from './subjects.ts';
+
+export const BUS_ROLES = ['gateway', 'auth', 'api'] as const;
+export type BusRole = (typeof BUS_ROLES)[number];
+
+/** The JetStream key-value bucket of revocations, and the stream nats-server keeps it in. */
+export const REVOCATIONS_BUCKET = 'chatgate-revocations';
+const REVOCATIONS_STREAM = `KV_${REVOCATIONS_BUCKET}`;
+
+/** The inbox prefix of a role's connections: replies to its requests arrive under it. */
+export function inboxPrefix(role: BusRole): string {
+  return `_INBOX_${role}`;
+}
+
+/** Subjects under the `chatgate.v1.api` prefix: the server-side publish API of a later issue. */
+const API_SUBJECTS = 'chatgate.v1.api.>';
+/** A subject of subjects.ts with its last token (the encoded id) made a wildcard: every id. */
+const everyId = (subject: string) => subject.slice(0, subject.lastIndexOf('.') + 1) + '*';
+const USERS = everyId(subjects.user('x'));
+const ROOMS = everyId(subjects.room('x'));
+const RECORDINGS = subjects.recordingAll;
+
+/** One right, with the reason it is there (the reasons are in docs/security.md). */
+export interface Grant {
+  subject: string;
+  /** A queue group the subscription must use (`subject queue` in the server config). */
+  queue?: string;
+  why: string;
+}
+
+export interface RolePermissions {
+  publish: Grant[];
+  subscribe: Grant[];
+  /** Subscriptions refused even if an allow entry would match (belt and braces, documented). */
+  denySubscribe?: string[];
+  /** May publish replies to the requests it received (once each), and nothing else by that. */
+  allowResponses: boolean;
+}
+
+const js = (api: string, why: string): Grant => ({ subject: `$JS.API.${api}`, why });
+
+/** What every role that reads the revocations bucket needs. */
+const readRevocations: Grant[] = [
+  js('INFO', 'nats.js asks for the account info when it opens a bucket'),
+  js(`STREAM.INFO.${REVOCATIONS_STREAM}`, 'open the revocations bucket'),
+  js(`DIRECT.GET.${REVOCATIONS_STREAM}.>`, 'get one revocation'),
+  js(`STREAM.MSG.GET.${REVOCATIONS_STREAM}`, 'get one revocation (bucket without direct get)'),
+  js(`CONSUMER.CREATE.${REVOCATIONS_STREAM}.>`, 'watch the bucket and list its keys (ordered consumer)'),
+  js(`CONSUMER.INFO.${REVOCATIONS_STREAM}.>`, 'an ordered consumer checks itself when it resets'),
+  { subject: `$JS.FC.${REVOCATIONS_STREAM}.>`, why: 'flow control replies of the watch' },
+];
+
+export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
+  auth: {
+    subscribe: [
+      { subject: subjects.authVerify, queue: AUTH_QUEUE, why: 'answer token checks, one instance each' },
+      { subject: subjects.authJwks, queue: AUTH_QUEUE, why: 'serve the public key set' },
+      { subject: subjects.authRevoke, queue: AUTH_QUEUE, why: 'record revocations' },
+      { subject: subjects.revoked, why: 'learn revocations other auth services recorded' },
+      { subject: `${inboxPrefix('auth')}.>`, why: 'replies to its own requests (JetStream API, revoke)' },
+    ],
+    publish: [
+      { subject: subjects.authJwksAnnounce, why: 'announce its key set to the gateways' },
+      { subject: subjects.revoked, why: 'broadcast each recorded revocation' },
+      { subject: subjects.authRevoke, why: '`chatgate revoke` asks an auth service with this role' },
+      ...readRevocations,
+      js(`STREAM.CREATE.${REVOCATIONS_STREAM}`, 'create the revocations bucket'),
+      js(`STREAM.UPDATE.${REVOCATIONS_STREAM}`, 'bring the bucket’s max age and replicas to its settings'),
+      { subject: `$KV.${REVOCATIONS_BUCKET}.>`, why: 'write revocations' },
+    ],
+    allowResponses: true,
+  },
+  gateway: {
+    subscribe: [
+      { subject: USERS, why: 'deliver to the sessions of a user on this node' },
+      { subject: ROOMS, why: 'deliver to the sessions in a room on this node' },
+      { subject: subjects.authJwksAnnounce, why: 'cache the key set for degraded mode' },
+      { subject: subjects.revoked, why: 'close revoked sessions at once' },
+      { subject: `${inboxPrefix('gateway')}.>`, why: 'auth verdicts, key sets, JetStream replies' },
+    ],
+    denySubscribe: [subjects.authVerify, subjects.authRevoke, subjects.authJwks],
+    publish: [
+      { subject: subjects.authVerify, why: 'ask the auth service to check a token' },
+      { subject: subjects.authJwks, why: 'ask for the key set (also the breaker’s health probe)' },
+      { subject: USERS, why: 'a session sends to a user' },
+      { subject: ROOMS, why: 'a session sends to a room' },
+      { subject: RECORDINGS, why: 'recording to NATS (`RECORD_TO=nats`)' },
+      ...readRevocations,
+    ],
+    allowResponses: false,
+  },
+  api: {
+    subscribe: [{ subject: `${inboxPrefix('api')}.>`, why: 'replies to its requests' }],
+    publish: [{ subject: API_SUBJECTS, why: 'requests to the server-side publish API' }],
+    allowResponses: false,
+  },
+};
