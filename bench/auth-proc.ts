@@ -3,7 +3,7 @@
  *
  *   args: <natsUrl> <home>
  */
-import { startAuthService } from '../src/auth-service.ts';
+import { startAuthService } from '../src/auth/service.ts';
 import { createLogger } from '../src/log.ts';
 import { processHandlers, serveControl } from './control.ts';
 

@@ -37,10 +37,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 import type { BreakerOptions } from '../machines/circuit-breaker.machine.ts';
-import { startGateway, type Gateway } from '../src/gateway.ts';
-import { loadSigningKeys } from '../src/keys.ts';
-import { startNatsServer, type NatsServer } from '../src/nats-server.ts';
-import { mintToken } from '../src/tokens.ts';
+import { startGateway, type Gateway } from '../src/gateway/gateway.ts';
+import { loadSigningKeys } from '../src/auth/keys.ts';
+import { startNatsServer, type NatsServer } from '../src/bus/nats-server.ts';
+import { mintToken } from '../src/auth/tokens.ts';
 
 const BIN = fileURLToPath(new URL('../bin/chatgate.js', import.meta.url));
 

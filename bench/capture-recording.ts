@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectionMachine } from '../machines/connection.machine.ts';
-import { formatReplay, replay } from '../src/replay.ts';
-import { parseRecordings } from '../src/recording.ts';
+import { formatReplay, replay } from '../src/observe/replay.ts';
+import { parseRecordings } from '../src/observe/recording.ts';
 import { startStack } from '../test/harness/stack.ts';
 import { playSession, scenarioGateway } from '../test/replay/scenario.ts';
 

@@ -6,7 +6,7 @@
  * what a saturation test exceeds. Everything else (auth, breaker, buffers, heartbeats, metrics)
  * stays at its default.
  */
-import type { GatewayOptions } from '../src/gateway.ts';
+import type { GatewayOptions } from '../src/gateway/gateway.ts';
 
 export const benchGatewayOptions = {
   handshakesPerIpPerSecond: 1_000_000_000,

@@ -6,7 +6,7 @@
  *
  *   args: <natsUrl> <nodeId>
  */
-import { startGateway } from '../src/gateway.ts';
+import { startGateway } from '../src/gateway/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { processHandlers, serveControl } from './control.ts';
 import { benchGatewayOptions } from './gateway-options.ts';

@@ -13,8 +13,8 @@
 import { performance } from 'node:perf_hooks';
 import { WebSocket, type RawData } from 'ws';
 import * as hdr from 'hdr-histogram-js';
-import { loadSigningKeys, type SigningKeys } from '../src/keys.ts';
-import { mintToken } from '../src/tokens.ts';
+import { loadSigningKeys, type SigningKeys } from '../src/auth/keys.ts';
+import { mintToken } from '../src/auth/tokens.ts';
 import { serveControl } from './control.ts';
 
 export type SystemKind = 'chatgate' | 'relay';

@@ -4,7 +4,7 @@
  *   open.awaitingAuth → open.authenticating → open.active (token ∥ refresh) → closing → closed
  *
  * Pure: no I/O, no clock. Every effect (writing a frame, subscribing on NATS, closing the socket)
- * is a named action with an empty body here, and `src/session.ts` provides the real one with
+ * is a named action with an empty body here, and `src/gateway/session.ts` provides the real one with
  * `machine.provide(...)`. Time enters only through the named delays and the `now` function given
  * in the input, so tests drive the machine with a simulated clock.
  */
@@ -257,11 +257,11 @@ export const connectionMachine = setup({
   },
   actors: {
     verifyToken: fromPromise<VerifyResult, { token: string; session: string }>(async () => {
-      throw new Error('verifyToken is provided by src/session.ts');
+      throw new Error('verifyToken is provided by src/gateway/session.ts');
     }),
     /** Resolves once the node receives the user's messages. */
     subscribeUser: fromPromise<void, { session: string; user: string }>(async () => {
-      throw new Error('subscribeUser is provided by src/session.ts');
+      throw new Error('subscribeUser is provided by src/gateway/session.ts');
     }),
   },
   delays: {
@@ -346,7 +346,7 @@ export const connectionMachine = setup({
     ),
     renewToken: raise({ type: 'token.renewed' }),
 
-    // Effects, provided by src/session.ts.
+    // Effects, provided by src/gateway/session.ts.
     sendWelcome: effect,
     /**
      * The token the last `verifyToken` checked was accepted for this session: a degraded one is

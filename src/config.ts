@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { isValidId } from './subjects.ts';
-import type { NatsCredentials } from './nats-connection.ts';
+import type { NatsCredentials } from './bus/connection.ts';
 
 export interface OptionSpec {
   /** Commander's flag syntax, e.g. `--port <n>`. */
@@ -317,7 +317,7 @@ const gatewayLimits = {
   },
 } satisfies Record<string, OptionSpec>;
 
-/** Recording of what the node's actors receive (src/recording.ts), for `gateway` and `dev`. */
+/** Recording of what the node's actors receive (src/observe/recording.ts), for `gateway` and `dev`. */
 const recordingOptions = {
   recordTo: {
     flag: '--record-to <target>',

@@ -43,7 +43,7 @@ export const subjects = {
   user: (id: string) => `${PREFIX}.user.${encodeId(id)}`,
   /** Messages to every session that joined one room. */
   room: (id: string) => `${PREFIX}.room.${encodeId(id)}`,
-  /** Recording lines of one gateway node (see src/recording.ts); `recordingAll` for every node. */
+  /** Recording lines of one gateway node (see src/observe/recording.ts); `recordingAll` for every node. */
   recording: (node: string) => `${PREFIX}.recording.${encodeId(node)}`,
   recordingAll: `${PREFIX}.recording.*`,
 } as const;

@@ -11,8 +11,8 @@ import type { Locator, Page } from 'playwright-core';
 import { ChatgateProcess } from '../harness/process.ts';
 import { launchChromium, type TestBrowser } from '../harness/browser.ts';
 import { TestClient } from '../harness/client.ts';
-import { loadSigningKeys } from '../../src/keys.ts';
-import { mintToken } from '../../src/tokens.ts';
+import { loadSigningKeys } from '../../src/auth/keys.ts';
+import { mintToken } from '../../src/auth/tokens.ts';
 
 const WAIT = { timeout: 10_000, interval: 100 };
 

@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { assign, not, setup, type AnyStateMachine, type AnyStateNode } from 'xstate';
-import { loadMachines, machinesMarkdown, machineSection, toMermaid } from '../../src/diagrams.ts';
+import { loadMachines, machinesMarkdown, machineSection, toMermaid } from '../../src/observe/diagrams.ts';
 
 const docPath = fileURLToPath(new URL('../../docs/machines.md', import.meta.url));
 const machinesDir = fileURLToPath(new URL('../../machines/', import.meta.url));
 const sources = await loadMachines();
 
-/** Every state below the root, walked here rather than taken from src/diagrams.ts. */
+/** Every state below the root, walked here rather than taken from src/observe/diagrams.ts. */
 function states(machine: AnyStateMachine): AnyStateNode[] {
   const walk = (node: AnyStateNode): AnyStateNode[] =>
     (Object.values(node.states) as AnyStateNode[]).flatMap((child) => [child, ...walk(child)]);

@@ -1,11 +1,11 @@
 /**
- * One source of truth for the bus permissions: every right in src/bus-permissions.ts is listed
+ * One source of truth for the bus permissions: every right in src/bus/permissions.ts is listed
  * under its role in docs/security.md, as a table row `| publish | \`subject\` | …` (or
  * subscribe), so the page cannot drift from what `chatgate nats` writes into the server config.
  */
 import { readFileSync } from 'node:fs';
 import { expect, test } from 'vitest';
-import { BUS_ROLES, busPermissions } from '../../src/bus-permissions.ts';
+import { BUS_ROLES, busPermissions } from '../../src/bus/permissions.ts';
 
 const security = readFileSync(new URL('../../docs/security.md', import.meta.url), 'utf8');
 

@@ -3,7 +3,7 @@
  * the first. Every server a test starts is stopped by `stop()`, which tests call in afterAll.
  * Without nats-server installed this throws the install hint (see docker-free-nats.md).
  */
-import { startNatsServer, type NatsServer, type NatsServerOptions } from '../../src/nats-server.ts';
+import { startNatsServer, type NatsServer, type NatsServerOptions } from '../../src/bus/nats-server.ts';
 
 export type { NatsServer };
 

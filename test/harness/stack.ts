@@ -6,10 +6,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startAuthService, type AuthService } from '../../src/auth-service.ts';
-import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway.ts';
-import { loadSigningKeys, type SigningKeys } from '../../src/keys.ts';
-import { mintToken, type MintOptions } from '../../src/tokens.ts';
+import { startAuthService, type AuthService } from '../../src/auth/service.ts';
+import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway/gateway.ts';
+import { loadSigningKeys, type SigningKeys } from '../../src/auth/keys.ts';
+import { mintToken, type MintOptions } from '../../src/auth/tokens.ts';
 import { startNats, startNatsCluster, type NatsServer } from './nats.ts';
 import { TestClient, type ConnectOptions, type Frame } from './client.ts';
 

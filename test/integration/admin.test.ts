@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../harness/stack.ts';
 import { runChatgate } from '../harness/process.ts';
-import { startAdminServer, type AdminServer } from '../../src/admin-server.ts';
-import { REDACTED } from '../../src/observe.ts';
+import { startAdminServer, type AdminServer } from '../../src/admin/server.ts';
+import { REDACTED } from '../../src/observe/observe.ts';
 
 const TOKEN = 'admin-token-for-tests-0123456789';
 

@@ -20,12 +20,12 @@ import { errors, type Msg, type NatsConnection } from '@nats-io/nats-core';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect as connectTcp } from 'node:net';
-import { startNatsServer, type NatsServer } from '../../src/nats-server.ts';
+import { startNatsServer, type NatsServer } from '../../src/bus/nats-server.ts';
 import { startNatsCluster } from '../harness/nats.ts';
-import { credentialFile, ensureRoleCredentials, ensureRouteSecret } from '../../src/bus-credentials.ts';
-import { authorizationConfig } from '../../src/nats-server-config.ts';
-import { REVOCATIONS_BUCKET, type BusRole } from '../../src/bus-permissions.ts';
-import { closeNats, connectNats } from '../../src/nats-connection.ts';
+import { credentialFile, ensureRoleCredentials, ensureRouteSecret } from '../../src/bus/credentials.ts';
+import { authorizationConfig } from '../../src/bus/server-config.ts';
+import { REVOCATIONS_BUCKET, type BusRole } from '../../src/bus/permissions.ts';
+import { closeNats, connectNats } from '../../src/bus/connection.ts';
 import { ChatgateError, ChatgateErrorCode } from '../../src/errors.ts';
 import { AUTH_QUEUE, subjects } from '../../src/subjects.ts';
 

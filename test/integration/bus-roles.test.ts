@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChatgateProcess, runChatgate, stopAll } from '../harness/process.ts';
 import { TestClient } from '../harness/client.ts';
-import { closeNats, connectNats } from '../../src/nats-connection.ts';
-import { BUS_ROLES } from '../../src/bus-permissions.ts';
-import { credentialFile, credentialsDir } from '../../src/bus-credentials.ts';
+import { closeNats, connectNats } from '../../src/bus/connection.ts';
+import { BUS_ROLES } from '../../src/bus/permissions.ts';
+import { credentialFile, credentialsDir } from '../../src/bus/credentials.ts';
 import { ChatgateErrorCode } from '../../src/errors.ts';
 
 const homes: string[] = [];

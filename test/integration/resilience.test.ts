@@ -13,7 +13,7 @@ import { startStack, type Stack } from '../harness/stack.ts';
 import { ChatgateProcess, runChatgate, stopAll } from '../harness/process.ts';
 import type { TestClient } from '../harness/client.ts';
 import { AUTH_QUEUE, subjects } from '../../src/subjects.ts';
-import { createTokenVerifier } from '../../src/tokens.ts';
+import { createTokenVerifier } from '../../src/auth/tokens.ts';
 
 const AUTH_REQUEST_TIMEOUT_MS = 1000;
 /** How long past the auth request timeout a connecting client may wait, on a busy CI machine. */

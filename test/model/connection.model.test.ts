@@ -26,10 +26,10 @@ import {
   type ConnectionEvent,
   type VerifyResult,
 } from '../../machines/connection.machine.ts';
-import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway.ts';
-import { closeNats, connectNats } from '../../src/nats-connection.ts';
+import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway/gateway.ts';
+import { closeNats, connectNats } from '../../src/bus/connection.ts';
 import { subjects } from '../../src/subjects.ts';
-import type { TokenVerifier } from '../../src/tokens.ts';
+import type { TokenVerifier } from '../../src/auth/tokens.ts';
 import { TestClient, type Frame } from '../harness/client.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 import {

@@ -5,7 +5,7 @@
  * malformed frame and closes.
  */
 import { randomUUID } from 'node:crypto';
-import type { GatewayOptions } from '../../src/gateway.ts';
+import type { GatewayOptions } from '../../src/gateway/gateway.ts';
 import type { Stack } from '../harness/stack.ts';
 
 /** With a 60 s token, `expiring` comes within half a second of the welcome. */

@@ -5,21 +5,21 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { commandOptions, natsCredentials, OptionError, parseConfig, type CommandConfig, type CommandName } from './config.ts';
-import { ChatgateError } from './errors.ts';
-import { createLogger, type Logger } from './log.ts';
-import { loadSigningKeys } from './keys.ts';
-import { mintToken } from './tokens.ts';
-import { startAuthService } from './auth-service.ts';
-import { startGateway, type GatewayOptions } from './gateway.ts';
-import { startNatsServer } from './nats-server.ts';
-import { ensureRoleCredentials, ensureRouteSecret, credentialsDir } from './bus-credentials.ts';
-import { authorizationConfig } from './nats-server-config.ts';
+import { commandOptions, natsCredentials, OptionError, parseConfig, type CommandConfig, type CommandName } from '../config.ts';
+import { ChatgateError } from '../errors.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { loadSigningKeys } from '../auth/keys.ts';
+import { mintToken } from '../auth/tokens.ts';
+import { startAuthService } from '../auth/service.ts';
+import { startGateway, type GatewayOptions } from '../gateway/gateway.ts';
+import { startNatsServer } from '../bus/nats-server.ts';
+import { ensureRoleCredentials, ensureRouteSecret, credentialsDir } from '../bus/credentials.ts';
+import { authorizationConfig } from '../bus/server-config.ts';
 import { runDev } from './dev.ts';
 import { runRevoke } from './revoke.ts';
-import { runMachines } from './diagrams.ts';
-import { runReplay } from './replay.ts';
-import { startAdminServer } from './admin-server.ts';
+import { runMachines } from '../observe/diagrams.ts';
+import { runReplay } from '../observe/replay.ts';
+import { startAdminServer } from '../admin/server.ts';
 
 const descriptions: Record<CommandName, string> = {
   dev: 'run nats-server, the auth service and one gateway on this machine',

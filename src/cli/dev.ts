@@ -5,18 +5,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import type { CommandConfig } from './config.ts';
-import { createLogger, type Logger } from './log.ts';
-import { startNatsServer, type NatsServer } from './nats-server.ts';
-import { ChatgateError, ChatgateErrorCode } from './errors.ts';
-import { startAuthService } from './auth-service.ts';
-import { startGateway } from './gateway.ts';
+import type { CommandConfig } from '../config.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { startNatsServer, type NatsServer } from '../bus/nats-server.ts';
+import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
+import { startAuthService } from '../auth/service.ts';
+import { startGateway } from '../gateway/gateway.ts';
 import { gatewayOptions, onShutdown } from './cli.ts';
-import { startAdminServer } from './admin-server.ts';
-import { loadSigningKeys } from './keys.ts';
-import { mintToken } from './tokens.ts';
-import { credentialsDir, ensureRoleCredentials } from './bus-credentials.ts';
-import { authorizationConfig } from './nats-server-config.ts';
+import { startAdminServer } from '../admin/server.ts';
+import { loadSigningKeys } from '../auth/keys.ts';
+import { mintToken } from '../auth/tokens.ts';
+import { credentialsDir, ensureRoleCredentials } from '../bus/credentials.ts';
+import { authorizationConfig } from '../bus/server-config.ts';
 
 const DEFAULT_NATS_PORT = 4222;
 

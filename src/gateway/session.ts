@@ -14,8 +14,8 @@ import {
   type ConnectionLimits,
   type Destination,
   type FrameId,
-} from '../machines/connection.machine.ts';
-import { ErrorCode, type ErrorCodeValue } from '../machines/codes.ts';
+} from '../../machines/connection.machine.ts';
+import { ErrorCode, type ErrorCodeValue } from '../../machines/codes.ts';
 import {
   decodeClientFrame,
   encodeChatMessage,
@@ -23,11 +23,11 @@ import {
   type ServerFrame,
 } from './codec.ts';
 import type { Interest, Member } from './interest.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
-import type { Observers } from './observe.ts';
-import { subjects } from './subjects.ts';
-import type { TokenVerifier } from './tokens.ts';
+import type { Observers } from '../observe/observe.ts';
+import { subjects } from '../subjects.ts';
+import type { TokenVerifier } from '../auth/tokens.ts';
 
 /** What a node shares with its sessions. */
 export interface NodeContext {

@@ -7,24 +7,24 @@ import type { Duplex } from 'node:stream';
 import { hostname } from 'node:os';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { nuid, type NatsConnection } from '@nats-io/nats-core';
-import { defaultConnectionLimits, type ConnectionLimits } from '../machines/connection.machine.ts';
-import { startAuthGate, type AuthGate, type AuthGateStatus, type DegradedPolicy } from './auth-gate.ts';
-import type { BreakerOptions } from '../machines/circuit-breaker.machine.ts';
-import type { ClaimRules } from './tokens.ts';
+import { defaultConnectionLimits, type ConnectionLimits } from '../../machines/connection.machine.ts';
+import { startAuthGate, type AuthGate, type AuthGateStatus, type DegradedPolicy } from '../auth/gate.ts';
+import type { BreakerOptions } from '../../machines/circuit-breaker.machine.ts';
+import type { ClaimRules } from '../auth/tokens.ts';
 import { createRechecker } from './recheck.ts';
 import { createMetrics, type AuthOutcome, type ConnectionState } from './metrics.ts';
 import { IpLimiter } from './ip-limiter.ts';
 import { handleHttp } from './ops-http.ts';
-import { closeNats, connectNats, type NatsCredentials } from './nats-connection.ts';
+import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.ts';
 import type { ConnectionActor } from './session.ts';
 import { decodeChatMessage } from './codec.ts';
 import { Interest } from './interest.ts';
-import { silentLogger, type Logger } from './log.ts';
-import { Observers } from './observe.ts';
-import { startRecorder, type RecordingOptions } from './recording.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { Observers } from '../observe/observe.ts';
+import { startRecorder, type RecordingOptions } from '../observe/recording.ts';
 import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
-import { MAX_TOKEN_LENGTH, type TokenVerifier } from './tokens.ts';
-import { limitDefaults } from './config.ts';
+import { MAX_TOKEN_LENGTH, type TokenVerifier } from '../auth/tokens.ts';
+import { limitDefaults } from '../config.ts';
 
 export const SUBPROTOCOL = 'chatgate.v1';
 const BEARER_PROTOCOL_PREFIX = 'bearer.';
@@ -90,7 +90,7 @@ export interface GatewayOptions {
   verify?: TokenVerifier;
   /** Where the actors report what they live through (inspector page, recorder). @default a new one */
   observers?: Observers;
-  /** Record what the connection actors (all, one user's or one session's) and the breaker receive; see src/recording.ts. @default off */
+  /** Record what the connection actors (all, one user's or one session's) and the breaker receive; see src/observe/recording.ts. @default off */
   recording?: RecordingOptions;
   log?: Logger;
 }

@@ -24,9 +24,9 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StateMachine, type AnyStateMachine, type AnyStateNode } from 'xstate';
-import type { CommandConfig } from './config.ts';
+import type { CommandConfig } from '../config.ts';
 
-const machinesDir = fileURLToPath(new URL('../machines/', import.meta.url));
+const machinesDir = fileURLToPath(new URL('../../machines/', import.meta.url));
 
 /** One transition of a machine, as the diagram and the tables show it. */
 export interface MachineTransition {

@@ -20,15 +20,15 @@ import {
   requestTicket,
   type BreakerOptions,
   type CircuitBreakerMachine,
-} from '../machines/circuit-breaker.machine.ts';
-import type { VerifyResult } from '../machines/connection.machine.ts';
-import { requestVerdict, type RemoteVerdict } from './auth-client.ts';
-import type { Logger } from './log.ts';
-import type { Observers } from './observe.ts';
+} from '../../machines/circuit-breaker.machine.ts';
+import type { VerifyResult } from '../../machines/connection.machine.ts';
+import { requestVerdict, type RemoteVerdict } from './client.ts';
+import type { Logger } from '../log.ts';
+import type { Observers } from '../observe/observe.ts';
 import { RevocationList, revocationSchema, type Revocation } from './revocations.ts';
-import { subjects } from './subjects.ts';
+import { subjects } from '../subjects.ts';
 import { createTokenVerifier, defaultClaimRules, MAX_TOKEN_LENGTH, type ClaimRules, type TokenVerifier } from './tokens.ts';
-import { limitDefaults } from './config.ts';
+import { limitDefaults } from '../config.ts';
 
 export type DegradedPolicy = 'local' | 'reject';
 

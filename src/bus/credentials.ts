@@ -11,8 +11,8 @@ import { chmod, link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/p
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
-import { BUS_ROLES, type BusRole } from './bus-permissions.ts';
-import { ChatgateError, ChatgateErrorCode } from './errors.ts';
+import { BUS_ROLES, type BusRole } from './permissions.ts';
+import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 
 /** The folder of the role credentials in CHATGATE_HOME. */
 export function credentialsDir(home: string): string {

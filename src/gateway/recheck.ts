@@ -7,8 +7,8 @@
  * that says the service cannot be asked (those sessions wait for the next recovery), and runs
  * again when it was asked for while it ran, so sessions degraded meanwhile are not skipped.
  */
-import type { AuthGate } from './auth-gate.ts';
-import type { Logger } from './log.ts';
+import type { AuthGate } from '../auth/gate.ts';
+import type { Logger } from '../log.ts';
 import type { Session } from './session.ts';
 
 const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());

@@ -5,8 +5,8 @@
  * and the list of live connections. The page draws and annotates; this module only reads.
  */
 import type { AnyStateMachine, StateValue } from 'xstate';
-import { loadMachines, stateNodes, statePath, toMermaid } from './diagrams.ts';
-import type { Gateway } from './gateway.ts';
+import { loadMachines, stateNodes, statePath, toMermaid } from '../observe/diagrams.ts';
+import type { Gateway } from '../gateway/gateway.ts';
 
 /** One state of a diagram: its path in the machine and its id and label in the Mermaid text. */
 export interface DiagramState {

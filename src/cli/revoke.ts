@@ -6,11 +6,11 @@
  * broadcasts it, so gateways act at once and auth services sharing that home load it when they
  * start; it says so on stderr.
  */
-import type { CommandConfig } from './config.ts';
-import { natsCredentials, OptionError } from './config.ts';
-import { connectNats } from './nats-connection.ts';
-import { persistRevocation, revocationSchema, type Revocation } from './revocations.ts';
-import { subjects } from './subjects.ts';
+import type { CommandConfig } from '../config.ts';
+import { natsCredentials, OptionError } from '../config.ts';
+import { connectNats } from '../bus/connection.ts';
+import { persistRevocation, revocationSchema, type Revocation } from '../auth/revocations.ts';
+import { subjects } from '../subjects.ts';
 
 export async function runRevoke(config: CommandConfig<'revoke'>): Promise<void> {
   if ((config.jti === undefined) === (config.sub === undefined)) {

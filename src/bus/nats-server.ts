@@ -8,7 +8,7 @@ import { accessSync, constants } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { ChatgateError, ChatgateErrorCode, NATS_INSTALL_HINT } from './errors.ts';
+import { ChatgateError, ChatgateErrorCode, NATS_INSTALL_HINT } from '../errors.ts';
 
 export interface NatsServerOptions {
   /** Client port; -1 picks a free one. @default -1 */

@@ -21,14 +21,14 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { trustedHops, type Gateway } from './gateway.ts';
+import { trustedHops, type Gateway } from '../gateway/gateway.ts';
 import type { TLSSocket } from 'node:tls';
-import { IpLimiter } from './ip-limiter.ts';
-import { silentLogger, type Logger } from './log.ts';
+import { IpLimiter } from '../gateway/ip-limiter.ts';
+import { silentLogger, type Logger } from '../log.ts';
 import { connectionViews, leafPaths, machineViews, stateCounts, type MachineView } from './inspector-model.ts';
-import { redact, type Observation } from './observe.ts';
-import { isValidId } from './subjects.ts';
-import { SseHub } from './admin-sse.ts';
+import { redact, type Observation } from '../observe/observe.ts';
+import { isValidId } from '../subjects.ts';
+import { SseHub } from './sse.ts';
 
 export interface DemoOptions {
   /** Mints a token for `user` with the dev keys, granting every room. */
@@ -70,7 +70,7 @@ export interface AdminServer {
 
 const COOKIE = 'chatgate_admin';
 const MAX_FORM_BYTES = 4096;
-const pagesDir = new URL('./admin-pages/', import.meta.url);
+const pagesDir = new URL('./pages/', import.meta.url);
 const mermaidBundle = createRequire(import.meta.url).resolve('mermaid/dist/mermaid.min.js');
 
 const ASSETS: Record<string, { file: string | URL; type: string; demo?: boolean }> = {

@@ -1,7 +1,7 @@
 /**
- * Recording what the machines live through, so that it can be replayed (src/replay.ts).
+ * Recording what the machines live through, so that it can be replayed (src/observe/replay.ts).
  *
- * With `GatewayOptions.recording` set, a node writes one JSON line per observation (src/observe.ts)
+ * With `GatewayOptions.recording` set, a node writes one JSON line per observation (src/observe/observe.ts)
  * of its connection actors (all of them, one user's, or one session's) and of its auth breaker,
  * to a file or to the node's NATS subject `chatgate.v1.recording.<node>` (base64url node id), so
  * that a recording can be captured from any node of a fleet. Each actor's first line is its
@@ -17,12 +17,12 @@ import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import type { AnyActorRef } from 'xstate';
-import type { ConnectionContext } from '../machines/connection.machine.ts';
-import type { BreakerContext } from '../machines/circuit-breaker.machine.ts';
-import { ChatgateError, ChatgateErrorCode } from './errors.ts';
-import type { Logger } from './log.ts';
+import type { ConnectionContext } from '../../machines/connection.machine.ts';
+import type { BreakerContext } from '../../machines/circuit-breaker.machine.ts';
+import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
+import type { Logger } from '../log.ts';
 import { REDACTED, redact, type Observation, type ObservedMachine, type Observers } from './observe.ts';
-import { subjects } from './subjects.ts';
+import { subjects } from '../subjects.ts';
 
 export interface RecordingOptions {
   /** A file (appended to), or the node's NATS subject `chatgate.v1.recording.<node>`. */
@@ -42,7 +42,7 @@ export const RECORDING_FORMAT = 1;
 
 /** chatgate's version, from package.json, in every header. */
 export const CHATGATE_VERSION: string = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
 const machineSchema = z.enum(['connection', 'breaker']);

@@ -4,9 +4,9 @@
  * (no responders, timeout, other); the token itself never appears in a log or a verdict.
  */
 import { RequestError, TimeoutError, type NatsConnection } from '@nats-io/nats-core';
-import type { FailureKind } from '../machines/circuit-breaker.machine.ts';
-import type { VerifyResult } from '../machines/connection.machine.ts';
-import { subjects } from './subjects.ts';
+import type { FailureKind } from '../../machines/circuit-breaker.machine.ts';
+import type { VerifyResult } from '../../machines/connection.machine.ts';
+import { subjects } from '../subjects.ts';
 
 /** The auth service's verdict, and when it could not be asked, how the request failed. */
 export type RemoteVerdict =

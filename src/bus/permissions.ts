@@ -19,7 +19,7 @@
  *
  * Later features (durable delivery will add message streams) add their subjects here.
  */
-import { AUTH_QUEUE, subjects } from './subjects.ts';
+import { AUTH_QUEUE, subjects } from '../subjects.ts';
 
 export const BUS_ROLES = ['gateway', 'auth', 'api'] as const;
 export type BusRole = (typeof BUS_ROLES)[number];

@@ -1,5 +1,5 @@
 /**
- * Replaying a recording (src/recording.ts) through a machine, deterministically, under a
+ * Replaying a recording (src/observe/recording.ts) through a machine, deterministically, under a
  * simulated clock (a `SimulatedClock` that fires each timer when the recording says it fired):
  *
  * - Before each recorded event the clock moves to the event's offset `t`, and the machine's `now()`
@@ -32,14 +32,14 @@ import {
   type AnyStateMachine,
   type StateValue,
 } from 'xstate';
-import { connectionMachine } from '../machines/connection.machine.ts';
+import { connectionMachine } from '../../machines/connection.machine.ts';
 import {
   circuitBreakerMachine,
   defaultBreakerOptions,
   openWaitFor,
   type BreakerOptions,
-} from '../machines/circuit-breaker.machine.ts';
-import { OptionError, type CommandConfig } from './config.ts';
+} from '../../machines/circuit-breaker.machine.ts';
+import { OptionError, type CommandConfig } from '../config.ts';
 import type { Observation, ObservedMachine } from './observe.ts';
 import {
   parseRecordings,

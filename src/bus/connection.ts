@@ -16,9 +16,9 @@ import {
   type NatsConnection,
 } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
-import { inboxPrefix, type BusRole } from './bus-permissions.ts';
-import { credentialFile, readRoleSeed, readSeedFile } from './bus-credentials.ts';
-import { ChatgateError, ChatgateErrorCode } from './errors.ts';
+import { inboxPrefix, type BusRole } from './permissions.ts';
+import { credentialFile, readRoleSeed, readSeedFile } from './credentials.ts';
+import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 
 /** Credentials for a NATS deployment chatgate did not set up; each field from one NATS_* setting. */
 export interface NatsCredentials {

@@ -7,8 +7,8 @@
  * HMAC-with-the-public-key confusion fail. jose's errors become a verdict here and go no further.
  */
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { RoomGrant, VerifyResult } from '../machines/connection.machine.ts';
-import { isValidId } from './subjects.ts';
+import type { RoomGrant, VerifyResult } from '../../machines/connection.machine.ts';
+import { isValidId } from '../subjects.ts';
 import type { SigningKeys } from './keys.ts';
 import type { RevocableClaims } from './revocations.ts';
 

@@ -7,12 +7,12 @@
  */
 import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import type { VerifyResult } from '../machines/connection.machine.ts';
+import type { VerifyResult } from '../../machines/connection.machine.ts';
 import { loadSigningKeys } from './keys.ts';
-import { limitDefaults } from './config.ts';
-import { closeNats, connectNats, type NatsCredentials } from './nats-connection.ts';
-import { silentLogger, type Logger } from './log.ts';
-import { AUTH_QUEUE, subjects } from './subjects.ts';
+import { limitDefaults } from '../config.ts';
+import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { AUTH_QUEUE, subjects } from '../subjects.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules } from './tokens.ts';
 import { loadRevocations, persistRevocation, revocationSchema, type Revocation } from './revocations.ts';
 

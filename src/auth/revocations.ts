@@ -6,7 +6,7 @@
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { isValidId } from './subjects.ts';
+import { isValidId } from '../subjects.ts';
 
 export const revocationSchema = z
   .object({

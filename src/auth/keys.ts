@@ -20,7 +20,7 @@ import {
   type JWK,
   type SignJWT,
 } from 'jose';
-import { ChatgateError, ChatgateErrorCode } from './errors.ts';
+import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 
 export const SIGNING_ALG = 'ES256';
 const KEY_FILE = 'signing-key.jwk.json';

@@ -4,9 +4,9 @@
  * repeats the offending value (it may be a token).
  */
 import { z } from 'zod';
-import type { ConnectionEvent, Destination, FrameId } from '../machines/connection.machine.ts';
-import type { ErrorCodeValue } from '../machines/codes.ts';
-import { MAX_ID_LENGTH } from './subjects.ts';
+import type { ConnectionEvent, Destination, FrameId } from '../../machines/connection.machine.ts';
+import type { ErrorCodeValue } from '../../machines/codes.ts';
+import { MAX_ID_LENGTH } from '../subjects.ts';
 
 const frameId = z.union([z.string().max(128), z.number().int().safe()]);
 const id = z

@@ -7,7 +7,7 @@
  * Only public keys go into this file. Strings are written as JSON strings, which the nats-server
  * config format reads as they are (a quoted `$JS.API.…` is not a variable).
  */
-import { BUS_ROLES, busPermissions, type BusRole, type Grant } from './bus-permissions.ts';
+import { BUS_ROLES, busPermissions, type BusRole, type Grant } from './permissions.ts';
 
 const q = (s: string) => JSON.stringify(s);
 const list = (items: string[]) => `[${items.map(q).join(', ')}]`;
@@ -31,5 +31,5 @@ export function authorizationConfig(publicKeys: Readonly<Record<BusRole, string>
   const users = BUS_ROLES.map(
     (role) => `  # role: ${role}\n  { nkey: ${q(publicKeys[role])}, permissions: ${rolePermissionsConfig(role)} }`,
   );
-  return `# Written by chatgate (src/nats-server-config.ts): one user per role; anonymous clients are refused.\nauthorization {\n users = [\n${users.join(',\n')}\n ]\n}\n`;
+  return `# Written by chatgate (src/bus/server-config.ts): one user per role; anonymous clients are refused.\nauthorization {\n users = [\n${users.join(',\n')}\n ]\n}\n`;
 }

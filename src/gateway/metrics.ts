@@ -5,7 +5,7 @@
  * hand in a second place.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CloseCode } from '../machines/codes.ts';
+import { CloseCode } from '../../machines/codes.ts';
 
 export const FRAME_TYPES_IN = ['auth', 'send', 'join', 'leave', 'refresh', 'ping', 'invalid', 'binary', 'too_large'] as const;
 export const FRAME_TYPES_OUT = ['welcome', 'message', 'ack', 'error', 'expiring', 'pong'] as const;
