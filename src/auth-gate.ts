@@ -24,6 +24,7 @@ import {
 import type { VerifyResult } from '../machines/connection.machine.ts';
 import { requestVerdict, type RemoteVerdict } from './auth-client.ts';
 import type { Logger } from './log.ts';
+import { CallbackGuard } from './nats-callback.ts';
 import type { Observers } from './observe.ts';
 import { RevocationList, revocationSchema, type Revocation } from './revocations.ts';
 import { subjects } from './subjects.ts';
@@ -156,18 +157,19 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
     return local.outcome === 'ok' ? { ...local, degraded: true } : local;
   };
 
+  const guard = new CallbackGuard(log);
   const subs: Subscription[] = [
     nc.subscribe(subjects.authJwksAnnounce, {
-      callback: (_err, msg) => {
+      callback: guard.callback('jwks announce', (msg) => {
         try {
           setKeys(msg.json<JSONWebKeySet>());
         } catch {
           log.info('malformed key set announced');
         }
-      },
+      }),
     }),
     nc.subscribe(subjects.revoked, {
-      callback: (_err, msg) => {
+      callback: guard.callback('revoked', (msg) => {
         let parsed;
         try {
           parsed = revocationSchema.safeParse(msg.json());
@@ -180,7 +182,7 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
         }
         revocations.add(parsed.data);
         for (const listener of revokedListeners) listener(parsed.data);
-      },
+      }),
     }),
   ];
   await fetchKeys();

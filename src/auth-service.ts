@@ -11,6 +11,7 @@ import type { VerifyResult } from '../machines/connection.machine.ts';
 import { loadSigningKeys } from './keys.ts';
 import { closeNats, connectNats } from './nats-connection.ts';
 import { silentLogger, type Logger } from './log.ts';
+import { CallbackGuard } from './nats-callback.ts';
 import { AUTH_QUEUE, subjects } from './subjects.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules } from './tokens.ts';
 import { loadRevocations, persistRevocation, revocationSchema, type Revocation } from './revocations.ts';
@@ -68,33 +69,30 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   );
   const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth');
 
+  const guard = new CallbackGuard(log);
   const subs: Subscription[] = [];
   subs.push(
     nc.subscribe(subjects.authVerify, {
       queue: AUTH_QUEUE,
-      callback: (err, msg) => {
-        if (err) {
-          log.error({ err }, 'auth subscription failed');
-          return;
-        }
+      callback: guard.callback('verify', (msg) => {
         const token = tokenOf(msg.data);
         const pending: Promise<VerifyResult> =
           token === undefined
             ? Promise.resolve({ outcome: 'invalid', reason: 'malformed auth request' })
             : verify(token);
-        void pending.then((verdict) => {
+        return pending.then((verdict) => {
           if (verdict.outcome !== 'ok') log.info({ reason: verdict.reason }, 'token refused');
           msg.respond(JSON.stringify(verdict));
         });
-      },
+      }),
     }),
   );
   subs.push(
     nc.subscribe(subjects.authJwks, {
       queue: AUTH_QUEUE,
-      callback: (_err, msg) => {
+      callback: guard.callback('jwks', (msg) => {
         msg.respond(JSON.stringify(jwks()));
-      },
+      }),
     }),
   );
   /** Records a revocation once: in memory, then on disk. */
@@ -107,7 +105,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   subs.push(
     nc.subscribe(subjects.authRevoke, {
       queue: AUTH_QUEUE,
-      callback: (_err, msg) => {
+      callback: guard.callback('revoke', (msg) => {
         // The revocation covers tokens issued until the operator asked (`at`), never later: a
         // request held up by an outage must not revoke tokens issued after it.
         const request = safeJson(msg.data) as { at?: unknown } | undefined;
@@ -119,7 +117,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
           msg.respond(JSON.stringify({ ok: false, error: 'give exactly one of jti and sub' }));
           return;
         }
-        record(parsed.data).then(
+        return record(parsed.data).then(
           () => {
             nc.publish(subjects.revoked, JSON.stringify(parsed.data));
             msg.respond(JSON.stringify({ ok: true, revocation: parsed.data }));
@@ -129,17 +127,17 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
             msg.respond(JSON.stringify({ ok: false, error: 'revocation not persisted' }));
           },
         );
-      },
+      }),
     }),
   );
   // Revocations recorded by other auth services, or broadcast while none could answer.
   subs.push(
     nc.subscribe(subjects.revoked, {
-      callback: (_err, msg) => {
+      callback: guard.callback('revoked', (msg) => {
         const parsed = revocationSchema.safeParse(safeJson(msg.data));
         if (!parsed.success) return log.info('malformed revocation broadcast');
         record(parsed.data).catch((err: unknown) => log.error({ err }, 'revocation not persisted'));
-      },
+      }),
     }),
   );
   nc.publish(subjects.authJwksAnnounce, JSON.stringify(jwks()));

@@ -15,6 +15,7 @@ import { gatewayOptions, onShutdown } from './cli.ts';
 import { startAdminServer } from './admin-server.ts';
 import { loadSigningKeys } from './keys.ts';
 import { mintToken } from './tokens.ts';
+import { installLastResort } from './last-resort.ts';
 
 const DEFAULT_NATS_PORT = 4222;
 
@@ -37,6 +38,7 @@ async function startDevNats(port: number, log: Logger): Promise<NatsServer> {
 
 export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
   const log = createLogger({ level: config.logLevel });
+  installLastResort(log);
   const nats = await startDevNats(config.natsPort, log);
   const stops: Array<() => Promise<void>> = [() => nats.stop()];
   let stopping = false;
