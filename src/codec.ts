@@ -128,19 +128,32 @@ export function encodeChatMessage(
 
 const NEWLINE = 0x0a;
 const SPACE = 0x20;
-const CLOSE_BRACE = 0x7d;
-/** How every frame made by `encodeChatMessage` begins. */
-const FRAME_START = Buffer.from('{"type":"message",');
 /** A session id (a nuid: 22 base62 characters), with room to spare; empty for user messages. */
 const ORIGIN = /^[A-Za-z0-9]{0,64}$/;
 /** Milliseconds since the epoch, as `encodeChatMessage` writes them: digits only. */
 const TIMESTAMP = /^[0-9]{1,15}$/;
 
+/** The fields every `message` frame has (see `encodeChatMessage`). */
+function isMessageFrame(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const m = value as Record<string, unknown>;
+  return (
+    m.type === 'message' &&
+    typeof m.msgId === 'string' &&
+    typeof m.from === 'string' &&
+    typeof m.to === 'object' &&
+    m.to !== null &&
+    typeof m.ts === 'number' &&
+    'body' in m
+  );
+}
+
 /**
  * Splits a chat message from NATS into its origin session, publish time and frame bytes; anything
- * else on a user or room subject is undefined, and is dropped. Checked without parsing the frame
- * (receivers write its bytes as they are): the header's exact form, and a frame that begins as
- * ours, ends with `}` and is UTF-8, so that a client never gets a text frame it cannot decode.
+ * else on a user or room subject is undefined, and is dropped. Strict, because receivers write the
+ * frame's bytes to their sockets as they are: the header's exact form, and a frame that is UTF-8
+ * and a JSON `message` frame, so that a client never gets a text frame it cannot read. (One parse
+ * per message and node, not per recipient.)
  */
 export function decodeChatMessage(
   data: Uint8Array,
@@ -152,8 +165,12 @@ export function decodeChatMessage(
   const origin = bytes.toString('latin1', 0, space);
   const ts = bytes.toString('latin1', space + 1, cut);
   const frame = bytes.subarray(cut + 1);
-  if (!ORIGIN.test(origin) || !TIMESTAMP.test(ts)) return undefined;
-  if (frame.length <= FRAME_START.length || frame[frame.length - 1] !== CLOSE_BRACE) return undefined;
-  if (!frame.subarray(0, FRAME_START.length).equals(FRAME_START) || !isUtf8(frame)) return undefined;
+  if (!ORIGIN.test(origin) || !TIMESTAMP.test(ts) || !isUtf8(frame)) return undefined;
+  try {
+    if (!isMessageFrame(JSON.parse(frame.toString('utf8')))) return undefined;
+  } catch {
+    // Not JSON: dropped like any other malformed message.
+    return undefined;
+  }
   return { origin, ts: Number(ts), frame };
 }

@@ -3,7 +3,8 @@
  * nats-server, then the auth service and one gateway (with its admin port) as child processes of
  * the `chatgate` CLI. Around them, what a test needs to say "the node still serves": raw HTTP to
  * either port, WebSocket sessions, its own NATS connection to publish whatever it likes, and two
- * checks, `healthy()` (both processes alive, `/healthz` 200, the admin port answers) and
+ * checks, `healthy()` (both processes alive and without a line from the last resort,
+ * `/healthz` 200, the admin port answers) and
  * `chats()` (a message from one live session reaches another, and a new session is admitted by
  * the auth service, not degraded). `stop()` ends all of it, also after a failure.
  */
@@ -79,6 +80,9 @@ export function rawRequest(port: number, request: string | Buffer, timeoutMs = 5
   });
 }
 
+/** The message of src/last-resort.ts's log line. */
+const LAST_RESORT_LINE = '"msg":"uncaught error, serving on"';
+
 /** Waits (bounded) until the process logs the port of `message`. */
 async function portOf(p: ChatgateProcess, message: string): Promise<number> {
   const pattern = new RegExp(`"port":(\\d+)[^\\n]*"msg":"${message}"`);
@@ -143,6 +147,11 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     const healthy = async () => {
       alive(auth, 'auth service');
       alive(gateway, 'gateway');
+      // The last resort is a net, not a fix: anything it caught is a bug the test must show.
+      for (const [p, name] of [[auth, 'auth service'], [gateway, 'gateway']] as const) {
+        const caught = p.stdout.split('\n').find((line) => line.includes(LAST_RESORT_LINE));
+        if (caught) throw new Error(`${name} caught an uncaught error: ${caught.slice(0, 2000)}`);
+      }
       const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(5000) });
       if (health.status !== 200) throw new Error(`/healthz answered ${health.status}`);
       const admin = await fetch(`http://127.0.0.1:${adminPort}/`, { signal: AbortSignal.timeout(5000) });
