@@ -277,11 +277,12 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   };
 
   const failed = limitedLog(log);
+  const badTarget = limitedLog(log);
   const server = createServer((req, res) => {
     res.setHeader('x-frame-options', 'DENY');
     res.setHeader('referrer-policy', 'no-referrer');
     res.setHeader('x-content-type-options', 'nosniff');
-    const url = requestUrl(req, log);
+    const url = requestUrl(req, badTarget);
     if (!url) return json(res, 400, { error: 'bad request target' });
     // Nothing a request holds may reach the process: a failure is one bounded line and a 500.
     routes(req, res, url).catch((err: unknown) => {

@@ -279,8 +279,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   };
   // Nothing a request holds may reach the process: a failure is one bounded line and a 500.
   const httpFailed = limitedLog(log);
+  const badTarget = limitedLog(log);
   const server: Server = createServer((req, res) => {
-    handleHttp(req, res, { readiness, registry: metrics.registry, metricsToken: options.metricsToken, log }).catch(
+    handleHttp(req, res, { readiness, registry: metrics.registry, metricsToken: options.metricsToken, badTarget }).catch(
       (err: unknown) => {
         httpFailed('error', { error: errorSummary(err) }, 'http request failed');
         if (!res.headersSent) res.writeHead(500).end();
@@ -293,7 +294,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const handshakes = new IpLimiter({ perSecond: options.handshakesPerIpPerSecond ?? 20 });
   const upgradeFailed = limitedLog(log);
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = requestUrl(req, log);
+    const url = requestUrl(req, badTarget);
     if (!url) return refuse(socket, 400, 'Bad Request');
     if (url.pathname !== '/ws') return refuse(socket, 404, 'Not Found');
     if (allowedOrigins && !allowedOrigins.has(req.headers.origin ?? '')) {

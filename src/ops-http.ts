@@ -8,15 +8,15 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
-import { silentLogger, type Logger } from './log.ts';
+import type { LimitedLog } from './bounded-log.ts';
 import { requestUrl } from './request-target.ts';
 
 export interface HttpSources {
   readiness(): { ready: boolean } & Record<string, unknown>;
   registry: Registry;
   metricsToken?: string;
-  /** Where a bad request target is logged. @default silent */
-  log?: Logger;
+  /** Where a bad request target is logged, within its budget (src/bounded-log.ts). */
+  badTarget: LimitedLog;
 }
 
 function sameSecret(given: string, expected: string): boolean {
@@ -31,7 +31,7 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 export async function handleHttp(req: IncomingMessage, res: ServerResponse, sources: HttpSources): Promise<void> {
-  const url = requestUrl(req, sources.log ?? silentLogger);
+  const url = requestUrl(req, sources.badTarget);
   if (!url) {
     res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' });
     res.end('bad request target\n');

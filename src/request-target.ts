@@ -8,11 +8,12 @@
  *   - origin-form, `/path?query`: that path, also when it starts with `//` (`//ws` is not `/ws`);
  *   - absolute-form, `http://host/path` (what a client that talks to a proxy sends): its path;
  *   - anything else (`*`, `ws`, an absolute URL that does not parse): none. The caller answers
- *     HTTP 400, and this module writes the one log line, which never holds the target itself (a
- *     query string may carry a token).
+ *     HTTP 400, and this module writes the one log line (within the caller's budget, so a flood
+ *     of bad requests cannot flood the log), which never holds the target itself (a query
+ *     string may carry a token).
  */
 import type { IncomingMessage } from 'node:http';
-import type { Logger } from './log.ts';
+import type { LimitedLog } from './bounded-log.ts';
 
 /** The target as a URL (only its path and query are meaningful), or undefined when it is not one. */
 export function parseRequestTarget(target: string | undefined): URL | undefined {
@@ -28,8 +29,8 @@ export function parseRequestTarget(target: string | undefined): URL | undefined 
 }
 
 /** `parseRequestTarget` of `req.url`; when it is none, logs one line and returns undefined. */
-export function requestUrl(req: IncomingMessage, log: Logger): URL | undefined {
+export function requestUrl(req: IncomingMessage, report: LimitedLog): URL | undefined {
   const url = parseRequestTarget(req.url);
-  if (!url) log.info({ ip: req.socket.remoteAddress, method: req.method, length: req.url?.length ?? 0 }, 'bad request target');
+  if (!url) report('info', { ip: req.socket.remoteAddress, method: req.method, length: req.url?.length ?? 0 }, 'bad request target');
   return url;
 }
