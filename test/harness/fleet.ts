@@ -40,6 +40,11 @@ export interface Fleet {
   token(sub: string, options?: Omit<MintOptions, 'sub'>): Promise<string>;
   client(options?: ConnectOptions): TestClient;
   session(sub: string, options?: Omit<MintOptions, 'sub'>): Promise<{ client: TestClient; welcome: Frame }>;
+  /**
+   * Follows a session on the admin port as the inspector page does (its events stream, raw
+   * observations), from its first snapshot on; returns the function that stops following.
+   */
+  follow(session: string): Promise<() => void>;
   /** Throws unless both processes run, `/healthz` says 200 and the admin port answers. */
   healthy(): Promise<void>;
   /** Throws unless `from` reaches `to` (user `toUser`) and a new session is admitted, not degraded. */
@@ -144,6 +149,32 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
         throw new Error(`${name} exited (${p.child.exitCode ?? p.child.signalCode}); stderr: ${p.stderr.slice(-2000)}`);
       }
     };
+    const follow = async (id: string) => {
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), 5000);
+      try {
+        const res = await fetch(`http://127.0.0.1:${adminPort}/api/events?session=${encodeURIComponent(id)}`, {
+          headers: { authorization: `Bearer ${adminToken}` },
+          signal: abort.signal,
+        });
+        if (res.status !== 200) throw new Error(`events stream answered ${res.status}`);
+        const reader = res.body!.getReader();
+        const decoder = new TextDecoder();
+        let seen = '';
+        while (!seen.includes('event: snapshot')) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error('events stream ended before its snapshot');
+          seen += decoder.decode(value, { stream: true });
+        }
+        // The rest of the stream is left unread: ending it is all that is left to do.
+        return () => abort.abort();
+      } catch (err) {
+        abort.abort();
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
     const healthy = async () => {
       alive(auth, 'auth service');
       alive(gateway, 'gateway');
@@ -167,7 +198,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
       if (fresh.welcome.degraded !== false) throw new Error('a new session was admitted degraded: no auth reply');
       fresh.client.close();
     };
-    return { nats, auth, gateway, port, adminPort, adminToken, home, wsUrl, nc, token, client, session, healthy, chats, stop };
+    return { nats, auth, gateway, port, adminPort, adminToken, home, wsUrl, nc, token, client, session, follow, healthy, chats, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -78,21 +78,7 @@ describe('bad input - deeply nested bodies while observed', () => {
     const a = await fleet.session('deep-a');
     const b = await fleet.session('deep-b');
     // Follow a's session on the admin port: the inspector's listener observes every event.
-    const abort = new AbortController();
-    const res = await fetch(`http://127.0.0.1:${fleet.adminPort}/api/events?session=${a.welcome.session as string}`, {
-      headers: { authorization: `Bearer ${fleet.adminToken}` },
-      signal: abort.signal,
-    });
-    expect(res.status).toBe(200);
-    const reader = res.body!.getReader();
-    let seen = '';
-    const deadline = AbortSignal.timeout(5000);
-    while (!seen.includes('event: snapshot')) {
-      if (deadline.aborted) throw new Error('no snapshot on the events stream');
-      const { value, done } = await reader.read();
-      if (done) throw new Error('events stream ended');
-      seen += new TextDecoder().decode(value);
-    }
+    const unfollow = await fleet.follow(a.welcome.session as string);
     try {
       a.client.send(`{"type":"send","id":"deep","to":{"user":"deep-b"},"body":${nested(10_000)}}`);
       expect(await a.client.next((f) => f.id === 'deep')).toMatchObject({ type: 'error', code: 'bad_request' });
@@ -102,7 +88,7 @@ describe('bad input - deeply nested bodies while observed', () => {
       const over = await a.client.request({ type: 'send', id: 'over', to: { user: 'deep-b' }, body: JSON.parse(nested(MAX_BODY_DEPTH + 1)) });
       expect(over).toMatchObject({ type: 'error', code: 'bad_request' });
     } finally {
-      abort.abort();
+      unfollow();
     }
     await fleet.healthy();
     await fleet.chats(b.client, a.client, 'deep-a');

@@ -246,10 +246,12 @@ describe('fuzz - WebSocket', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(wsInput, { minLength: 1, maxLength: 6 }), fc.boolean(), async (inputs, authenticated) => {
         run += 1;
-        const client = authenticated
-          ? (await fleet.session(`fz-ws-${run}`, { rooms: '*' })).client
-          : fleet.client({ via: 'none' });
+        const session = authenticated ? await fleet.session(`fz-ws-${run}`, { rooms: '*' }) : undefined;
+        const client = session?.client ?? fleet.client({ via: 'none' });
         await client.opened;
+        // An authenticated session is followed by the inspector (raw observations), every one by
+        // the recorder (redacted ones).
+        const unfollow = session ? await fleet.follow(session.welcome.session as string) : () => {};
         for (const input of inputs) sendInput(client, input);
         // The node has handled every frame once it answers a ping sent after them, or closed.
         const end = `end-${run}`;
@@ -257,6 +259,7 @@ describe('fuzz - WebSocket', () => {
         await client.next((f) => f.type === 'pong' && f.id === end, 5000).catch((err: Error) => {
           if (client.closeCode === undefined) throw err;
         });
+        unfollow();
         client.close();
         await stillServes();
       }),
