@@ -29,6 +29,8 @@ import { connectionViews, leafPaths, machineViews, stateCounts, type MachineView
 import { redact, type Observation } from '../observe/observe.ts';
 import { isValidId } from '../subjects.ts';
 import { SseHub } from './sse.ts';
+import { requestUrl } from '../request-target.ts';
+import { errorSummary, limitedLog } from '../bounded-log.ts';
 
 export interface DemoOptions {
   /** Mints a token for `user` with the dev keys, granting every room. */
@@ -264,8 +266,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     if (stream) hub.subscribeTicker('counts', stream, () => stateCounts(gateway));
   };
 
-  const routes = async (req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://x');
+  const routes = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
     const path = url.pathname;
     const asset = ASSETS[path];
     if (req.method === 'GET' && asset && (!asset.demo || options.demo)) {
@@ -299,12 +300,17 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }
   };
 
+  const failed = limitedLog(log);
+  const badTarget = limitedLog(log);
   const server = createServer((req, res) => {
     res.setHeader('x-frame-options', 'DENY');
     res.setHeader('referrer-policy', 'no-referrer');
     res.setHeader('x-content-type-options', 'nosniff');
-    routes(req, res).catch((err: unknown) => {
-      log.error({ err, path: new URL(req.url ?? '/', 'http://x').pathname }, 'admin request failed');
+    const url = requestUrl(req, badTarget);
+    if (!url) return json(res, 400, { error: 'bad request target' });
+    // Nothing a request holds may reach the process: a failure is one bounded line and a 500.
+    routes(req, res, url).catch((err: unknown) => {
+      failed('error', { error: errorSummary(err), path: url.pathname.slice(0, 200) }, 'admin request failed');
       if (!res.headersSent) json(res, 500, { error: 'internal error' });
       else res.destroy();
     });

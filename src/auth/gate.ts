@@ -25,6 +25,7 @@ import type { VerifyResult } from '../../machines/connection.machine.ts';
 import { requestVerdict, type RemoteVerdict } from './client.ts';
 import type { Logger } from '../log.ts';
 import type { Observers } from '../observe/observe.ts';
+import { CallbackGuard } from '../bus/callback-guard.ts';
 import { RevocationList, revocationSchema, type Revocation } from './revocations.ts';
 import { subjects } from '../subjects.ts';
 import { createTokenVerifier, defaultClaimRules, MAX_TOKEN_LENGTH, type ClaimRules, type TokenVerifier } from './tokens.ts';
@@ -164,18 +165,19 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
     return local.outcome === 'ok' ? { ...local, degraded: true } : local;
   };
 
+  const guard = new CallbackGuard(log);
   const subs: Subscription[] = [
     nc.subscribe(subjects.authJwksAnnounce, {
-      callback: (_err, msg) => {
+      callback: guard.callback('jwks announce', (msg) => {
         try {
           setKeys(msg.json<JSONWebKeySet>());
         } catch {
           log.info('malformed key set announced');
         }
-      },
+      }),
     }),
     nc.subscribe(subjects.revoked, {
-      callback: (_err, msg) => {
+      callback: guard.callback('revoked', (msg) => {
         let parsed;
         try {
           parsed = revocationSchema.safeParse(msg.json());
@@ -188,7 +190,7 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
         }
         revocations.add(parsed.data);
         for (const listener of revokedListeners) listener(parsed.data);
-      },
+      }),
     }),
   ];
   await fetchKeys();

@@ -13,6 +13,7 @@ import { limitDefaults } from '../config.ts';
 import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { AUTH_QUEUE, subjects } from '../subjects.ts';
+import { CallbackGuard } from '../bus/callback-guard.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules } from './tokens.ts';
 import { loadRevocations, persistRevocation, revocationSchema, type Revocation } from './revocations.ts';
 
@@ -80,33 +81,30 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     credentials: options.natsCredentials,
   });
 
+  const guard = new CallbackGuard(log);
   const subs: Subscription[] = [];
   subs.push(
     nc.subscribe(subjects.authVerify, {
       queue: AUTH_QUEUE,
-      callback: (err, msg) => {
-        if (err) {
-          log.error({ err }, 'auth subscription failed');
-          return;
-        }
+      callback: guard.callback('verify', (msg) => {
         const token = tokenOf(msg.data);
         const pending: Promise<VerifyResult> =
           token === undefined
             ? Promise.resolve({ outcome: 'invalid', reason: 'malformed auth request' })
             : verify(token);
-        void pending.then((verdict) => {
+        return pending.then((verdict) => {
           if (verdict.outcome !== 'ok') log.info({ reason: verdict.reason }, 'token refused');
           msg.respond(JSON.stringify(verdict));
         });
-      },
+      }),
     }),
   );
   subs.push(
     nc.subscribe(subjects.authJwks, {
       queue: AUTH_QUEUE,
-      callback: (_err, msg) => {
+      callback: guard.callback('jwks', (msg) => {
         msg.respond(JSON.stringify(jwks()));
-      },
+      }),
     }),
   );
   /** Records a revocation once: in memory, then on disk. */
@@ -119,7 +117,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   subs.push(
     nc.subscribe(subjects.authRevoke, {
       queue: AUTH_QUEUE,
-      callback: (_err, msg) => {
+      callback: guard.callback('revoke', (msg) => {
         // The revocation covers tokens issued until the operator asked (`at`), never later: a
         // request held up by an outage must not revoke tokens issued after it.
         const request = safeJson(msg.data) as { at?: unknown } | undefined;
@@ -131,7 +129,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
           msg.respond(JSON.stringify({ ok: false, error: 'give exactly one of jti and sub' }));
           return;
         }
-        record(parsed.data).then(
+        return record(parsed.data).then(
           () => {
             nc.publish(subjects.revoked, JSON.stringify(parsed.data));
             msg.respond(JSON.stringify({ ok: true, revocation: parsed.data }));
@@ -141,17 +139,17 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
             msg.respond(JSON.stringify({ ok: false, error: 'revocation not persisted' }));
           },
         );
-      },
+      }),
     }),
   );
   // Revocations recorded by other auth services, or broadcast while none could answer.
   subs.push(
     nc.subscribe(subjects.revoked, {
-      callback: (_err, msg) => {
+      callback: guard.callback('revoked', (msg) => {
         const parsed = revocationSchema.safeParse(safeJson(msg.data));
         if (!parsed.success) return log.info('malformed revocation broadcast');
         record(parsed.data).catch((err: unknown) => log.error({ err }, 'revocation not persisted'));
-      },
+      }),
     }),
   );
   nc.publish(subjects.authJwksAnnounce, JSON.stringify(jwks()));

@@ -20,6 +20,7 @@ import { runRevoke } from './revoke.ts';
 import { runMachines } from '../observe/diagrams.ts';
 import { runReplay } from '../observe/replay.ts';
 import { startAdminServer } from '../admin/server.ts';
+import { installLastResort } from '../last-resort.ts';
 
 const descriptions: Record<CommandName, string> = {
   dev: 'run nats-server, the auth service and one gateway on this machine',
@@ -135,6 +136,7 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
   },
   async auth(config) {
     const log = createLogger({ level: config.logLevel });
+    installLastResort(log);
     const service = await startAuthService({
       natsUrl: config.nats,
       home: config.home,
@@ -152,6 +154,7 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
       throw new OptionError('--admin-port (ADMIN_PORT) needs --admin-token (ADMIN_TOKEN)');
     }
     const log = createLogger({ level: config.logLevel });
+    installLastResort(log);
     const gateway = await startGateway({
       ...gatewayOptions(config, log),
       natsUrl: config.nats,

@@ -17,6 +17,7 @@ import { loadSigningKeys } from '../auth/keys.ts';
 import { mintToken } from '../auth/tokens.ts';
 import { credentialsDir, ensureRoleCredentials } from '../bus/credentials.ts';
 import { authorizationConfig } from '../bus/server-config.ts';
+import { installLastResort } from '../last-resort.ts';
 
 const DEFAULT_NATS_PORT = 4222;
 
@@ -40,6 +41,7 @@ async function startDevNats(port: number, home: string, log: Logger): Promise<Na
 
 export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
   const log = createLogger({ level: config.logLevel });
+  installLastResort(log);
   const nats = await startDevNats(config.natsPort, config.home, log);
   const stops: Array<() => Promise<void>> = [() => nats.stop()];
   let stopping = false;

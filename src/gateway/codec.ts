@@ -2,7 +2,13 @@
  * The wire codec: client frames (JSON text) in, validated with zod and turned into machine events;
  * server frames out. Validation errors become `frame.invalid` with a short reason that never
  * repeats the offending value (it may be a token).
+ *
+ * A `body` nests at most `MAX_BODY_DEPTH` levels of arrays and objects: everything that copies a
+ * body later (the observers' redaction, JSON encoding for NATS, recordings) is then safe from
+ * running out of stack. JSON.parse itself does not recurse, and the depth check here does not
+ * either, so a 64 KiB frame of brackets is refused like any other bad frame.
  */
+import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import type { ConnectionEvent, Destination, FrameId } from '../../machines/connection.machine.ts';
 import type { ErrorCodeValue } from '../../machines/codes.ts';
@@ -16,13 +22,32 @@ const id = z
   .refine((s) => s.isWellFormed(), 'must be well-formed Unicode');
 const token = z.string().min(1);
 
+/** The deepest a `send` frame's `body` may nest arrays and objects: `"x"` is 0 levels, `[[1]]` 2. */
+export const MAX_BODY_DEPTH = 32;
+
+/** Whether `value` nests arrays and objects deeper than `max` levels. Iterative: any depth is safe. */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  const pending: Array<{ value: object; depth: number }> = [];
+  if (typeof value === 'object' && value !== null) pending.push({ value, depth: 1 });
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    if (next.depth > max) return true;
+    for (const child of Array.isArray(next.value) ? next.value : Object.values(next.value)) {
+      if (typeof child === 'object' && child !== null) pending.push({ value: child as object, depth: next.depth + 1 });
+    }
+  }
+  return false;
+}
+
 const clientFrame = z.discriminatedUnion('type', [
   z.object({ type: z.literal('auth'), token }),
   z.object({
     type: z.literal('send'),
     id: frameId,
     to: z.union([z.strictObject({ user: id }), z.strictObject({ room: id })]),
-    body: z.unknown().refine((b) => b !== undefined, 'body is required'),
+    body: z
+      .unknown()
+      .refine((b) => b !== undefined, 'body is required')
+      .refine((b) => !nestsDeeperThan(b, MAX_BODY_DEPTH), `nests deeper than ${MAX_BODY_DEPTH} levels`),
   }),
   z.object({ type: z.literal('join'), id: frameId, room: id }),
   z.object({ type: z.literal('leave'), id: frameId, room: id }),
@@ -103,8 +128,33 @@ export function encodeChatMessage(
 
 const NEWLINE = 0x0a;
 const SPACE = 0x20;
+/** A session id (a nuid: 22 base62 characters), with room to spare; empty for user messages. */
+const ORIGIN = /^[A-Za-z0-9]{0,64}$/;
+/** Milliseconds since the epoch, as `encodeChatMessage` writes them: digits only. */
+const TIMESTAMP = /^[0-9]{1,15}$/;
 
-/** Splits a chat message from NATS into its origin session, publish time and frame bytes. */
+/** The fields every `message` frame has (see `encodeChatMessage`). */
+function isMessageFrame(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const m = value as Record<string, unknown>;
+  return (
+    m.type === 'message' &&
+    typeof m.msgId === 'string' &&
+    typeof m.from === 'string' &&
+    typeof m.to === 'object' &&
+    m.to !== null &&
+    typeof m.ts === 'number' &&
+    'body' in m
+  );
+}
+
+/**
+ * Splits a chat message from NATS into its origin session, publish time and frame bytes; anything
+ * else on a user or room subject is undefined, and is dropped. Strict, because receivers write the
+ * frame's bytes to their sockets as they are: the header's exact form, and a frame that is UTF-8
+ * and a JSON `message` frame, so that a client never gets a text frame it cannot read. (One parse
+ * per message and node, not per recipient.)
+ */
 export function decodeChatMessage(
   data: Uint8Array,
 ): { origin: string; ts: number; frame: Buffer } | undefined {
@@ -112,9 +162,15 @@ export function decodeChatMessage(
   const space = data.indexOf(SPACE);
   if (cut < 0 || space < 0 || space > cut) return undefined;
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return {
-    origin: bytes.toString('latin1', 0, space),
-    ts: Number(bytes.toString('latin1', space + 1, cut)),
-    frame: bytes.subarray(cut + 1),
-  };
+  const origin = bytes.toString('latin1', 0, space);
+  const ts = bytes.toString('latin1', space + 1, cut);
+  const frame = bytes.subarray(cut + 1);
+  if (!ORIGIN.test(origin) || !TIMESTAMP.test(ts) || !isUtf8(frame)) return undefined;
+  try {
+    if (!isMessageFrame(JSON.parse(frame.toString('utf8')))) return undefined;
+  } catch {
+    // Not JSON: dropped like any other malformed message.
+    return undefined;
+  }
+  return { origin, ts: Number(ts), frame };
 }

@@ -16,6 +16,8 @@ import { createMetrics, type AuthOutcome, type ConnectionState } from './metrics
 import { IpLimiter } from './ip-limiter.ts';
 import { handleHttp } from './ops-http.ts';
 import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.ts';
+import { requestUrl } from '../request-target.ts';
+import { errorSummary, limitedLog } from '../bounded-log.ts';
 import type { ConnectionActor } from './session.ts';
 import { decodeChatMessage } from './codec.ts';
 import { Interest } from './interest.ts';
@@ -169,7 +171,7 @@ function connectionState(actor: ConnectionActor): ConnectionState {
   return 'closing';
 }
 
-function refuse(socket: Duplex, status: 403 | 404 | 426 | 429, text: string): void {
+function refuse(socket: Duplex, status: 400 | 403 | 404 | 426 | 429, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
@@ -184,7 +186,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   });
 
   // Made before the breaker starts, so that a recording has it from its first state.
-  const observers = options.observers ?? new Observers();
+  const observers = options.observers ?? new Observers({ log });
   const recorder = options.recording
     ? await startRecorder(observers, options.recording, { node: nodeId, nc, log }).catch(async (err: unknown) => {
         await closeNats(nc);
@@ -213,9 +215,13 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   auth.breaker.on('breaker.halfOpened', () => metrics.breakerEntered('halfOpen'));
   auth.breaker.on('breaker.closed', () => metrics.breakerEntered('closed'));
 
+  const malformed = limitedLog(log);
   const interest = new Interest<Session>(nc, (members, data) => {
     const message = decodeChatMessage(data);
-    if (!message) return;
+    if (!message) {
+      malformed('warn', { bytes: data.length }, 'malformed chat message dropped');
+      return;
+    }
     let first = true;
     for (const session of members) {
       if (session.id === message.origin) continue;
@@ -224,7 +230,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         first = false;
       }
     }
-  });
+  }, log);
   const verify = options.verify ?? auth.verify;
   const node: NodeContext = {
     nodeId,
@@ -316,6 +322,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       connections: sessions.size,
     };
   };
+  // Nothing a request holds may reach the process: a failure is one bounded line and a 500.
+  const httpFailed = limitedLog(log);
+  const badTarget = limitedLog(log);
   // Slow headers are cut (HTTP 408): an upgrade is handled as soon as its headers are in.
   const headersTimeout = options.headersTimeoutMs ?? limitDefaults.headersTimeoutMs;
   const server: Server = createServer({
@@ -324,7 +333,13 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     // How often Node looks for requests over those bounds; its default (30 s) would stretch them.
     connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 4)),
   }, (req, res) => {
-    void handleHttp(req, res, { readiness, registry: metrics.registry, metricsToken: options.metricsToken });
+    handleHttp(req, res, { readiness, registry: metrics.registry, metricsToken: options.metricsToken, badTarget }).catch(
+      (err: unknown) => {
+        httpFailed('error', { error: errorSummary(err) }, 'http request failed');
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      },
+    );
   });
 
   const maxConnections = options.maxConnections ?? 10_000;
@@ -338,10 +353,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     if (left > 0) ipSessions.set(ip, left);
     else ipSessions.delete(ip);
   };
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', destroySocket);
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (path !== '/ws') return refuse(socket, 404, 'Not Found');
+  const upgradeFailed = limitedLog(log);
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = requestUrl(req, badTarget);
+    if (!url) return refuse(socket, 400, 'Bad Request');
+    if (url.pathname !== '/ws') return refuse(socket, 404, 'Not Found');
     if (allowedOrigins && !allowedOrigins.has(req.headers.origin ?? '')) {
       log.info({ origin: req.headers.origin }, 'origin refused');
       return refuse(socket, 403, 'Forbidden');
@@ -371,6 +387,16 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       const session = openSession(node, logic, ws, upgradeToken(req));
       recorder?.describe(session.actor, { authTimeout: node.authTimeoutMs });
     });
+  };
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', destroySocket);
+    // Whatever goes wrong with one upgrade ends that socket, never the process.
+    try {
+      upgrade(req, socket, head);
+    } catch (err) {
+      upgradeFailed('error', { error: errorSummary(err) }, 'upgrade failed');
+      socket.destroy();
+    }
   });
   const sweep = setInterval(() => handshakes.sweep(), 10_000);
   sweep.unref();

@@ -7,6 +7,8 @@
  * only when it can really receive.
  */
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import { silentLogger, type Logger } from '../log.ts';
+import { CallbackGuard } from '../bus/callback-guard.ts';
 
 /** What a subscription delivers to: one local session. */
 export interface Member {
@@ -28,11 +30,14 @@ export class Interest<M extends Member> {
   readonly #nc: NatsConnection;
   readonly #deliver: Deliver<M>;
   readonly #entries = new Map<string, Entry<M>>();
+  readonly #guard: CallbackGuard;
   #nextFlush: Promise<void> | undefined;
 
-  constructor(nc: NatsConnection, deliver: Deliver<M>) {
+  /** `log` takes the one bounded line of a subscription error or of a delivery that threw. */
+  constructor(nc: NatsConnection, deliver: Deliver<M>, log: Logger = silentLogger) {
     this.#nc = nc;
     this.#deliver = deliver;
+    this.#guard = new CallbackGuard(log);
   }
 
   /** Number of NATS subscriptions held (one per subject). */
@@ -60,10 +65,7 @@ export class Interest<M extends Member> {
     if (!entry) {
       const members = new Set<M>();
       const sub = this.#nc.subscribe(subject, {
-        callback: (err, msg) => {
-          // A subscription error (permissions) ends it; the sessions see no more messages.
-          if (!err) this.#deliver(members, msg.data);
-        },
+        callback: this.#guard.callback('interest', (msg) => this.#deliver(members, msg.data)),
       });
       entry = { sub, members, pending: 0 };
       this.#entries.set(subject, entry);

@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { CloseCode } from '../../machines/codes.ts';
+import { processErrorCounts } from '../last-resort.ts';
 
 export const FRAME_TYPES_IN = ['auth', 'send', 'join', 'leave', 'refresh', 'ping', 'invalid', 'binary', 'too_large'] as const;
 export const FRAME_TYPES_OUT = ['welcome', 'message', 'ack', 'error', 'expiring', 'pong'] as const;
@@ -100,6 +101,17 @@ export function createMetrics(sources: MetricsSources) {
     help: 'Frames and handshakes refused by a rate limit, by kind',
     labelNames: ['kind'],
     registers: [registry],
+  });
+  new Counter({
+    name: 'chatgate_process_errors_total',
+    help: 'Errors caught by the process last resort (a bug to fix), by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      // Counted once per process by src/last-resort.ts, read here at scrape time.
+      this.reset();
+      for (const [kind, n] of Object.entries(processErrorCounts())) this.inc({ kind }, n);
+    },
   });
   const natsReconnects = new Counter({
     name: 'chatgate_nats_reconnects_total',

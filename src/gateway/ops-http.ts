@@ -2,16 +2,21 @@
  * The plain-HTTP side of a gateway's port: `/healthz` (the process serves), `/readyz` (connected
  * to NATS, subscriptions in place, not draining; an open auth breaker is shown but does not make
  * the node unready, since it still admits sessions by local verification), `/metrics`
- * (Prometheus text; behind `METRICS_TOKEN` when set). `/ws` without an upgrade gets 426.
+ * (Prometheus text; behind `METRICS_TOKEN` when set). `/ws` without an upgrade gets 426. A request
+ * target that is not a path gets 400 (src/request-target.ts).
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import type { LimitedLog } from '../bounded-log.ts';
+import { requestUrl } from '../request-target.ts';
 
 export interface HttpSources {
   readiness(): { ready: boolean } & Record<string, unknown>;
   registry: Registry;
   metricsToken?: string;
+  /** Where a bad request target is logged, within its budget (src/bounded-log.ts). */
+  badTarget: LimitedLog;
 }
 
 function sameSecret(given: string, expected: string): boolean {
@@ -26,7 +31,13 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 export async function handleHttp(req: IncomingMessage, res: ServerResponse, sources: HttpSources): Promise<void> {
-  const path = new URL(req.url ?? '/', 'http://x').pathname;
+  const url = requestUrl(req, sources.badTarget);
+  if (!url) {
+    res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' });
+    res.end('bad request target\n');
+    return;
+  }
+  const path = url.pathname;
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { allow: 'GET, HEAD' }).end();
     return;

@@ -3,8 +3,14 @@
  * auth breaker receives, each state it enters and each effect it asks for, with its time offset
  * from the actor's start. The inspector page and the recorder listen here; nothing is collected
  * while nobody listens. Tokens and message bodies are redacted unless a listener asks otherwise.
+ *
+ * This runs inside XState's inspection, where a throw is not caught by the actor and would reach
+ * the process: copies are depth-bounded, and nothing a listener or a copy throws leaves here
+ * (it is one bounded log line instead).
  */
 import type { AnyEventObject, InspectionEvent, StateValue } from 'xstate';
+import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
+import { silentLogger, type Logger } from '../log.ts';
 
 export type ObservedMachine = 'connection' | 'breaker';
 
@@ -25,17 +31,26 @@ export interface Observation {
 
 const SECRET_KEYS = new Set(['token', 'body']);
 export const REDACTED = '[redacted]';
+/** What stands for a value nested deeper than `MAX_COPY_DEPTH`. */
+export const TOO_DEEP = '[too deep]';
+/**
+ * Levels of objects and arrays that `redact` copies. Above the protocol's limit on a body (32,
+ * src/codec.ts) plus the event or action around it, so that nothing a client may send is cut.
+ */
+export const MAX_COPY_DEPTH = 64;
 
 /**
  * A plain JSON-safe copy of `value` with every `token` and `body` field replaced, at any depth.
  * Only plain objects and arrays are followed: anything else that is an object (an actor
  * reference in a spawn or stop action, which points back at itself) becomes a short label, and a
- * cycle is cut.
+ * cycle is cut. Below `MAX_COPY_DEPTH` levels a value becomes `[too deep]`, so the copy's own
+ * recursion stays shallow whatever it is given.
  */
 export function redact<T>(value: T, keep = false): T {
   const seen = new WeakSet<object>();
-  const copy = (v: unknown): unknown => {
+  const copy = (v: unknown, depth: number): unknown => {
     if (v === null || typeof v !== 'object') return typeof v === 'function' ? '[function]' : v;
+    if (depth > MAX_COPY_DEPTH) return TOO_DEEP;
     if (seen.has(v)) return '[cycle]';
     const proto = Object.getPrototypeOf(v);
     if (!Array.isArray(v) && proto !== Object.prototype && proto !== null) {
@@ -43,14 +58,14 @@ export function redact<T>(value: T, keep = false): T {
       return typeof id === 'string' ? `[${id}]` : '[object]';
     }
     seen.add(v);
-    if (Array.isArray(v)) return v.map(copy);
+    if (Array.isArray(v)) return v.map((item) => copy(item, depth + 1));
     const out: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(v)) {
-      out[key] = !keep && SECRET_KEYS.has(key) && item !== undefined ? REDACTED : copy(item);
+      out[key] = !keep && SECRET_KEYS.has(key) && item !== undefined ? REDACTED : copy(item, depth + 1);
     }
     return out;
   };
-  return copy(value) as T;
+  return copy(value, 1) as T;
 }
 
 export interface ObserverFilter {
@@ -73,8 +88,18 @@ function matches(filter: ObserverFilter, o: Observation): boolean {
   return true;
 }
 
+export interface ObserversOptions {
+  /** Where a failed observation is logged (one bounded line). @default silent */
+  log?: Logger;
+}
+
 export class Observers {
   readonly #listeners = new Set<Listener>();
+  readonly #failed: LimitedLog;
+
+  constructor(options: ObserversOptions = {}) {
+    this.#failed = limitedLog(options.log ?? silentLogger);
+  }
 
   get active(): boolean {
     return this.#listeners.size > 0;
@@ -91,9 +116,14 @@ export class Observers {
     let plain: Observation | undefined;
     for (const listener of this.#listeners) {
       if (!matches(listener.filter, o)) continue;
-      // State values are never secret (a region may be called `token`); events and actions may be.
-      if (listener.raw) listener.receive((plain ??= { ...o, event: redact(o.event, true), action: redact(o.action, true) }));
-      else listener.receive((redacted ??= { ...o, event: redact(o.event), action: redact(o.action) }));
+      // One listener that fails misses this observation; the others still get it.
+      try {
+        // State values are never secret (a region may be called `token`); events and actions may be.
+        if (listener.raw) listener.receive((plain ??= { ...o, event: redact(o.event, true), action: redact(o.action, true) }));
+        else listener.receive((redacted ??= { ...o, event: redact(o.event), action: redact(o.action) }));
+      } catch (err) {
+        this.#failed('error', { machine: o.machine, kind: o.kind, error: errorSummary(err) }, 'observation failed');
+      }
     }
   }
 
@@ -105,18 +135,23 @@ export class Observers {
     const startedAt = performance.now();
     return (ev: InspectionEvent) => {
       if (this.#listeners.size === 0 || ev.actorRef.sessionId !== ev.rootId) return;
-      const base = { ...meta, user: user(), t: Math.round((performance.now() - startedAt) * 1000) / 1000 };
-      switch (ev.type) {
-        case '@xstate.event':
-          // `xstate.init` and events the actor sends itself are part of the machine, not input.
-          if (ev.event.type !== 'xstate.init') this.emit({ ...base, kind: 'event', event: ev.event });
-          break;
-        case '@xstate.snapshot':
-          this.emit({ ...base, kind: 'state', state: (ev.snapshot as { value?: StateValue }).value });
-          break;
-        case '@xstate.action':
-          this.emit({ ...base, kind: 'action', action: ev.action });
-          break;
+      // XState does not catch what its inspection throws: nothing may leave this function.
+      try {
+        const base = { ...meta, user: user(), t: Math.round((performance.now() - startedAt) * 1000) / 1000 };
+        switch (ev.type) {
+          case '@xstate.event':
+            // `xstate.init` and events the actor sends itself are part of the machine, not input.
+            if (ev.event.type !== 'xstate.init') this.emit({ ...base, kind: 'event', event: ev.event });
+            break;
+          case '@xstate.snapshot':
+            this.emit({ ...base, kind: 'state', state: (ev.snapshot as { value?: StateValue }).value });
+            break;
+          case '@xstate.action':
+            this.emit({ ...base, kind: 'action', action: ev.action });
+            break;
+        }
+      } catch (err) {
+        this.#failed('error', { machine: meta.machine, error: errorSummary(err) }, 'observation failed');
       }
     };
   }

@@ -20,7 +20,8 @@ import type { AnyActorRef } from 'xstate';
 import type { ConnectionContext } from '../../machines/connection.machine.ts';
 import type { BreakerContext } from '../../machines/circuit-breaker.machine.ts';
 import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { CallbackGuard } from '../bus/callback-guard.ts';
 import { REDACTED, redact, type Observation, type ObservedMachine, type Observers } from './observe.ts';
 import { subjects } from '../subjects.ts';
 
@@ -391,13 +392,18 @@ export async function startRecorder(
  * Subscribes to the recording subject of one node, or of every node, and hands over each line
  * (for a capture tool or a test). Returns the function that stops it.
  */
-export function captureRecordings(nc: NatsConnection, onLine: (line: string) => void, node?: string): () => void {
+export function captureRecordings(
+  nc: NatsConnection,
+  onLine: (line: string) => void,
+  node?: string,
+  log: Logger = silentLogger,
+): () => void {
+  // A subscription error ends the capture; the lines received so far stay valid.
+  const guard = new CallbackGuard(log);
   const sub = nc.subscribe(node === undefined ? subjects.recordingAll : subjects.recording(node), {
-    callback: (err, msg) => {
-      // A subscription error ends the capture; the lines received so far stay valid.
-      if (err) return;
+    callback: guard.callback('recording capture', (msg) => {
       for (const line of msg.string().split('\n')) if (line) onLine(line);
-    },
+    }),
   });
   return () => sub.unsubscribe();
 }
