@@ -12,6 +12,12 @@ export const ChatgateErrorCode = {
   natsServerFailed: 'nats_server_failed',
   /** The key files in CHATGATE_HOME cannot be read or written. */
   keys: 'keys',
+  /** The NATS server has no JetStream, which revocations need. */
+  noJetStream: 'no_jetstream',
+  /** The revocations bucket does not exist (yet): an auth service makes it when it starts. */
+  noRevocationBucket: 'no_revocation_bucket',
+  /** The revocations bucket did not store a revocation (no acknowledgement, or a conflict). */
+  revocationStore: 'revocation_store',
 } as const;
 
 export type ChatgateErrorCodeValue = (typeof ChatgateErrorCode)[keyof typeof ChatgateErrorCode];
