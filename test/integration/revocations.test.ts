@@ -21,6 +21,7 @@ import { startAuthService, type AuthService } from '../../src/auth-service.ts';
 import { closeNats, connectNats } from '../../src/nats-connection.ts';
 import { loadSigningKeys } from '../../src/keys.ts';
 import { mintToken } from '../../src/tokens.ts';
+import { openRevocationBucket, storeRevocation } from '../../src/revocation-store.ts';
 import { REVOCATIONS_BUCKET, encodeId, subjects } from '../../src/subjects.ts';
 import type { VerifyResult } from '../../machines/connection.machine.ts';
 
@@ -100,6 +101,37 @@ describe('revocations - nodes that were away converge', () => {
 
     proxy.heal();
     expect(await client.closedWith(15_000)).toBe(4001);
+  });
+
+  it('revocations - a gateway whose NATS server restarted during a revocation closes the session once it is back', async () => {
+    const home = later(await mkdtemp(join(tmpdir(), 'chatgate-restart-')), (d) => rm(d, { recursive: true, force: true }));
+    const store = join(home, 'jetstream');
+    const keys = await loadSigningKeys(home);
+    let server = await startNats({ jetstreamDir: store });
+    cleanups.push(() => server.stop());
+    const proxy = later(await startTcpProxy(server.url), (p) => p.close());
+    later(await startAuthService({ natsUrl: proxy.url, home }), (a) => a.close());
+    const gateway = await extraGateway(proxy.url, 'restarted');
+    const client = clientOf(gateway, await mintToken(keys, { sub: 'a-user', jti: 'a-restart' }));
+    await client.type('welcome');
+
+    // The server restarts (same store, a new port); while the gateway cannot reach it yet, the
+    // revocation is stored, as `chatgate revoke` does.
+    await server.stop();
+    server = await startNats({ jetstreamDir: store });
+    const nc = await natsClient(server.url);
+    await until('JetStream to be back', async () => {
+      try {
+        await storeRevocation(await openRevocationBucket(nc), { jti: 'a-restart', at: nowS() });
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    expect(client.closeCode).toBeUndefined();
+
+    proxy.retarget(server.url);
+    expect(await client.closedWith(8000)).toBe(4001);
   });
 
   it('revocations - a gateway started after a revocation refuses the token in degraded local verification', async () => {
