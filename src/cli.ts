@@ -2,6 +2,8 @@
  * The `chatgate` command. Parsing is commander's; every option's flag, environment form and
  * default come from the table in config.ts. A bad option: one line on stderr, exit code 2.
  */
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { commandOptions, OptionError, parseConfig, type CommandConfig, type CommandName } from './config.ts';
 import { ChatgateError } from './errors.ts';
@@ -41,7 +43,7 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     degradedPolicy: config.degradedPolicy,
     recheckPerSecond: config.recheckPerSecond,
-    rules: { issuer: config.issuer, audience: config.audience },
+    rules: { issuer: config.issuer, audience: config.audience, maxLifetimeS: config.maxTokenLifetimeS },
     maxConnections: config.maxConnections,
     handshakesPerIpPerSecond: config.handshakesPerIpPerSecond,
     trustProxy: config.trustProxy,
@@ -90,15 +92,19 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
   revoke: runRevoke,
   machines: runMachines,
   async nats(config) {
+    const jetstreamDir = config.jetstream ?? join(config.home, 'jetstream');
     const server = await startNatsServer({
       port: config.port,
       host: config.host,
       clusterPort: config.clusterPort,
       routes: config.routes,
-      jetstreamDir: config.jetstream,
+      jetstreamDir,
+      // JetStream cluster members need stable, unique names.
+      serverName: config.serverName ?? (config.clusterPort === undefined ? undefined : `chatgate-${hostname()}-${config.port}`),
       stdio: 'inherit',
     });
     process.stdout.write(`nats-server listening on ${server.url}\n`);
+    process.stdout.write(`JetStream store in ${resolve(jetstreamDir)}\n`);
     if (server.routeUrl) process.stdout.write(`cluster routes on ${server.routeUrl}\n`);
     onShutdown(() => server.stop(), 10_000);
     await new Promise<void>((resolve) => server.process.once('exit', () => resolve()));
@@ -109,7 +115,8 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
       natsUrl: config.nats,
       home: config.home,
       jwksUrl: config.jwksUrl,
-      rules: { issuer: config.issuer, audience: config.audience },
+      rules: { issuer: config.issuer, audience: config.audience, maxLifetimeS: config.maxTokenLifetimeS },
+      revocationReplicas: config.revocationReplicas,
       log,
     });
     onShutdown(() => service.close(), 10_000);

@@ -64,6 +64,15 @@ const audience = {
   schema: text,
 } satisfies OptionSpec;
 
+const maxTokenLifetimeS = {
+  flag: '--max-token-lifetime-s <seconds>',
+  env: 'MAX_TOKEN_LIFETIME_S',
+  description:
+    'longest token lifetime (exp - iat) accepted; tokens need iat; revocations are kept this long plus 15 minutes (same value on every auth service and gateway)',
+  default: '86400',
+  schema: positiveInt,
+} satisfies OptionSpec;
+
 const adminToken = {
   flag: '--admin-token <secret>',
   env: 'ADMIN_TOKEN',
@@ -191,6 +200,7 @@ const gatewayLimits = {
     default: '10000',
     schema: positiveInt,
   },
+  maxTokenLifetimeS,
 } satisfies Record<string, OptionSpec>;
 
 /** Recording of what the node's actors receive (src/recording.ts), for `gateway` and `dev`. */
@@ -259,6 +269,14 @@ export const commandOptions = {
       description: 'verify against an identity provider’s JWKS instead of the dev keys',
       schema: url,
     },
+    maxTokenLifetimeS,
+    revocationReplicas: {
+      flag: '--revocation-replicas <n>',
+      env: 'REVOCATION_REPLICAS',
+      description: 'copies of the revocations bucket (JetStream): 1 on one server, 3 on a 3-node cluster',
+      default: '1',
+      schema: z.coerce.number().int().min(1).max(5),
+    },
     logLevel: level,
   },
   token: {
@@ -298,11 +316,29 @@ export const commandOptions = {
     host: { flag: '--host <addr>', env: 'NATS_HOST', description: 'address to listen on', default: '127.0.0.1', schema: text },
     clusterPort: { flag: '--cluster-port <n>', env: 'NATS_CLUSTER_PORT', description: 'route port for a cluster', schema: portOrRandom },
     routes: { flag: '--routes <urls>', env: 'NATS_ROUTES', description: 'comma-separated nats-route:// URLs of other members', schema: list },
-    jetstream: { flag: '--jetstream <dir>', env: 'NATS_JETSTREAM_DIR', description: 'enable JetStream with this store directory', schema: text },
+    jetstream: {
+      flag: '--jetstream <dir>',
+      env: 'NATS_JETSTREAM_DIR',
+      description: 'JetStream store directory (JetStream is always on: revocations live there); default CHATGATE_HOME/jetstream',
+      schema: text,
+    },
+    serverName: {
+      flag: '--server-name <name>',
+      env: 'NATS_SERVER_NAME',
+      description: 'this server’s name: unique and stable per cluster member (default in a cluster: chatgate-<hostname>-<port>)',
+      schema: text,
+    },
+    home,
   },
   dev: {
     port: { flag: '--port <n>', env: 'PORT', description: 'gateway HTTP/WebSocket port', default: '8080', schema: port },
     natsPort: { flag: '--nats-port <n>', env: 'NATS_PORT', description: 'port of the nats-server child', default: '4222', schema: portOrRandom },
+    jetstream: {
+      flag: '--jetstream <dir>',
+      env: 'NATS_JETSTREAM_DIR',
+      description: 'JetStream store directory of the nats-server child; default CHATGATE_HOME/jetstream',
+      schema: text,
+    },
     home,
     ...gatewayLimits,
     ...recordingOptions,

@@ -4,7 +4,7 @@
  * token endpoint exists only here), and a banner that says how to connect.
  */
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { CommandConfig } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { startNatsServer, type NatsServer } from './nats-server.ts';
@@ -23,21 +23,22 @@ const DEFAULT_NATS_PORT = 4222;
  * system service on 4222), dev mode takes any free port instead and says so; a port set on
  * purpose that is taken is an error.
  */
-async function startDevNats(port: number, log: Logger): Promise<NatsServer> {
+async function startDevNats(port: number, jetstreamDir: string, log: Logger): Promise<NatsServer> {
   try {
-    return await startNatsServer({ port, host: '127.0.0.1' });
+    return await startNatsServer({ port, host: '127.0.0.1', jetstreamDir });
   } catch (err) {
     if (port !== DEFAULT_NATS_PORT || !(err instanceof ChatgateError) || err.code !== ChatgateErrorCode.natsServerFailed) {
       throw err;
     }
     log.warn({ port }, 'nats port in use: dev mode uses a free port instead');
-    return startNatsServer({ port: -1, host: '127.0.0.1' });
+    return startNatsServer({ port: -1, host: '127.0.0.1', jetstreamDir });
   }
 }
 
 export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
   const log = createLogger({ level: config.logLevel });
-  const nats = await startDevNats(config.natsPort, log);
+  // JetStream holds the revocations; its store survives dev runs that share CHATGATE_HOME.
+  const nats = await startDevNats(config.natsPort, config.jetstream ?? join(config.home, 'jetstream'), log);
   const stops: Array<() => Promise<void>> = [() => nats.stop()];
   let stopping = false;
   const stopAll = async () => {
@@ -48,7 +49,7 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
     const auth = await startAuthService({
       natsUrl: nats.url,
       home: config.home,
-      rules: { issuer: config.issuer, audience: config.audience },
+      rules: { issuer: config.issuer, audience: config.audience, maxLifetimeS: config.maxTokenLifetimeS },
       log,
     });
     stops.push(() => auth.close());
