@@ -234,7 +234,8 @@ describe('revocations - acknowledged only once stored', () => {
     const capped = await revoke(nc, { sub: 'd-future', at: now + 3600 });
     expect(capped.revocation!.at).toBeLessThanOrEqual(nowS());
 
-    // Concurrent writers, oldest last: the bucket ends with the latest.
+    // Concurrent writers over an existing value, oldest last: the bucket ends with the latest.
+    expect(await revoke(nc, { sub: 'd-race', at: now - 1000 })).toMatchObject({ ok: true });
     const ats = Array.from({ length: 8 }, (_, i) => now - 400 + i * 10);
     const replies = await Promise.all([...ats].reverse().map((at) => revoke(nc, { sub: 'd-race', at })));
     for (const reply of replies) expect(reply.ok).toBe(true);
