@@ -23,7 +23,7 @@ export interface StackOptions {
   auth?: boolean;
   /** MAX_TOKEN_LIFETIME_S of the auth service and the gateways. @default 86400 */
   maxTokenLifetimeS?: number;
-  /** Copies of the revocations bucket. @default 3 on a cluster, else 1 */
+  /** Copies of the revocations bucket (3 for a cluster test of R3). @default 1 */
   revocationReplicas?: number;
 }
 
@@ -76,7 +76,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         natsUrl: nats[nats.length - 1]!.url,
         home,
         rules,
-        revocationReplicas: options.revocationReplicas ?? (options.cluster ? 3 : 1),
+        revocationReplicas: options.revocationReplicas ?? 1,
       });
       authServices.push(service);
       return service;

@@ -249,7 +249,7 @@ describe('revocations - acknowledged only once stored', () => {
 
 describe('revocations - a cluster', () => {
   it('revocations - on a 3-node cluster with R3, every gateway converges, also one whose server stopped during the revocation', async () => {
-    const stack = await stackOf({ cluster: true, nodes: 3 });
+    const stack = await stackOf({ cluster: true, nodes: 3, revocationReplicas: 3 });
     const nc = await natsClient(stack.nats[2]!.url);
     const kv = await bucket(nc);
     expect((await kv.status()).replicas).toBe(3);
