@@ -211,6 +211,22 @@ describe('revocations - acknowledged only once stored', () => {
     }
   });
 
+  it('revocations - without JetStream, gateways serve, the watch says why, and chatgate revoke exits 1 with the reason', async () => {
+    const home = later(await mkdtemp(join(tmpdir(), 'chatgate-core-')), (d) => rm(d, { recursive: true, force: true }));
+    const keys = await loadSigningKeys(home);
+    const core = later(await startNats({ jetstream: false }), (s) => s.stop());
+    later(await startAuthService({ natsUrl: core.url, home }), (a) => a.close());
+    const gateway = await extraGateway(core.url, 'core-only');
+    expect(gateway.authStatus().revocationsWatch).toBe('noJetStream');
+    const client = clientOf(gateway, await mintToken(keys, { sub: 'g-user' }));
+    expect(await client.type('welcome')).toMatchObject({ degraded: false });
+
+    const done = await runChatgate(['revoke', '--nats', core.url, '--sub', 'g-user'], { CHATGATE_HOME: home });
+    expect(done.code).toBe(1);
+    expect(done.stderr).toContain('JetStream is not enabled');
+    expect(done.stdout).toBe('');
+  });
+
   it('revocations - the same jti twice is one revocation; a sub keeps the latest at, also under concurrent writers', async () => {
     const stack = await stackOf({ nodes: 0 });
     const nc = await natsClient(stack.nats[0]!.url);
