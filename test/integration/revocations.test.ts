@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { Kvm, type KV } from '@nats-io/kv';
-import { jetstreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import { DiscardPolicy, StorageType, jetstreamManager } from '@nats-io/jetstream';
+import { nanos, type NatsConnection } from '@nats-io/nats-core';
 import { startStack, type Stack } from '../harness/stack.ts';
 import { startNats, type NatsServer } from '../harness/nats.ts';
 import { startTcpProxy } from '../harness/tcp-proxy.ts';
@@ -146,6 +146,41 @@ describe('revocations - nodes that were away converge', () => {
     expect(await fine.type('welcome')).toMatchObject({ degraded: true });
     const revoked = clientOf(gateway, await stack.token('a-revoked', { jti: 'a-late' }));
     expect(await revoked.closedWith()).toBe(4001);
+  });
+
+  it('revocations - a gateway that has not read the bucket yet does not verify locally (1013), and does once it has', async () => {
+    const stack = await stackOf({ nodes: 0, auth: false });
+    const nc = await natsClient(stack.nats[0]!.url);
+    const jsm = await jetstreamManager(nc);
+    // The bucket as the auth service makes it, but with room for one consumer only: the auth
+    // service's watch takes it, so the gateway's watch fails (neither "no JetStream" nor "no bucket").
+    await jsm.streams.add({
+      name: `KV_${REVOCATIONS_BUCKET}`,
+      subjects: [`$KV.${REVOCATIONS_BUCKET}.>`],
+      max_msgs_per_subject: 1,
+      max_age: nanos((86_400 + 900) * 1000),
+      max_msg_size: 2048,
+      storage: StorageType.File,
+      discard: DiscardPolicy.New,
+      allow_rollup_hdrs: true,
+      allow_direct: false,
+      num_replicas: 1,
+      max_consumers: 1,
+    });
+    const auth = await stack.startAuth();
+    const gateway = await extraGateway(stack.nats[0]!.url, 'unread');
+    expect(gateway.authStatus().revocationsWatch).toBe('failing');
+    await auth.close();
+
+    const early = clientOf(gateway, await stack.token('h-user'));
+    expect(await early.closedWith()).toBe(1013);
+
+    for await (const c of await jsm.consumers.list(`KV_${REVOCATIONS_BUCKET}`)) {
+      await jsm.consumers.delete(`KV_${REVOCATIONS_BUCKET}`, c.name);
+    }
+    await until('the gateway to read the bucket', () => gateway.authStatus().revocationsWatch === 'watching');
+    const afterwards = clientOf(gateway, await stack.token('h-user'));
+    expect(await afterwards.type('welcome')).toMatchObject({ degraded: true });
   });
 
   it('revocations - an auth service that was down at revoke time refuses the token when it starts', async () => {
