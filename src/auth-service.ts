@@ -96,19 +96,25 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   const verify = createTokenVerifier(getKey, rules, (claims) => revocations.isRevoked(claims));
   const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth');
 
-  /** The bucket, made (or brought to these options) once; the old file imported into it once. */
-  let bucket: KV | undefined;
-  const openBucket = async () => {
-    if (bucket) return bucket;
-    const kv = await ensureRevocationBucket(nc, bucketOptions);
-    if (legacy.revocations.length > 0) {
-      for (const r of legacy.revocations) await storeRevocation(kv, r);
-      await retireLegacyFile(home);
-      log.info({ imported: legacy.revocations.length }, 'revocations imported from revocations.jsonl');
-      legacy.revocations.length = 0;
-    }
-    return (bucket = kv);
-  };
+  /**
+   * The bucket, made (or brought to these options) once, by one caller at a time (the watch and
+   * a revoke request may both ask); the old file imported into it once.
+   */
+  let bucket: Promise<KV> | undefined;
+  const openBucket = () =>
+    (bucket ??= (async () => {
+      const kv = await ensureRevocationBucket(nc, bucketOptions);
+      if (legacy.revocations.length > 0) {
+        for (const r of legacy.revocations) await storeRevocation(kv, r);
+        await retireLegacyFile(home);
+        log.info({ imported: legacy.revocations.length }, 'revocations imported from revocations.jsonl');
+        legacy.revocations.length = 0;
+      }
+      return kv;
+    })().catch((err: unknown) => {
+      bucket = undefined;
+      throw err;
+    }));
   const watch = watchRevocations({ nc, list: revocations, log, open: openBucket, keepMs });
   // Serve only once the stored revocations are read (bounded: no JetStream is also an answer).
   let waited: NodeJS.Timeout | undefined;
