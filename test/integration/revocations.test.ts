@@ -4,7 +4,7 @@
  * nats-server processes with JetStream (and one without), a TCP proxy to cut one gateway off.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { access, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -295,6 +295,24 @@ describe('revocations - acknowledged only once stored', () => {
     // Tokens issued up to the latest at are refused; later ones are not.
     expect(await verify(nc, await stack.token('d-user', { now: now - 75 }))).toMatchObject({ reason: 'token revoked' });
     expect((await verify(nc, await stack.token('d-user', { now: now - 49 }))).outcome).toBe('ok');
+  });
+});
+
+describe('revocations - migration', () => {
+  it('revocations - the old revocations.jsonl is imported into the bucket once, then renamed', async () => {
+    const home = later(await mkdtemp(join(tmpdir(), 'chatgate-legacy-')), (d) => rm(d, { recursive: true, force: true }));
+    const keys = await loadSigningKeys(home);
+    const at = nowS() - 60;
+    await writeFile(join(home, 'revocations.jsonl'), `${JSON.stringify({ jti: 'm-1', at })}\n{not json\n${JSON.stringify({ sub: 'm-user', at })}\n`);
+    const server = later(await startNats(), (s) => s.stop());
+    later(await startAuthService({ natsUrl: server.url, home }), (a) => a.close());
+    const nc = await natsClient(server.url);
+    const kv = await bucket(nc);
+    expect((await kv.get(`jti.${encodeId('m-1')}`))!.json()).toEqual({ jti: 'm-1', at });
+    expect((await kv.get(`sub.${encodeId('m-user')}`))!.json()).toEqual({ sub: 'm-user', at });
+    await expect(access(join(home, 'revocations.jsonl'))).rejects.toThrow();
+    await access(join(home, 'revocations.jsonl.imported'));
+    expect(await verify(nc, await mintToken(keys, { sub: 'other', jti: 'm-1' }))).toMatchObject({ reason: 'token revoked' });
   });
 });
 
