@@ -150,12 +150,24 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
     return verdict;
   };
 
-  const verifyRemote = async (token: string): Promise<VerifyResult> =>
-    (await askThroughBreaker(token))?.result ?? { outcome: 'unavailable', reason: 'auth breaker open' };
+  /**
+   * The service's verdict, unless this node already knows the token is revoked: an auth service
+   * whose watch is a moment behind this node's must not admit a token this node has seen revoked
+   * (its revocation would not fire here again).
+   */
+  const checked = (result: VerifyResult): VerifyResult =>
+    result.outcome === 'ok' && revocations.isRevoked(result.claims)
+      ? { outcome: 'invalid', reason: 'token revoked' }
+      : result;
+
+  const verifyRemote = async (token: string): Promise<VerifyResult> => {
+    const verdict = await askThroughBreaker(token);
+    return verdict ? checked(verdict.result) : { outcome: 'unavailable', reason: 'auth breaker open' };
+  };
 
   const verify: TokenVerifier = async (token) => {
     const verdict = await askThroughBreaker(token);
-    if (verdict && verdict.failure === undefined) return verdict.result;
+    if (verdict && verdict.failure === undefined) return checked(verdict.result);
     if (policy === 'reject' || !localVerify) {
       return { outcome: 'unavailable', reason: localVerify ? 'auth service unavailable' : 'no cached keys' };
     }

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { access, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT } from 'jose';
+import { SignJWT, createLocalJWKSet } from 'jose';
 import { Kvm, type KV } from '@nats-io/kv';
 import { DiscardPolicy, StorageType, jetstreamManager } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/nats-core';
@@ -20,9 +20,9 @@ import { startGateway, type Gateway } from '../../src/gateway.ts';
 import { startAuthService, type AuthService } from '../../src/auth-service.ts';
 import { closeNats, connectNats } from '../../src/nats-connection.ts';
 import { loadSigningKeys } from '../../src/keys.ts';
-import { mintToken } from '../../src/tokens.ts';
+import { createTokenVerifier, mintToken } from '../../src/tokens.ts';
 import { openRevocationBucket, storeRevocation } from '../../src/revocation-store.ts';
-import { REVOCATIONS_BUCKET, encodeId, subjects } from '../../src/subjects.ts';
+import { AUTH_QUEUE, REVOCATIONS_BUCKET, encodeId, subjects } from '../../src/subjects.ts';
 import type { VerifyResult } from '../../machines/connection.machine.ts';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
@@ -181,6 +181,26 @@ describe('revocations - nodes that were away converge', () => {
     await until('the gateway to read the bucket', () => gateway.authStatus().revocationsWatch === 'watching');
     const afterwards = clientOf(gateway, await stack.token('h-user'));
     expect(await afterwards.type('welcome')).toMatchObject({ degraded: true });
+  });
+
+  it('revocations - a gateway that knows of a revocation refuses the token even when an auth service a moment behind says ok', async () => {
+    const stack = await stackOf({ nodes: 1 });
+    const nc = await natsClient(stack.nats[0]!.url);
+    expect(await revoke(nc, { jti: 'i-known' })).toMatchObject({ ok: true });
+    await until('the gateway to read it', () => stack.gateways[0]!.auth.revocations.isRevoked({ jti: 'i-known' }));
+    await stack.auth!.close();
+    // A real responder in the auth queue group that has not read the bucket yet.
+    const behind = await natsClient(stack.nats[0]!.url);
+    const verifyLocally = createTokenVerifier(createLocalJWKSet(stack.keys.jwks));
+    behind.subscribe(subjects.authVerify, {
+      queue: AUTH_QUEUE,
+      callback: (_err, msg) => void verifyLocally(msg.json<{ token: string }>().token).then((v) => msg.respond(JSON.stringify(v))),
+    });
+    await behind.flush();
+    expect((await verify(nc, await stack.token('i-user', { jti: 'i-known' }))).outcome).toBe('ok');
+
+    const client = stack.client(0, { token: await stack.token('i-user', { jti: 'i-known' }) });
+    expect(await client.closedWith()).toBe(4001);
   });
 
   it('revocations - an auth service that was down at revoke time refuses the token when it starts', async () => {
