@@ -137,6 +137,14 @@ const natsCredentialOptions = {
   natsTlsCert: { flag: '--nats-tls-cert <file>', env: 'NATS_TLS_CERT', description: 'client certificate for NATS (PEM, with NATS_TLS_KEY)', schema: text },
   natsTlsKey: { flag: '--nats-tls-key <file>', env: 'NATS_TLS_KEY', description: 'key of the client certificate for NATS (PEM)', schema: text },
 } satisfies Record<string, OptionSpec>;
+const maxTokenLifetimeS = {
+  flag: '--max-token-lifetime-s <seconds>',
+  env: 'MAX_TOKEN_LIFETIME_S',
+  description:
+    'longest token lifetime (exp - iat) accepted; tokens need iat; revocations are kept this long plus 15 minutes (same value on every auth service and gateway)',
+  default: '86400',
+  schema: positiveInt,
+} satisfies OptionSpec;
 
 const adminToken = {
   flag: '--admin-token <secret>',
@@ -315,6 +323,7 @@ const gatewayLimits = {
     default: '10000',
     schema: positiveInt,
   },
+  maxTokenLifetimeS,
 } satisfies Record<string, OptionSpec>;
 
 /** Recording of what the node's actors receive (src/observe/recording.ts), for `gateway` and `dev`. */
@@ -387,6 +396,14 @@ export const commandOptions = {
       schema: url,
     },
     clockToleranceS: clockTolerance,
+    maxTokenLifetimeS,
+    revocationReplicas: {
+      flag: '--revocation-replicas <n>',
+      env: 'REVOCATION_REPLICAS',
+      description: 'copies of the revocations bucket (JetStream): 1 on one server, 3 on a 3-node cluster',
+      default: '1',
+      schema: z.coerce.number().int().min(1).max(5),
+    },
     logLevel: level,
   },
   token: {
@@ -427,8 +444,19 @@ export const commandOptions = {
     host: { flag: '--host <addr>', env: 'NATS_HOST', description: 'address to listen on', default: '127.0.0.1', schema: text },
     clusterPort: { flag: '--cluster-port <n>', env: 'NATS_CLUSTER_PORT', description: 'route port for a cluster', schema: portOrRandom },
     routes: { flag: '--routes <urls>', env: 'NATS_ROUTES', description: 'comma-separated nats-route:// URLs of other members', schema: list },
-    jetstream: { flag: '--jetstream <dir>', env: 'NATS_JETSTREAM_DIR', description: 'enable JetStream with this store directory', schema: text },
-    home: { ...home, description: 'where the bus credentials of each role are written (nats/<role>.nk, made on first use)' },
+    jetstream: {
+      flag: '--jetstream <dir>',
+      env: 'NATS_JETSTREAM_DIR',
+      description: 'JetStream store directory (JetStream is always on: revocations live there); default CHATGATE_HOME/jetstream',
+      schema: text,
+    },
+    serverName: {
+      flag: '--server-name <name>',
+      env: 'NATS_SERVER_NAME',
+      description: 'this server’s name: unique and stable per cluster member (default in a cluster: chatgate-<hostname>-<port>)',
+      schema: text,
+    },
+    home: { ...home, description: 'where the bus credentials of each role are written (nats/<role>.nk, made on first use) and, by default, the JetStream store' },
     insecure: {
       flag: '--insecure',
       env: 'NATS_INSECURE',
@@ -439,6 +467,12 @@ export const commandOptions = {
   dev: {
     port: { flag: '--port <n>', env: 'PORT', description: 'gateway HTTP/WebSocket port', default: '8080', schema: port },
     natsPort: { flag: '--nats-port <n>', env: 'NATS_PORT', description: 'port of the nats-server child', default: '4222', schema: portOrRandom },
+    jetstream: {
+      flag: '--jetstream <dir>',
+      env: 'NATS_JETSTREAM_DIR',
+      description: 'JetStream store directory of the nats-server child; default CHATGATE_HOME/jetstream',
+      schema: text,
+    },
     home,
     ...gatewayLimits,
     ...recordingOptions,

@@ -16,6 +16,12 @@ export const ChatgateErrorCode = {
   natsCredentials: 'nats_credentials',
   /** NATS refused this process's credentials, or has none for an anonymous client. */
   natsAuthorization: 'nats_authorization',
+  /** The NATS server has no JetStream, which revocations need. */
+  noJetStream: 'no_jetstream',
+  /** The revocations bucket does not exist (yet): an auth service makes it when it starts. */
+  noRevocationBucket: 'no_revocation_bucket',
+  /** The revocations bucket did not store a revocation (no acknowledgement, or a conflict). */
+  revocationStore: 'revocation_store',
 } as const;
 
 export type ChatgateErrorCodeValue = (typeof ChatgateErrorCode)[keyof typeof ChatgateErrorCode];

@@ -35,10 +35,11 @@ export const subjects = {
   authJwks: `${PREFIX}.auth.jwks`,
   /** Published by each auth service when it starts and whenever its key set changes. */
   authJwksAnnounce: `${PREFIX}.auth.jwks.announce`,
-  /** Request/reply: `{ jti }` or `{ sub }` → the recorded revocation. Served by the auth queue group. */
+  /**
+   * Request/reply: `{ jti }` or `{ sub }` → `{ ok: true, revocation }` once stored in the
+   * revocations bucket (`REVOCATIONS_BUCKET`, watched by every node), or `{ ok: false, code, error }`.
+   */
   authRevoke: `${PREFIX}.auth.revoke`,
-  /** Broadcast of each recorded revocation, to every auth service and gateway. */
-  revoked: `${PREFIX}.auth.revoked`,
   /** Messages to every session of one user. */
   user: (id: string) => `${PREFIX}.user.${encodeId(id)}`,
   /** Messages to every session that joined one room. */
@@ -47,6 +48,12 @@ export const subjects = {
   recording: (node: string) => `${PREFIX}.recording.${encodeId(node)}`,
   recordingAll: `${PREFIX}.recording.*`,
 } as const;
+
+/**
+ * The JetStream key-value bucket of revocations (stream `KV_chatgate-revocations`, subjects
+ * `$KV.chatgate-revocations.>`): made and written by the auth role, read and watched by gateways.
+ */
+export const REVOCATIONS_BUCKET = 'chatgate-revocations';
 
 /** The queue group of the auth services: each request is answered by one of them. */
 export const AUTH_QUEUE = 'chatgate-auth';

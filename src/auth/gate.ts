@@ -2,7 +2,8 @@
  * How a gateway node checks tokens: through one circuit-breaker actor per node in front of the
  * auth service, with local verification against the cached JWK Set when the service cannot be
  * asked, a paced re-check of the sessions admitted that way once it is back, and the node's
- * copy of every revocation it has heard of.
+ * copy of every revocation, read from the revocations bucket (src/auth/revocation-watch.ts). Local
+ * verification refuses revoked tokens, and is not used before the bucket has been read once.
  *
  *   verify(token) ─▶ breaker lets it through? ─yes─▶ NATS request to the auth service
  *                          │ no, or the request failed
@@ -26,7 +27,9 @@ import { requestVerdict, type RemoteVerdict } from './client.ts';
 import type { Logger } from '../log.ts';
 import type { Observers } from '../observe/observe.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
-import { RevocationList, revocationSchema, type Revocation } from './revocations.ts';
+import { RevocationList, type Revocation } from './revocations.ts';
+import { openRevocationBucket, revocationMaxAgeMs } from './revocation-store.ts';
+import { watchRevocations, type RevocationWatchState } from './revocation-watch.ts';
 import { subjects } from '../subjects.ts';
 import { createTokenVerifier, defaultClaimRules, MAX_TOKEN_LENGTH, type ClaimRules, type TokenVerifier } from './tokens.ts';
 import { limitDefaults } from '../config.ts';
@@ -54,6 +57,8 @@ export interface AuthGateOptions {
   observers?: Observers;
   /** The node's id in those observations. @default '' */
   nodeId?: string;
+  /** How long start-up waits for the revocations to be read before it serves anyway. @default 5000 */
+  revocationsWaitMs?: number;
 }
 
 export interface AuthGateStatus {
@@ -61,6 +66,8 @@ export interface AuthGateStatus {
   counts: Record<string, number>;
   keysCached: boolean;
   revocations: number;
+  /** The watch of the revocations bucket (src/auth/revocation-watch.ts). */
+  revocationsWatch: RevocationWatchState;
 }
 
 export interface AuthGate {
@@ -73,7 +80,7 @@ export interface AuthGate {
   breaker: Actor<CircuitBreakerMachine>;
   revocations: RevocationList;
   status(): AuthGateStatus;
-  /** Called with each revocation heard on NATS. */
+  /** Called with each revocation new to this node, read from the revocations bucket. */
   onRevoked(listener: (r: Revocation) => void): void;
   /** Called each time the breaker closes again. */
   onRecovered(listener: () => void): void;
@@ -152,15 +159,29 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
     return verdict;
   };
 
-  const verifyRemote = async (token: string): Promise<VerifyResult> =>
-    (await askThroughBreaker(token))?.result ?? { outcome: 'unavailable', reason: 'auth breaker open' };
+  /**
+   * The service's verdict, unless this node already knows the token is revoked: an auth service
+   * whose watch is a moment behind this node's must not admit a token this node has seen revoked
+   * (its revocation would not fire here again).
+   */
+  const checked = (result: VerifyResult): VerifyResult =>
+    result.outcome === 'ok' && revocations.isRevoked(result.claims)
+      ? { outcome: 'invalid', reason: 'token revoked' }
+      : result;
+
+  const verifyRemote = async (token: string): Promise<VerifyResult> => {
+    const verdict = await askThroughBreaker(token);
+    return verdict ? checked(verdict.result) : { outcome: 'unavailable', reason: 'auth breaker open' };
+  };
 
   const verify: TokenVerifier = async (token) => {
     const verdict = await askThroughBreaker(token);
-    if (verdict && verdict.failure === undefined) return verdict.result;
+    if (verdict && verdict.failure === undefined) return checked(verdict.result);
     if (policy === 'reject' || !localVerify) {
       return { outcome: 'unavailable', reason: localVerify ? 'auth service unavailable' : 'no cached keys' };
     }
+    // A node that has never read the revocations cannot tell a revoked token from a good one.
+    if (!watch.known()) return { outcome: 'unavailable', reason: 'revocations not read yet' };
     const local = await localVerify(token);
     return local.outcome === 'ok' ? { ...local, degraded: true } : local;
   };
@@ -176,24 +197,27 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
         }
       }),
     }),
-    nc.subscribe(subjects.revoked, {
-      callback: guard.callback('revoked', (msg) => {
-        let parsed;
-        try {
-          parsed = revocationSchema.safeParse(msg.json());
-        } catch {
-          parsed = undefined;
-        }
-        if (!parsed?.success) {
-          log.info('malformed revocation broadcast');
-          return;
-        }
-        revocations.add(parsed.data);
-        for (const listener of revokedListeners) listener(parsed.data);
-      }),
-    }),
   ];
-  await fetchKeys();
+  const watch = watchRevocations({
+    nc,
+    list: revocations,
+    log,
+    open: () => openRevocationBucket(nc),
+    keepMs: revocationMaxAgeMs({ maxTokenLifetimeS: options.rules?.maxLifetimeS }),
+    onRevoked: (r) => {
+      for (const listener of revokedListeners) listener(r);
+    },
+  });
+  let waited: NodeJS.Timeout | undefined;
+  await Promise.all([
+    fetchKeys(),
+    // Bounded: a gateway serves (through the auth service) also while the bucket cannot be read.
+    Promise.race([
+      watch.firstAttempt,
+      new Promise((resolve) => (waited = setTimeout(resolve, options.revocationsWaitMs ?? 5000))),
+    ]),
+  ]);
+  clearTimeout(waited);
   const refresh = setInterval(() => {
     if (breaker.getSnapshot().matches('closed')) void fetchKeys();
   }, options.jwksRefreshMs ?? 60_000);
@@ -212,12 +236,14 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
         counts: { ...snapshot.context.counts },
         keysCached: localVerify !== undefined,
         revocations: revocations.size,
+        revocationsWatch: watch.state(),
       };
     },
     onRevoked: (listener) => void revokedListeners.push(listener),
     onRecovered: (listener) => void recoveredListeners.push(listener),
     stop: () => {
       clearInterval(refresh);
+      watch.stop();
       for (const sub of subs) sub.unsubscribe();
       breaker.stop();
     },

@@ -4,6 +4,9 @@
  *
  * Keys: by default the dev key pair in CHATGATE_HOME (made on first use). With `jwksUrl` it
  * verifies against an external identity provider's JWKS instead (jose fetches and caches it).
+ *
+ * Revocations: it makes the revocations bucket (src/auth/revocation-store.ts), answers `auth.revoke`
+ * once JetStream has stored the revocation, and watches the bucket like every gateway does.
  */
 import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
@@ -15,7 +18,16 @@ import { silentLogger, type Logger } from '../log.ts';
 import { AUTH_QUEUE, subjects } from '../subjects.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules } from './tokens.ts';
-import { loadRevocations, persistRevocation, revocationSchema, type Revocation } from './revocations.ts';
+import { loadRevocations, retireLegacyFile, RevocationList, revocationSchema, type Revocation } from './revocations.ts';
+import {
+  ensureRevocationBucket,
+  revocationMaxAgeMs,
+  revocationStoreError,
+  storeRevocation,
+  type KV,
+} from './revocation-store.ts';
+import { watchRevocations } from './revocation-watch.ts';
+import { ChatgateErrorCode } from '../errors.ts';
 
 export interface AuthServiceOptions {
   /** NATS server URL(s). @default 'nats://127.0.0.1:4222' */
@@ -29,11 +41,19 @@ export interface AuthServiceOptions {
   clockToleranceS?: number;
   /** Explicit NATS credentials; without them, the auth role's credential in `home`, if any. */
   natsCredentials?: NatsCredentials;
+  /** Copies of the revocations bucket when this service makes it: 3 (or 5) on a cluster. @default 1 */
+  revocationReplicas?: number;
+  /** How much longer than the longest token lifetime revocations are kept. @default 900 */
+  clockMarginS?: number;
+  /** How long start-up waits for the revocations to be read before it serves anyway. @default 5000 */
+  revocationsWaitMs?: number;
   log?: Logger;
 }
 
 export interface AuthService {
   nc: NatsConnection;
+  /** The revocations this service knows of. */
+  revocations: RevocationList;
   /** Drains the subscriptions and closes the NATS connection. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -67,11 +87,21 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   const log = options.log ?? silentLogger;
   const home = options.home ?? './.chatgate';
   const { getKey, jwks } = await keySource(options);
-  const { list: revocations, skipped } = await loadRevocations(home);
-  if (skipped > 0) log.warn({ skipped }, 'unreadable revocation lines skipped');
+  const rules = options.rules ?? defaultClaimRules;
+  const bucketOptions = {
+    maxTokenLifetimeS: rules.maxLifetimeS,
+    replicas: options.revocationReplicas,
+    clockMarginS: options.clockMarginS,
+  };
+  const keepMs = revocationMaxAgeMs(bucketOptions);
+  const revocations = new RevocationList();
+  // The file revocations lived in before the bucket: refused from now on, imported once below.
+  const legacy = await loadRevocations(home);
+  if (legacy.skipped > 0) log.warn({ skipped: legacy.skipped }, 'unreadable revocation lines skipped');
+  for (const r of legacy.revocations) revocations.add(r, Date.now() + keepMs);
   const verify = createTokenVerifier(
     getKey,
-    options.rules ?? defaultClaimRules,
+    rules,
     (claims) => revocations.isRevoked(claims),
     options.clockToleranceS ?? limitDefaults.clockToleranceS,
   );
@@ -80,8 +110,36 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     home,
     credentials: options.natsCredentials,
   });
-
   const guard = new CallbackGuard(log);
+
+  /**
+   * The bucket, made (or brought to these options) once, by one caller at a time (the watch and
+   * a revoke request may both ask); the old file imported into it once.
+   */
+  let bucket: Promise<KV> | undefined;
+  const openBucket = () =>
+    (bucket ??= (async () => {
+      const kv = await ensureRevocationBucket(nc, bucketOptions);
+      if (legacy.revocations.length > 0) {
+        for (const r of legacy.revocations) await storeRevocation(kv, r);
+        await retireLegacyFile(home);
+        log.info({ imported: legacy.revocations.length }, 'revocations imported from revocations.jsonl');
+        legacy.revocations.length = 0;
+      }
+      return kv;
+    })().catch((err: unknown) => {
+      bucket = undefined;
+      throw err;
+    }));
+  const watch = watchRevocations({ nc, list: revocations, log, open: openBucket, keepMs });
+  // Serve only once the stored revocations are read (bounded: no JetStream is also an answer).
+  let waited: NodeJS.Timeout | undefined;
+  await Promise.race([
+    watch.firstAttempt,
+    new Promise((resolve) => (waited = setTimeout(resolve, options.revocationsWaitMs ?? 5000))),
+  ]);
+  clearTimeout(waited);
+
   const subs: Subscription[] = [];
   subs.push(
     nc.subscribe(subjects.authVerify, {
@@ -107,12 +165,23 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
       }),
     }),
   );
-  /** Records a revocation once: in memory, then on disk. */
-  const record = async (r: Revocation) => {
-    if (!revocations.add(r)) return false;
-    await persistRevocation(home, r);
-    log.info({ jti: r.jti, sub: r.sub, at: r.at }, 'token revoked');
-    return true;
+  /**
+   * Stores a revocation in the bucket and resolves once JetStream acknowledged it, with what the
+   * bucket holds for it. Nothing in memory short-cuts it: a retry after a failure stores again.
+   */
+  const record = async (r: Revocation): Promise<Revocation> => {
+    let stored: Revocation;
+    try {
+      stored = await storeRevocation(await openBucket(), r);
+    } catch (err) {
+      // Deleted under us: make it again, once.
+      if (revocationStoreError(err).code !== ChatgateErrorCode.noRevocationBucket) throw err;
+      bucket = undefined;
+      stored = await storeRevocation(await openBucket(), r);
+    }
+    revocations.add(stored, Date.now() + keepMs);
+    log.info({ jti: stored.jti, sub: stored.sub, at: stored.at }, 'token revoked');
+    return stored;
   };
   subs.push(
     nc.subscribe(subjects.authRevoke, {
@@ -130,25 +199,13 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
           return;
         }
         return record(parsed.data).then(
-          () => {
-            nc.publish(subjects.revoked, JSON.stringify(parsed.data));
-            msg.respond(JSON.stringify({ ok: true, revocation: parsed.data }));
-          },
+          (revocation) => msg.respond(JSON.stringify({ ok: true, revocation })),
           (err: unknown) => {
-            log.error({ err }, 'revocation not persisted');
-            msg.respond(JSON.stringify({ ok: false, error: 'revocation not persisted' }));
+            const { code, message } = revocationStoreError(err);
+            log.error({ code, err: message }, 'revocation not stored');
+            msg.respond(JSON.stringify({ ok: false, code, error: `revocation not stored: ${message}` }));
           },
         );
-      }),
-    }),
-  );
-  // Revocations recorded by other auth services, or broadcast while none could answer.
-  subs.push(
-    nc.subscribe(subjects.revoked, {
-      callback: guard.callback('revoked', (msg) => {
-        const parsed = revocationSchema.safeParse(safeJson(msg.data));
-        if (!parsed.success) return log.info('malformed revocation broadcast');
-        record(parsed.data).catch((err: unknown) => log.error({ err }, 'revocation not persisted'));
       }),
     }),
   );
@@ -159,8 +216,10 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   let closing: Promise<void> | undefined;
   return {
     nc,
+    revocations,
     close: () =>
       (closing ??= (async () => {
+        watch.stop();
         await closeNats(nc);
         log.info('auth service stopped');
       })()),

@@ -1,9 +1,11 @@
 /**
  * Minting and checking chatgate's JWTs with jose.
  *
- * A token must carry `sub` (1–256 chars of well-formed Unicode) and `exp`; `iss` must equal the
- * configured issuer and `aud` contain the configured audience; `nbf`, `jti` and `rooms` (an array
- * of room ids, or "*") are optional. Only asymmetric algorithms are accepted, so `alg: none` and
+ * A token must carry `sub` (1–256 chars of well-formed Unicode), `iat` and `exp`, with a lifetime
+ * `exp - iat` of at most `maxLifetimeS` (so that a revocation, kept that long, outlives every token
+ * it covers: docs/resilience.md); `iss` must equal the configured issuer and `aud` contain the
+ * configured audience; `nbf`, `jti` (well-formed Unicode) and `rooms` (an array of room ids, or
+ * "*") are optional. Only asymmetric algorithms are accepted, so `alg: none` and
  * HMAC-with-the-public-key confusion fail. jose's errors become a verdict here and go no further.
  */
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
@@ -33,7 +35,12 @@ export interface ClaimRules {
   issuer: string;
   /** @default 'chatgate' */
   audience: string;
+  /** The longest lifetime (`exp - iat`, seconds) a token may have. @default 86400 */
+  maxLifetimeS?: number;
 }
+
+/** The longest token lifetime accepted unless configured (MAX_TOKEN_LIFETIME_S): one day. */
+export const DEFAULT_MAX_TOKEN_LIFETIME_S = 86_400;
 
 export const defaultClaimRules: ClaimRules = { issuer: 'chatgate', audience: 'chatgate' };
 
@@ -105,13 +112,18 @@ export function createTokenVerifier(
         algorithms: ACCEPTED_ALGORITHMS,
         issuer: rules.issuer,
         audience: rules.audience,
-        requiredClaims: ['sub', 'exp'],
+        requiredClaims: ['sub', 'exp', 'iat'],
         clockTolerance: clockToleranceS,
       });
+      const maxLifetimeS = rules.maxLifetimeS ?? DEFAULT_MAX_TOKEN_LIFETIME_S;
+      if (payload.exp! - payload.iat! > maxLifetimeS) {
+        return { outcome: 'invalid', reason: 'token lifetime over MAX_TOKEN_LIFETIME_S' };
+      }
       const rooms = roomGrant(payload.rooms);
       if (!isValidId(payload.sub)) return { outcome: 'invalid', reason: 'claim sub rejected' };
       if (rooms === undefined) return { outcome: 'invalid', reason: 'claim rooms rejected' };
-      if (payload.jti !== undefined && typeof payload.jti !== 'string') {
+      // Only a well-formed jti has a key in the revocations bucket, so only such a token is revocable.
+      if (payload.jti !== undefined && (typeof payload.jti !== 'string' || !payload.jti.isWellFormed())) {
         return { outcome: 'invalid', reason: 'claim jti rejected' };
       }
       if (isRevoked({ jti: payload.jti, sub: payload.sub, iat: payload.iat })) {

@@ -25,6 +25,8 @@ export interface NatsServerOptions {
   monitorPort?: number;
   /** Enables JetStream with this store directory. */
   jetstreamDir?: string;
+  /** The server's name; a JetStream cluster needs a unique, stable one per member. @default nats-server's own (random) */
+  serverName?: string;
   /** Where the server's own log lines go. @default 'ignore' */
   stdio?: 'inherit' | 'ignore';
   /** How long to wait for the server to listen. @default 10000 */
@@ -87,6 +89,7 @@ export function natsServerArgs(options: NatsServerOptions, portsDir?: string, co
     if (options.routes?.length) args.push('--routes', options.routes.join(','));
   }
   if (options.jetstreamDir !== undefined) args.push('-js', '-sd', options.jetstreamDir);
+  if (options.serverName !== undefined) args.push('--server_name', options.serverName);
   if (portsDir !== undefined) args.push('--ports_file_dir', portsDir);
   return args;
 }

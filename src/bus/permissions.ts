@@ -19,13 +19,14 @@
  *
  * Later features (durable delivery will add message streams) add their subjects here.
  */
-import { AUTH_QUEUE, subjects } from '../subjects.ts';
+import { AUTH_QUEUE, REVOCATIONS_BUCKET, subjects } from '../subjects.ts';
+
+export { REVOCATIONS_BUCKET };
 
 export const BUS_ROLES = ['gateway', 'auth', 'api'] as const;
 export type BusRole = (typeof BUS_ROLES)[number];
 
-/** The JetStream key-value bucket of revocations, and the stream nats-server keeps it in. */
-export const REVOCATIONS_BUCKET = 'chatgate-revocations';
+/** The stream nats-server keeps the revocations bucket in. */
 const REVOCATIONS_STREAM = `KV_${REVOCATIONS_BUCKET}`;
 
 /** The inbox prefix of a role's connections: replies to its requests arrive under it. */
@@ -68,6 +69,7 @@ const readRevocations: Grant[] = [
   js(`STREAM.MSG.GET.${REVOCATIONS_STREAM}`, 'get one revocation (bucket without direct get)'),
   js(`CONSUMER.CREATE.${REVOCATIONS_STREAM}.>`, 'watch the bucket and list its keys (ordered consumer)'),
   js(`CONSUMER.INFO.${REVOCATIONS_STREAM}.>`, 'an ordered consumer checks itself when it resets'),
+  js(`CONSUMER.DELETE.${REVOCATIONS_STREAM}.>`, 'a stopped or reset watch deletes its consumer'),
   { subject: `$JS.FC.${REVOCATIONS_STREAM}.>`, why: 'flow control replies of the watch' },
 ];
 
@@ -77,12 +79,10 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       { subject: subjects.authVerify, queue: AUTH_QUEUE, why: 'answer token checks, one instance each' },
       { subject: subjects.authJwks, queue: AUTH_QUEUE, why: 'serve the public key set' },
       { subject: subjects.authRevoke, queue: AUTH_QUEUE, why: 'record revocations' },
-      { subject: subjects.revoked, why: 'learn revocations other auth services recorded' },
       { subject: `${inboxPrefix('auth')}.>`, why: 'replies to its own requests (JetStream API, revoke)' },
     ],
     publish: [
       { subject: subjects.authJwksAnnounce, why: 'announce its key set to the gateways' },
-      { subject: subjects.revoked, why: 'broadcast each recorded revocation' },
       { subject: subjects.authRevoke, why: '`chatgate revoke` asks an auth service with this role' },
       ...readRevocations,
       js(`STREAM.CREATE.${REVOCATIONS_STREAM}`, 'create the revocations bucket'),
@@ -96,7 +96,6 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       { subject: USERS, why: 'deliver to the sessions of a user on this node' },
       { subject: ROOMS, why: 'deliver to the sessions in a room on this node' },
       { subject: subjects.authJwksAnnounce, why: 'cache the key set for degraded mode' },
-      { subject: subjects.revoked, why: 'close revoked sessions at once' },
       { subject: `${inboxPrefix('gateway')}.>`, why: 'auth verdicts, key sets, JetStream replies' },
     ],
     denySubscribe: [subjects.authVerify, subjects.authRevoke, subjects.authJwks],

@@ -3,7 +3,8 @@
  * default come from the table in config.ts. A bad option: one line on stderr, exit code 2.
  */
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { commandOptions, natsCredentials, OptionError, parseConfig, type CommandConfig, type CommandName } from '../config.ts';
 import { ChatgateError } from '../errors.ts';
@@ -50,7 +51,7 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     degradedPolicy: config.degradedPolicy,
     recheckPerSecond: config.recheckPerSecond,
-    rules: { issuer: config.issuer, audience: config.audience },
+    rules: { issuer: config.issuer, audience: config.audience, maxLifetimeS: config.maxTokenLifetimeS },
     maxConnections: config.maxConnections,
     handshakesPerIpPerSecond: config.handshakesPerIpPerSecond,
     trustProxy: config.trustProxy,
@@ -114,6 +115,7 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
     // A locked-down cluster also locks its routes: members share the route password in the same folder.
     const routePassword =
       config.insecure || config.clusterPort === undefined ? undefined : await ensureRouteSecret(config.home);
+    const jetstreamDir = config.jetstream ?? join(config.home, 'jetstream');
     const server = await startNatsServer({
       authorization,
       routePassword,
@@ -121,10 +123,13 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
       host: config.host,
       clusterPort: config.clusterPort,
       routes: config.routes,
-      jetstreamDir: config.jetstream,
+      jetstreamDir,
+      // JetStream cluster members need stable, unique names.
+      serverName: config.serverName ?? (config.clusterPort === undefined ? undefined : `chatgate-${hostname()}-${config.port}`),
       stdio: 'inherit',
     });
     process.stdout.write(`nats-server listening on ${server.url}\n`);
+    process.stdout.write(`JetStream store in ${resolve(jetstreamDir)}\n`);
     if (server.routeUrl) process.stdout.write(`cluster routes on ${server.routeUrl}\n`);
     process.stdout.write(
       authorization === undefined
@@ -141,7 +146,8 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
       natsUrl: config.nats,
       home: config.home,
       jwksUrl: config.jwksUrl,
-      rules: { issuer: config.issuer, audience: config.audience },
+      rules: { issuer: config.issuer, audience: config.audience, maxLifetimeS: config.maxTokenLifetimeS },
+      revocationReplicas: config.revocationReplicas,
       clockToleranceS: config.clockToleranceS,
       natsCredentials: natsCredentials(config),
       log,

@@ -4,7 +4,7 @@
  * token endpoint exists only here), and a banner that says how to connect.
  */
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { CommandConfig } from '../config.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { startNatsServer, type NatsServer } from '../bus/nats-server.ts';
@@ -26,23 +26,24 @@ const DEFAULT_NATS_PORT = 4222;
  * system service on 4222), dev mode takes any free port instead and says so; a port set on
  * purpose that is taken is an error.
  */
-async function startDevNats(port: number, home: string, log: Logger): Promise<NatsServer> {
+async function startDevNats(port: number, home: string, jetstreamDir: string, log: Logger): Promise<NatsServer> {
   const authorization = authorizationConfig(await ensureRoleCredentials(home));
   try {
-    return await startNatsServer({ port, host: '127.0.0.1', authorization });
+    return await startNatsServer({ port, host: '127.0.0.1', authorization, jetstreamDir });
   } catch (err) {
     if (port !== DEFAULT_NATS_PORT || !(err instanceof ChatgateError) || err.code !== ChatgateErrorCode.natsServerFailed) {
       throw err;
     }
     log.warn({ port }, 'nats port in use: dev mode uses a free port instead');
-    return startNatsServer({ port: -1, host: '127.0.0.1', authorization });
+    return startNatsServer({ port: -1, host: '127.0.0.1', authorization, jetstreamDir });
   }
 }
 
 export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
   const log = createLogger({ level: config.logLevel });
   installLastResort(log);
-  const nats = await startDevNats(config.natsPort, config.home, log);
+  // JetStream holds the revocations; its store survives dev runs that share CHATGATE_HOME.
+  const nats = await startDevNats(config.natsPort, config.home, config.jetstream ?? join(config.home, 'jetstream'), log);
   const stops: Array<() => Promise<void>> = [() => nats.stop()];
   let stopping = false;
   const stopAll = async () => {
@@ -53,7 +54,7 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
     const auth = await startAuthService({
       natsUrl: nats.url,
       home: config.home,
-      rules: { issuer: config.issuer, audience: config.audience },
+      rules: { issuer: config.issuer, audience: config.audience, maxLifetimeS: config.maxTokenLifetimeS },
       clockToleranceS: config.clockToleranceS,
       log,
     });

@@ -1,16 +1,18 @@
 /**
- * `chatgate revoke --jti ID | --sub USER`: asks an auth service to record the revocation, which
- * it persists and broadcasts; gateways then close every affected session with 4001.
+ * `chatgate revoke --jti ID | --sub USER`: stores the revocation in the revocations bucket itself
+ * (src/auth/revocation-store.ts), with the same compare-and-set rules as the auth service, and exits 0
+ * only once JetStream has acknowledged it. Every auth service and gateway watches the bucket:
+ * gateways then close each affected session with 4001, also those that were cut off from NATS
+ * at the time, once they are back.
  *
- * When no auth service answers (an outage), the command records it itself in CHATGATE_HOME and
- * broadcasts it, so gateways act at once and auth services sharing that home load it when they
- * start; it says so on stderr.
+ * It needs no auth service to answer, only NATS with JetStream and the bucket (which an auth
+ * service makes when it first starts); it prints what the bucket holds for that token or user.
  */
 import type { CommandConfig } from '../config.ts';
 import { natsCredentials, OptionError } from '../config.ts';
 import { connectNats } from '../bus/connection.ts';
-import { persistRevocation, revocationSchema, type Revocation } from '../auth/revocations.ts';
-import { subjects } from '../subjects.ts';
+import { openRevocationBucket, storeRevocation } from '../auth/revocation-store.ts';
+import { revocationSchema } from '../auth/revocations.ts';
 
 export async function runRevoke(config: CommandConfig<'revoke'>): Promise<void> {
   if ((config.jti === undefined) === (config.sub === undefined)) {
@@ -24,27 +26,9 @@ export async function runRevoke(config: CommandConfig<'revoke'>): Promise<void> 
   });
   try {
     const at = Math.floor(Date.now() / 1000);
-    const request = config.jti !== undefined ? { jti: config.jti, at } : { sub: config.sub, at };
-    let revocation: Revocation | undefined;
-    try {
-      const reply = (await nc.request(subjects.authRevoke, JSON.stringify(request), { timeout: 3000 })).json<{
-        ok: boolean;
-        revocation?: Revocation;
-        error?: string;
-      }>();
-      if (!reply.ok) throw new OptionError(`the auth service refused the revocation: ${reply.error ?? 'unknown'}`);
-      revocation = reply.revocation;
-    } catch (err) {
-      if (err instanceof OptionError) throw err;
-      revocation = revocationSchema.parse(request);
-      await persistRevocation(config.home, revocation);
-      nc.publish(subjects.revoked, JSON.stringify(revocation));
-      await nc.flush();
-      process.stderr.write(
-        `chatgate: no auth service answered; revocation broadcast to gateways and written to ${config.home}\n`,
-      );
-    }
-    process.stdout.write(`${JSON.stringify(revocation)}\n`);
+    const revocation = revocationSchema.parse(config.jti !== undefined ? { jti: config.jti, at } : { sub: config.sub, at });
+    const stored = await storeRevocation(await openRevocationBucket(nc), revocation);
+    process.stdout.write(`${JSON.stringify(stored)}\n`);
   } finally {
     await nc.close();
   }

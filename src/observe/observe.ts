@@ -35,7 +35,7 @@ export const REDACTED = '[redacted]';
 export const TOO_DEEP = '[too deep]';
 /**
  * Levels of objects and arrays that `redact` copies. Above the protocol's limit on a body (32,
- * src/codec.ts) plus the event or action around it, so that nothing a client may send is cut.
+ * src/gateway/codec.ts) plus the event or action around it, so that nothing a client may send is cut.
  */
 export const MAX_COPY_DEPTH = 64;
 

@@ -1,6 +1,6 @@
 /**
  * A whole chatgate on this machine for integration tests: real nats-server processes (one, or a
- * 3-node cluster), the auth service and gateway nodes in-process, each gateway on its own NATS
+ * 3-node cluster, with JetStream), the auth service and gateway nodes in-process, each gateway on its own NATS
  * server, plus helpers to mint tokens and open clients. `stop()` ends all of it, clients first.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { startAuthService, type AuthService } from '../../src/auth/service.ts';
 import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway/gateway.ts';
 import { loadSigningKeys, type SigningKeys } from '../../src/auth/keys.ts';
-import { mintToken, type MintOptions } from '../../src/auth/tokens.ts';
+import { defaultClaimRules, mintToken, type MintOptions } from '../../src/auth/tokens.ts';
 import { startNats, startNatsCluster, type NatsServer } from './nats.ts';
 import { TestClient, type ConnectOptions, type Frame } from './client.ts';
 
@@ -21,6 +21,10 @@ export interface StackOptions {
   gateway?: Partial<GatewayOptions>;
   /** Start the auth service. @default true */
   auth?: boolean;
+  /** MAX_TOKEN_LIFETIME_S of the auth service and the gateways. @default 86400 */
+  maxTokenLifetimeS?: number;
+  /** Copies of the revocations bucket (3 for a cluster test of R3). @default 1 */
+  revocationReplicas?: number;
 }
 
 export interface Stack {
@@ -65,9 +69,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       stopNats = server.stop;
     }
     const keys = await loadSigningKeys(home);
+    const rules = { ...defaultClaimRules, maxLifetimeS: options.maxTokenLifetimeS };
     // The auth service sits on the last server; gateway i on server i.
     const startAuth = async () => {
-      const service = await startAuthService({ natsUrl: nats[nats.length - 1]!.url, home });
+      const service = await startAuthService({
+        natsUrl: nats[nats.length - 1]!.url,
+        home,
+        rules,
+        revocationReplicas: options.revocationReplicas ?? 1,
+      });
       authServices.push(service);
       return service;
     };
@@ -81,6 +91,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           nodeId: `node-${i}`,
           // Every test client comes from 127.0.0.1: the per-IP limit has its own test.
           handshakesPerIpPerSecond: 1_000_000,
+          rules,
           ...options.gateway,
         }),
       );

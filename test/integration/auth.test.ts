@@ -4,7 +4,8 @@ import { startStack, type Stack } from '../harness/stack.ts';
 
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack({ gateway: { authTimeoutMs: 400 } });
+  // Tokens of up to eleven years are accepted here, for the expiry timer test below.
+  stack = await startStack({ gateway: { authTimeoutMs: 400 }, maxTokenLifetimeS: 11 * 365 * 24 * 3600 });
 });
 afterAll(async () => {
   await stack?.stop();

@@ -290,7 +290,6 @@ const natsSubject = fc.constantFrom(
   subjects.user('fz-a'),
   subjects.room('fz-room'),
   subjects.authJwksAnnounce,
-  subjects.revoked,
   subjects.authVerify,
   subjects.authJwks,
   subjects.authRevoke,

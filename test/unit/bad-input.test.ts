@@ -1,8 +1,8 @@
 /**
  * The pieces that keep bad input from stopping a node, one by one: the body depth limit and the
- * strict chat message decoder (src/codec.ts), request targets (src/request-target.ts), bounded
- * copies and observers that never throw (src/observe.ts), NATS callbacks that never throw
- * (src/nats-callback.ts), log budgets (src/bounded-log.ts), and the last resort
+ * strict chat message decoder (src/gateway/codec.ts), request targets (src/request-target.ts), bounded
+ * copies and observers that never throw (src/observe/observe.ts), NATS callbacks that never throw
+ * (src/bus/callback-guard.ts), log budgets (src/bounded-log.ts), and the last resort
  * (src/last-resort.ts) in a real child process. The processes themselves are in
  * test/integration/bad-input.test.ts and test/integration/fuzz.property.test.ts.
  */
