@@ -3,6 +3,7 @@
  * default come from the table in config.ts. A bad option: one line on stderr, exit code 2.
  */
 import { writeFile } from 'node:fs/promises';
+import { nuid } from '@nats-io/nats-core';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -125,7 +126,11 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
       routes: config.routes,
       jetstreamDir,
       // JetStream cluster members need stable, unique names.
-      serverName: config.serverName ?? (config.clusterPort === undefined ? undefined : `chatgate-${hostname()}-${config.port}`),
+      serverName:
+        config.serverName ??
+        (config.clusterPort === undefined
+          ? undefined
+          : `chatgate-${hostname()}-${config.port > 0 ? config.port : nuid.next().slice(-8)}`),
       stdio: 'inherit',
     });
     process.stdout.write(`nats-server listening on ${server.url}\n`);

@@ -87,7 +87,8 @@ describe('bus - the roles as processes', () => {
   it('bus - chatgate nats --cluster-port/--routes forms a locked-down cluster from one CHATGATE_HOME', async () => {
     const home = await newHome();
     const env = { CHATGATE_HOME: home };
-    const seed = new ChatgateProcess(['nats', '--port', '-1', '--cluster-port', '-1'], env);
+    // A JetStream cluster member needs a route to start; the seed's never resolves (RFC 2606 .invalid).
+    const seed = new ChatgateProcess(['nats', '--port', '-1', '--cluster-port', '-1', '--routes', 'nats-route://chatgate-seed.invalid:4248'], env);
     const seedUrl = (await seed.waitFor(/listening on (nats:\/\/\S+)/))[1]!;
     const route = (await seed.waitFor(/cluster routes on (nats-route:\/\/\S+)/))[1]!;
     expect((await stat(join(credentialsDir(home), 'route.secret'))).mode & 0o777).toBe(0o600);

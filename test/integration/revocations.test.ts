@@ -383,7 +383,8 @@ describe('revocations - bounded by the token lifetime', () => {
     const keys = await loadSigningKeys(home);
     const server: NatsServer = later(await startNats(), (s) => s.stop());
     const short = { issuer: 'chatgate', audience: 'chatgate', maxLifetimeS: 1 };
-    let auth = await startAuthService({ natsUrl: server.url, home, rules: short, clockMarginS: 1 });
+    // No clock tolerance: the 1 s margin must exceed it for the bound to hold (docs/resilience.md).
+    let auth = await startAuthService({ natsUrl: server.url, home, rules: short, clockMarginS: 1, clockToleranceS: 0 });
     cleanups.push(() => auth.close());
     const nc = await natsClient(server.url);
     const kv = await bucket(nc);
@@ -398,7 +399,7 @@ describe('revocations - bounded by the token lifetime', () => {
     expect((await verify(nc, token)).outcome).toBe('expired');
 
     await auth.close();
-    auth = await startAuthService({ natsUrl: server.url, home, rules: { ...short, maxLifetimeS: 7200 }, clockMarginS: 1 });
+    auth = await startAuthService({ natsUrl: server.url, home, rules: { ...short, maxLifetimeS: 7200 }, clockMarginS: 1, clockToleranceS: 0 });
     expect((await kv.status()).ttl).toBe(7201 * 1000);
   });
 });
