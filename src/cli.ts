@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { commandOptions, OptionError, parseConfig, type CommandConfig, type CommandName } from './config.ts';
-import { ChatgateError } from './errors.ts';
+import { ChatgateError, ChatgateErrorCode } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { loadSigningKeys } from './keys.ts';
 import { mintToken } from './tokens.ts';
@@ -208,7 +208,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (err instanceof ChatgateError) {
       process.stderr.write(`chatgate: ${err.message}\n`);
-      process.exit(1);
+      process.exit(err.code === ChatgateErrorCode.badOption ? 2 : 1);
     }
     process.stderr.write(`chatgate: ${(err as Error).message}\n`);
     process.exit(1);

@@ -72,6 +72,23 @@ describe('cli - token and jwks', () => {
     expect(code).toBe(2);
   });
 
+  it('cli - a recording file that cannot be written is a bad option: one line, exit code 2', async () => {
+    nats ??= await startNats();
+    const dir = await mkdtemp(join(tmpdir(), 'chatgate-cli-record-'));
+    try {
+      const target = `file:${join(dir, 'missing-dir', 'rec.jsonl')}`;
+      const { code, stderr } = await runChatgate(
+        ['gateway', '--nats', nats.url, '--port', '0', '--host', '127.0.0.1', '--record-to', target],
+        env,
+      );
+      expect(stderr).toContain('cannot write the recording');
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+      expect(code).toBe(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('cli - without nats-server the command says how to install it', async () => {
     const { code, stderr } = await runChatgate(['nats', '--port', '-1'], { ...env, NATS_SERVER_BIN: '/nonexistent/nats-server' });
     expect(code).toBe(1);
