@@ -21,12 +21,15 @@
  * is written at the top level, where a mention does not move a state.
  */
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StateMachine, type AnyStateMachine, type AnyStateNode } from 'xstate';
 import type { CommandConfig } from './config.ts';
 
 const machinesDir = fileURLToPath(new URL('../machines/', import.meta.url));
+/** The repository (or installed package): `source.file` is relative to it, from src/ and dist/ alike. */
+const packageRoot = dirname(createRequire(import.meta.url).resolve('chatgate/package.json'));
 /** `.ts` run from the sources, `.js` from the build in dist/: the machines are beside this module. */
 const moduleExt = extname(fileURLToPath(import.meta.url));
 
@@ -340,7 +343,7 @@ export function machineSection(source: MachineSource, outDir: string): string {
       ]),
   );
   const delayNames = unique([...Object.keys(impl.delays), ...uses.delays.keys()]);
-  const link = relative(outDir, resolve(machinesDir, '..', source.file)).split(sep).join('/');
+  const link = relative(outDir, resolve(packageRoot, source.file)).split(sep).join('/');
 
   return [
     `## ${source.file.replace(/^machines\//, '').replace(/\.machine\.ts$/, '')}`,
