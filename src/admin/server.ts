@@ -18,6 +18,7 @@
  *   GET  /demo, POST /dev/token  dev only: the demo chat page and its token minting
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -73,7 +74,16 @@ export interface AdminServer {
 const COOKIE = 'chatgate_admin';
 const MAX_FORM_BYTES = 4096;
 const pagesDir = new URL('./pages/', import.meta.url);
-const mermaidBundle = createRequire(import.meta.url).resolve('mermaid/dist/mermaid.min.js');
+/**
+ * Mermaid's browser bundle, served so the page draws offline (no CDN). The package ships it next
+ * to the pages (scripts/build.mjs copies it into dist/); run from the sources, it is read from
+ * the mermaid dev dependency. Never resolved from node_modules in the package: mermaid is no
+ * dependency of it, and a project's own mermaid may be another version.
+ */
+const builtMermaid = new URL('mermaid.min.js', pagesDir);
+const mermaidBundle: string | URL = existsSync(builtMermaid)
+  ? builtMermaid
+  : createRequire(import.meta.url).resolve('mermaid/dist/mermaid.min.js');
 
 const ASSETS: Record<string, { file: string | URL; type: string; demo?: boolean }> = {
   '/assets/admin.css': { file: new URL('admin.css', pagesDir), type: 'text/css; charset=utf-8' },

@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { commandOptions, natsCredentials, OptionError, parseConfig, type CommandConfig, type CommandName } from '../config.ts';
-import { ChatgateError } from '../errors.ts';
+import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { loadSigningKeys } from '../auth/keys.ts';
 import { mintToken } from '../auth/tokens.ts';
@@ -263,7 +263,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (err instanceof ChatgateError) {
       process.stderr.write(`chatgate: ${err.message}\n`);
-      process.exit(1);
+      process.exit(err.code === ChatgateErrorCode.badOption ? 2 : 1);
     }
     process.stderr.write(`chatgate: ${(err as Error).message}\n`);
     process.exit(1);

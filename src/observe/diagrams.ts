@@ -21,12 +21,17 @@
  * is written at the top level, where a mention does not move a state.
  */
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { createRequire } from 'node:module';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StateMachine, type AnyStateMachine, type AnyStateNode } from 'xstate';
 import type { CommandConfig } from '../config.ts';
 
 const machinesDir = fileURLToPath(new URL('../../machines/', import.meta.url));
+/** The repository (or installed package): `source.file` is relative to it, from src/ and dist/ alike. */
+const packageRoot = dirname(createRequire(import.meta.url).resolve('chatgate/package.json'));
+/** `.ts` run from the sources, `.js` from the build in dist/: the machines are beside this module. */
+const moduleExt = extname(fileURLToPath(import.meta.url));
 
 /** One transition of a machine, as the diagram and the tables show it. */
 export interface MachineTransition {
@@ -244,7 +249,7 @@ export interface MachineSource {
 
 /** Every machine exported by `machines/*.machine.ts`, by file name. */
 export async function loadMachines(): Promise<MachineSource[]> {
-  const files = (await readdir(machinesDir)).filter((f) => f.endsWith('.machine.ts')).sort();
+  const files = (await readdir(machinesDir)).filter((f) => f.endsWith(`.machine${moduleExt}`)).sort();
   const out: MachineSource[] = [];
   for (const file of files) {
     const path = join(machinesDir, file);
@@ -260,7 +265,7 @@ export async function loadMachines(): Promise<MachineSource[]> {
     for (const [exportName, value] of Object.entries(module)) {
       if (!(value instanceof StateMachine)) continue;
       const machine = value as AnyStateMachine;
-      out.push({ file: `machines/${file}`, exportName, machine, description: machine.root.description ?? firstParagraph });
+      out.push({ file: `machines/${basename(file, moduleExt)}.ts`, exportName, machine, description: machine.root.description ?? firstParagraph });
     }
   }
   return out;
@@ -338,7 +343,7 @@ export function machineSection(source: MachineSource, outDir: string): string {
       ]),
   );
   const delayNames = unique([...Object.keys(impl.delays), ...uses.delays.keys()]);
-  const link = relative(outDir, resolve(machinesDir, '..', source.file)).split(sep).join('/');
+  const link = relative(outDir, resolve(packageRoot, source.file)).split(sep).join('/');
 
   return [
     `## ${source.file.replace(/^machines\//, '').replace(/\.machine\.ts$/, '')}`,

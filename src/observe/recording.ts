@@ -14,6 +14,7 @@
  * Tokens and message bodies are `[redacted]` unless `raw` is set.
  */
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import type { AnyActorRef } from 'xstate';
@@ -41,9 +42,12 @@ export interface RecordingOptions {
 /** The version of the line format below; replay refuses others. */
 export const RECORDING_FORMAT = 1;
 
-/** chatgate's version, from package.json, in every header. */
+/**
+ * chatgate's version, from package.json, in every header. Found by the package's own name (its
+ * `exports` list `./package.json`), which works from src/ and from the build in dist/ alike.
+ */
 export const CHATGATE_VERSION: string = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  JSON.parse(readFileSync(createRequire(import.meta.url).resolve('chatgate/package.json'), 'utf8')) as { version: string }
 ).version;
 
 const machineSchema = z.enum(['connection', 'breaker']);

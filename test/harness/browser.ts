@@ -34,7 +34,7 @@ export function requireChromium(): void {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `${CHROMIUM} is missing: the browser tests use Debian's chromium package, never a downloaded browser. ` +
-        'Install it with `apt-get install chromium` (as root, or with sudo), or run `bash .ci/run`, which does.',
+        'Install it with `apt-get install chromium` (as root, or with sudo), or run `bash scripts/setup.sh`, the README install step, which does.',
     );
   }
 }

@@ -1,6 +1,8 @@
 /**
  * `chatgate` as a real child process, with its output collected and bounded waits on it. Every
  * process started here is killed by `stopAll()` (tests call it in afterAll), also on failure.
+ * It is the package's own bin, which runs the compiled CLI in dist/; global-setup.ts builds
+ * dist/ from the sources under test before any test starts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

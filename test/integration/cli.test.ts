@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { ChatgateProcess, runChatgate, stopAll } from '../harness/process.ts';
 import { startNats, type NatsServer } from '../harness/nats.ts';
 import { TestClient } from '../harness/client.ts';
+import { machinesMarkdown } from '../../src/observe/diagrams.ts';
 
 let home: string;
 let env: NodeJS.ProcessEnv;
@@ -70,6 +71,36 @@ describe('cli - token and jwks', () => {
     }
     const { code } = await runChatgate(['gateway'], { ...env, PORT: '-5' });
     expect(code).toBe(2);
+  });
+
+  it('cli - a recording file that cannot be written is a bad option: one line, exit code 2', async () => {
+    nats ??= await startNats();
+    const dir = await mkdtemp(join(tmpdir(), 'chatgate-cli-record-'));
+    try {
+      const target = `file:${join(dir, 'missing-dir', 'rec.jsonl')}`;
+      const { code, stderr } = await runChatgate(
+        ['gateway', '--nats', nats.url, '--port', '0', '--host', '127.0.0.1', '--record-to', target],
+        env,
+      );
+      expect(stderr).toContain('cannot write the recording');
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+      expect(code).toBe(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('cli - machines, run compiled, writes what the sources give, links to the sources included', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chatgate-cli-machines-'));
+    try {
+      const out = join(dir, 'machines.md');
+      const { code, stderr } = await runChatgate(['machines', '--out', out], env);
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      expect(await readFile(out, 'utf8')).toBe(await machinesMarkdown(out));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('cli - without nats-server the command says how to install it', async () => {
