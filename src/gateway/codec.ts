@@ -11,7 +11,7 @@
 import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import type { ConnectionEvent, Destination, FrameId } from '../../machines/connection.machine.ts';
-import type { ErrorCodeValue } from '../../machines/codes.ts';
+import type { ClientFrame, HistoryAnswerFrame, ServerFrame as ProtocolServerFrame } from '../protocol.ts';
 import { MAX_ID_LENGTH } from '../subjects.ts';
 
 const frameId = z.union([z.string().max(128), z.number().int().safe()]);
@@ -55,7 +55,11 @@ const clientFrame = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ping'), id: frameId.optional() }),
 ]);
 
-export type ClientFrame = z.infer<typeof clientFrame>;
+/** What the schema accepts; each is one of src/protocol.ts's client frames (checked below). */
+export type DecodedClientFrame = z.infer<typeof clientFrame>;
+// The schema and the shared types may not drift: a decoded frame must be a protocol frame.
+export type DecodedIsProtocol = DecodedClientFrame extends ClientFrame ? true : never;
+export const decodedIsProtocol: DecodedIsProtocol = true;
 
 /** The `id` of a frame that failed validation, when it has a usable one. */
 function salvageId(value: unknown): FrameId | undefined {
@@ -101,13 +105,8 @@ export function decodeClientFrame(text: string): ConnectionEvent {
   }
 }
 
-/** Server → client frames. */
-export type ServerFrame =
-  | { type: 'welcome'; session: string; user: string; node: string; exp: number; degraded: boolean }
-  | { type: 'ack'; id: FrameId; msgId?: string; exp?: number }
-  | { type: 'error'; code: ErrorCodeValue; message: string; id?: FrameId; retryAfterMs?: number }
-  | { type: 'expiring'; exp: number }
-  | { type: 'pong'; id?: FrameId };
+/** Server → client frames that this node writes: src/protocol.ts's (`history` comes with durable delivery). */
+export type ServerFrame = Exclude<ProtocolServerFrame, HistoryAnswerFrame>;
 
 export function encodeServerFrame(frame: ServerFrame): string {
   return JSON.stringify(frame);
