@@ -82,6 +82,8 @@ export interface Gap {
 export interface ClientEvents {
   message: MessageFrame;
   state: StateChange;
+  /** Open, and every room re-joined (resumed from its position): the outbox is sending again. */
+  resumed: { session: string };
   gap: Gap;
   error: ClientError;
 }
@@ -117,6 +119,7 @@ export class ChatClient {
   readonly #listeners: { [K in keyof ClientEvents]: Set<(value: ClientEvents[K]) => void> } = {
     message: new Set(),
     state: new Set(),
+    resumed: new Set(),
     gap: new Set(),
     error: new Set(),
   };
@@ -390,8 +393,9 @@ export class ChatClient {
         }),
       ),
     );
-    if (this.#session !== session || this.#state !== 'open') return;
+    if (session === undefined || this.#session !== session || this.#state !== 'open') return;
     this.#resumed = true;
+    this.#emit('resumed', { session });
     this.#outbox.ready();
   }
 
