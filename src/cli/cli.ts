@@ -50,6 +50,8 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     allowedOrigins: config.allowedOrigins,
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
+    drainGraceMs: config.drainGraceMs,
+    drainWindowMs: config.drainWindowMs,
     degradedPolicy: config.degradedPolicy,
     recheckPerSecond: config.recheckPerSecond,
     rules: { issuer: config.issuer, audience: config.audience, maxLifetimeS: config.maxTokenLifetimeS },
@@ -191,10 +193,12 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
               throw err;
             },
           );
+    // Drain first (src/gateway/drain.ts); the process exits before SHUTDOWN_TIMEOUT_MS whatever happens.
     onShutdown(async () => {
+      await gateway.drain();
       await admin?.close();
       await gateway.close();
-    }, config.shutdownTimeoutMs + 5000);
+    }, config.shutdownTimeoutMs);
   },
   async token(config) {
     const keys = await loadSigningKeys(config.home);

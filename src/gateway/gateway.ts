@@ -27,6 +27,7 @@ import { startRecorder, type RecordingOptions } from '../observe/recording.ts';
 import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
 import { MAX_TOKEN_LENGTH, type TokenVerifier } from '../auth/tokens.ts';
 import { limitDefaults } from '../config.ts';
+import { createDrain } from './drain.ts';
 
 export const SUBPROTOCOL = 'chatgate.v1';
 const BEARER_PROTOCOL_PREFIX = 'bearer.';
@@ -64,8 +65,12 @@ export interface GatewayOptions {
   allowedOrigins?: readonly string[];
   /** How often sockets are pinged; one missed pong ends the session. @default 30000 */
   heartbeatIntervalMs?: number;
-  /** How long shutdown waits for sockets to close before it cuts them. @default 10000 */
+  /** How long a shutdown may take in all (a drain included); sockets still open then are cut. @default 30000 */
   shutdownTimeoutMs?: number;
+  /** Drain (SIGTERM): how long /readyz says 503 while the node still serves. @default 5000 */
+  drainGraceMs?: number;
+  /** Drain (SIGTERM): how long the 1001 closes of open sessions are spread over. @default 10000 */
+  drainWindowMs?: number;
   limits?: Partial<ConnectionLimits>;
   /** Connections this node accepts; more are accepted and closed with 1013. @default 10000 */
   maxConnections?: number;
@@ -112,6 +117,11 @@ export interface Gateway {
   interest: Pick<Interest<Session>, 'size' | 'has'>;
   /** What the connection actors live through, for whoever listens (the inspector page). */
   observers: Observers;
+  /**
+   * Graceful drain (src/gateway/drain.ts), what SIGTERM does before `close()`: /readyz 503 for
+   * `drainGraceMs`, then upgrades refused with 503 and sessions closed with 1001 over `drainWindowMs`.
+   */
+  drain(): Promise<void>;
   /** Stops accepting, closes every session with 1001, drains NATS. Idempotent and bounded. */
   close(): Promise<void>;
 }
@@ -171,7 +181,7 @@ function connectionState(actor: ConnectionActor): ConnectionState {
   return 'closing';
 }
 
-function refuse(socket: Duplex, status: 400 | 403 | 404 | 426 | 429, text: string): void {
+function refuse(socket: Duplex, status: 400 | 403 | 404 | 426 | 429 | 503, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
@@ -309,14 +319,16 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   })();
 
   let closing: Promise<void> | undefined;
+  const drain = createDrain(sessions, { graceMs: options.drainGraceMs, windowMs: options.drainWindowMs }, log);
+  let drainStartedAt: number | undefined;
   const readiness = () => {
     const status = auth.status();
-    const ready = natsConnected && !nc.isClosed() && !closing;
+    const ready = natsConnected && !nc.isClosed() && !closing && !drain.readyzDown;
     return {
       ready,
       node: nodeId,
       nats: nc.isClosed() ? 'closed' : natsConnected ? 'connected' : 'reconnecting',
-      draining: Boolean(closing),
+      draining: Boolean(closing) || drain.readyzDown,
       breaker: status.breaker,
       degraded: status.breaker !== 'closed',
       connections: sessions.size,
@@ -374,6 +386,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       return refuse(socket, 429, 'Too Many Requests');
     }
     if (closing) return refuse(socket, 426, 'Upgrade Required');
+    if (drain.refusesUpgrades) return refuse(socket, 503, 'Service Unavailable');
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       if (sessions.size >= maxConnections) {
         metrics.rateLimited('connections');
@@ -426,12 +439,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   log.info({ port, server: nc.getServer() }, 'gateway ready');
 
   const close = async () => {
+    drain.cancel();
     clearInterval(heartbeat);
     clearInterval(sweep);
     server.close();
     auth.stop();
     for (const session of sessions.values()) session.actor.send({ type: 'node.shutdown' });
-    const deadline = Date.now() + (options.shutdownTimeoutMs ?? 10_000);
+    // The whole shutdown, a drain included, fits in shutdownTimeoutMs, with a second to spare for NATS.
+    const deadline = Math.max(Date.now() + 1000, (drainStartedAt ?? Date.now()) + (options.shutdownTimeoutMs ?? 30_000) - 1000);
     while (sessions.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -452,6 +467,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     observers,
     auth,
     authStatus: () => auth.status(),
+    drain: () => {
+      drainStartedAt ??= Date.now();
+      return drain.begin();
+    },
     close: () => (closing ??= close()),
   };
 }

@@ -75,6 +75,23 @@ export class Session implements Member {
   countedUser: string | undefined;
   /** Cleared by each heartbeat sweep, set again by a pong or any frame. */
   alive = true;
+  /** Sends published and not yet answered (`ack` or `error`): a drain closes the session after them. */
+  acksInFlight = 0;
+  #acksSettled: Array<() => void> = [];
+
+  /** Counts one answer owed to a send; call the returned function once it is written. */
+  owesAck(): () => void {
+    this.acksInFlight++;
+    return () => {
+      this.acksInFlight--;
+      if (this.acksInFlight === 0) for (const wake of this.#acksSettled.splice(0)) wake();
+    };
+  }
+
+  /** Resolves once no send of this session waits for its answer. */
+  acksSettled(): Promise<void> {
+    return this.acksInFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.#acksSettled.push(resolve));
+  }
 
   constructor(ws: WebSocket, node: NodeContext) {
     this.id = nuid.next();
@@ -221,10 +238,11 @@ export function connectionLogic(node: NodeContext) {
         const origin = 'room' in to ? session.id : '';
         nc.publish(subject, encodeChatMessage(origin, { msgId, from: context.user!, to, body, ts: Date.now() }));
         // Acknowledged only once the NATS server has the message.
+        const answered = session.owesAck();
         interest.flush().then(
           () => session.send({ type: 'ack', id, msgId }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
-        );
+        ).finally(answered);
       },
       closeSocket: ({ context }) => {
         const session = sessionOf(context.session);
