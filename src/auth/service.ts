@@ -12,7 +12,7 @@ import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVeri
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import type { VerifyResult } from '../../machines/connection.machine.ts';
 import { loadSigningKeys } from './keys.ts';
-import { limitDefaults } from '../config.ts';
+import { defaults } from '../defaults.ts';
 import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { AUTH_QUEUE, subjects } from '../subjects.ts';
@@ -103,7 +103,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     getKey,
     rules,
     (claims) => revocations.isRevoked(claims),
-    options.clockToleranceS ?? limitDefaults.clockToleranceS,
+    options.clockToleranceS ?? defaults.clockToleranceS,
   );
   const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth', {
     role: 'auth',
@@ -136,7 +136,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   let waited: NodeJS.Timeout | undefined;
   await Promise.race([
     watch.firstAttempt,
-    new Promise((resolve) => (waited = setTimeout(resolve, options.revocationsWaitMs ?? 5000))),
+    new Promise((resolve) => (waited = setTimeout(resolve, options.revocationsWaitMs ?? defaults.revocationsWaitMs))),
   ]);
   clearTimeout(waited);
 

@@ -5,11 +5,11 @@
  * (Prometheus text; behind `METRICS_TOKEN` when set). `/ws` without an upgrade gets 426. A request
  * target that is not a path gets 400 (src/request-target.ts).
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { LimitedLog } from '../bounded-log.ts';
 import { requestUrl } from '../request-target.ts';
+import { bearerToken, json, sameSecret } from '../http.ts';
 
 export interface HttpSources {
   readiness(): { ready: boolean } & Record<string, unknown>;
@@ -17,17 +17,6 @@ export interface HttpSources {
   metricsToken?: string;
   /** Where a bad request target is logged, within its budget (src/bounded-log.ts). */
   badTarget: LimitedLog;
-}
-
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-  res.end(`${JSON.stringify(body)}\n`);
 }
 
 export async function handleHttp(req: IncomingMessage, res: ServerResponse, sources: HttpSources): Promise<void> {
@@ -51,7 +40,7 @@ export async function handleHttp(req: IncomingMessage, res: ServerResponse, sour
     }
     case '/metrics': {
       if (sources.metricsToken) {
-        const given = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+        const given = bearerToken(req) ?? '';
         if (!sameSecret(given, sources.metricsToken)) {
           res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
           return;

@@ -28,6 +28,7 @@ import type { Metrics } from './metrics.ts';
 import type { Observers } from '../observe/observe.ts';
 import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
+import type { DegradedSessions } from './degraded.ts';
 
 /** What a node shares with its sessions. */
 export interface NodeContext {
@@ -47,6 +48,8 @@ export interface NodeContext {
   /** Sessions per user on this node, kept by the sessions themselves (see `openSession`). */
   userSessions: Map<string, number>;
   metrics: Metrics;
+  /** Holds the tokens of sessions admitted without the auth service, until they are re-checked. */
+  degraded: Pick<DegradedSessions, 'hold' | 'release'>;
   /** When set, each actor reports what it lives through (inspector page, recorder). */
   observers?: Observers;
 }
@@ -64,8 +67,6 @@ export class Session implements Member {
   #log: Logger | undefined;
   #user: string | undefined;
   actor!: ConnectionActor;
-  /** Only while degraded: the token to re-check once the auth service is back. Never logged. */
-  degradedToken: string | undefined;
   /**
    * The token `verifyToken` last checked, until the machine says whether it was accepted
    * (`adoptCheckedToken`) or refused (`dropCheckedToken`). Never logged.
@@ -167,7 +168,7 @@ export function connectionLogic(node: NodeContext) {
       adoptCheckedToken: ({ context }, { degraded }) => {
         const session = sessionOf(context.session);
         if (!session) return;
-        session.degradedToken = degraded ? session.checkedToken : undefined;
+        node.degraded.hold(session, degraded ? session.checkedToken : undefined);
         session.checkedToken = undefined;
       },
       dropCheckedToken: ({ context }) => {
@@ -253,7 +254,7 @@ const frameTypeOf = {
 /** Forgets a session that ended: the node's map, and its user's count. */
 function releaseSession(node: NodeContext, session: Session): void {
   node.sessions.delete(session.id);
-  session.degradedToken = undefined;
+  node.degraded.release(session);
   session.checkedToken = undefined;
   const user = session.countedUser;
   if (user === undefined) return;
