@@ -29,7 +29,7 @@ import type { TLSSocket } from 'node:tls';
 import { IpLimiter } from '../gateway/ip-limiter.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { connectionViews, leafPaths, machineViews, stateCounts, type MachineView } from './inspector-model.ts';
-import { redact, type Observation } from '../observe/observe.ts';
+import { pageForm } from '../observe/observe.ts';
 import { isValidId } from '../subjects.ts';
 import { SseHub } from './sse.ts';
 import { requestUrl } from '../request-target.ts';
@@ -114,18 +114,6 @@ async function readBody(req: IncomingMessage): Promise<string | undefined> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/**
- * An observation as the page gets it: a plain JSON copy (an action's params may hold actor refs,
- * which refer to themselves; JSON keeps their `toJSON` form), then events and actions redacted
- * with the Observers' own `redact`. A state value is not redacted: it holds a machine's state
- * names, never data, and one region of the connection machine is named `token`.
- */
-function forPage(o: Observation): Observation {
-  const plain = JSON.parse(
-    JSON.stringify(o, (_key, v: unknown) => (v instanceof Error ? { name: v.name, message: v.message } : v)),
-  ) as Observation;
-  return { ...plain, event: redact(plain.event), action: redact(plain.action) };
-}
 
 /**
  * Whether the browser reached this server over TLS: its own socket is TLS, or the trusted proxy
@@ -252,7 +240,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       receive: (o) => {
         // Runs inside the actor's inspection: nothing thrown here may reach the actor.
         try {
-          stream.send('observation', forPage(o));
+          stream.send('observation', pageForm(o));
         } catch (err) {
           log.warn({ err, session: id }, 'observation not sent');
         }

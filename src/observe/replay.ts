@@ -40,10 +40,9 @@ import {
   type BreakerOptions,
 } from '../../machines/circuit-breaker.machine.ts';
 import { OptionError, type CommandConfig } from '../config.ts';
-import type { Observation, ObservedMachine } from './observe.ts';
+import { recordedForm, type Observation, type ObservedMachine } from './observe.ts';
 import {
   parseRecordings,
-  recordedForm,
   RecordingFormatError,
   type Recording,
   type RecordingHeader,
