@@ -29,7 +29,6 @@ import type { Metrics } from './metrics.ts';
 import type { Observers } from '../observe/observe.ts';
 import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
-import type { DegradedSessions } from './degraded.ts';
 
 /** What a node shares with its sessions. */
 export interface NodeContext {
@@ -49,8 +48,11 @@ export interface NodeContext {
   /** Sessions per user on this node, kept by the sessions themselves (see `openSession`). */
   userSessions: Map<string, number>;
   metrics: Metrics;
-  /** Holds the tokens of sessions admitted without the auth service, until they are re-checked. */
-  degraded: Pick<DegradedSessions, 'hold' | 'release'>;
+  /** Holds the tokens of sessions admitted without the auth service, until they are re-checked (degraded.ts). */
+  degraded: {
+    hold(session: Session, token: string | undefined): void;
+    release(session: Session): void;
+  };
   /** When set, each actor reports what it lives through (inspector page, recorder). */
   observers?: Observers;
 }
