@@ -19,7 +19,7 @@ import { subjects } from '../../src/subjects.ts';
 import { createLogger } from '../../src/log.ts';
 import { IpLimiter } from '../../src/gateway/ip-limiter.ts';
 import { OptionError, parseConfig } from '../../src/config.ts';
-import { gatewayOptions } from '../../src/cli/cli.ts';
+import { gatewayOptions } from '../../src/cli/gateway-options.ts';
 import { startAdminServer, type AdminServer } from '../../src/admin/server.ts';
 import type { Gateway } from '../../src/gateway/gateway.ts';
 import { clientAddress } from '../../src/gateway/upgrade.ts';
