@@ -28,8 +28,6 @@ const url = z.string().url();
 const list = z
   .string()
   .transform((s) => s.split(',').map((part) => part.trim()).filter(Boolean));
-/** @deprecated name: the defaults live in src/defaults.ts. */
-export const limitDefaults = defaults;
 
 /** `TRUST_PROXY`: a count of trusted proxies; `true` and `false` still mean 1 and 0. */
 const trustProxyCount = z
@@ -58,7 +56,7 @@ const home = {
   flag: '--home <dir>',
   env: 'CHATGATE_HOME',
   description: 'where the signing keys live (made on first use)',
-  default: './.chatgate',
+  default: defaults.home,
   schema: text,
 } satisfies OptionSpec;
 const level = {

@@ -5,6 +5,8 @@
  */
 export const defaults = {
   natsUrl: 'nats://127.0.0.1:4222',
+  /** CHATGATE_HOME: signing keys and NATS role credentials. */
+  home: './.chatgate',
   port: 8080,
   host: '0.0.0.0',
   /** How long a new socket may take to authenticate before 4008. */

@@ -66,7 +66,7 @@ async function keySource(options: AuthServiceOptions): Promise<{
     const remote = createRemoteJWKSet(new URL(options.jwksUrl));
     return { getKey: remote, jwks: () => remote.jwks() ?? { keys: [] } };
   }
-  const keys = await loadSigningKeys(options.home ?? './.chatgate');
+  const keys = await loadSigningKeys(options.home ?? defaults.home);
   return { getKey: createLocalJWKSet(keys.jwks), jwks: () => keys.jwks };
 }
 
@@ -85,7 +85,7 @@ function tokenOf(data: Uint8Array): string | undefined {
 
 export async function startAuthService(options: AuthServiceOptions = {}): Promise<AuthService> {
   const log = options.log ?? silentLogger;
-  const home = options.home ?? './.chatgate';
+  const home = options.home ?? defaults.home;
   const { getKey, jwks } = await keySource(options);
   const rules = options.rules ?? defaultClaimRules;
   const bucketOptions = {
@@ -105,7 +105,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     (claims) => revocations.isRevoked(claims),
     options.clockToleranceS ?? defaults.clockToleranceS,
   );
-  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth', {
+  const nc = await connectNats(options.natsUrl ?? defaults.natsUrl, 'chatgate-auth', {
     role: 'auth',
     home,
     credentials: options.natsCredentials,
