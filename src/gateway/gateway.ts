@@ -9,9 +9,8 @@
  *   relay.ts      a message heard on NATS, written to the local member sessions
  *   interest.ts   which NATS subjects this node is subscribed to, for whom
  *   degraded.ts   sessions admitted without the auth service, and their re-check
- *   ops-http.ts   /healthz, /readyz, /metrics
+ *   ops-http.ts   the node's HTTP server: /healthz, /readyz, /metrics
  */
-import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { nuid, type NatsConnection } from '@nats-io/nats-core';
 import { defaultConnectionLimits, type ConnectionLimits } from '../../machines/connection.machine.ts';
@@ -20,9 +19,9 @@ import type { BreakerOptions } from '../../machines/circuit-breaker.machine.ts';
 import type { ClaimRules } from '../auth/tokens.ts';
 import { createDegradedSessions, type DegradedSessions } from './degraded.ts';
 import { createMetrics, type AuthOutcome, type ConnectionState, type Metrics } from './metrics.ts';
-import { handleHttp } from './ops-http.ts';
+import { createNodeServer } from './ops-http.ts';
 import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.ts';
-import { errorSummary, limitedLog } from '../bounded-log.ts';
+import { limitedLog } from '../bounded-log.ts';
 import type { ConnectionActor } from './session.ts';
 import { Interest } from './interest.ts';
 import { createRelay } from './relay.ts';
@@ -258,24 +257,12 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       connections: sessions.size,
     };
   };
-  // Nothing a request holds may reach the process: a failure is one bounded line and a 500.
-  const httpFailed = limitedLog(log);
   const badTarget = limitedLog(log);
-  // Slow headers are cut (HTTP 408): an upgrade is handled as soon as its headers are in.
-  const headersTimeout = options.headersTimeoutMs ?? defaults.headersTimeoutMs;
-  const server: Server = createServer({
-    headersTimeout,
-    requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs ?? defaults.requestTimeoutMs),
-    // How often Node looks for requests over those bounds; its default (30 s) would stretch them.
-    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 4)),
-  }, (req, res) => {
-    handleHttp(req, res, { readiness, registry: metrics.registry, metricsToken: options.metricsToken, badTarget }).catch(
-      (err: unknown) => {
-        httpFailed('error', { error: errorSummary(err) }, 'http request failed');
-        if (!res.headersSent) res.writeHead(500).end();
-        else res.destroy();
-      },
-    );
+  const server = createNodeServer({
+    sources: { readiness, registry: metrics.registry, metricsToken: options.metricsToken, badTarget },
+    headersTimeoutMs: options.headersTimeoutMs ?? defaults.headersTimeoutMs,
+    requestTimeoutMs: options.requestTimeoutMs ?? defaults.requestTimeoutMs,
+    log,
   });
 
   const upgrades = createUpgrades({
