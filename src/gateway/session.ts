@@ -10,6 +10,7 @@ import { nuid } from '@nats-io/nats-core';
 import {
   connectionMachine,
   tooManySessions,
+  type ConnectionContext,
   type ConnectionInput,
   type ConnectionLimits,
   type Destination,
@@ -47,6 +48,11 @@ export interface NodeContext {
   /** Sessions per user on this node, kept by the sessions themselves (see `openSession`). */
   userSessions: Map<string, number>;
   metrics: Metrics;
+  /** Holds the tokens of sessions admitted without the auth service, until they are re-checked (degraded.ts). */
+  degraded: {
+    hold(session: Session, token: string | undefined): void;
+    release(session: Session): void;
+  };
   /** When set, each actor reports what it lives through (inspector page, recorder). */
   observers?: Observers;
 }
@@ -64,8 +70,6 @@ export class Session implements Member {
   #log: Logger | undefined;
   #user: string | undefined;
   actor!: ConnectionActor;
-  /** Only while degraded: the token to re-check once the auth service is back. Never logged. */
-  degradedToken: string | undefined;
   /**
    * The token `verifyToken` last checked, until the machine says whether it was accepted
    * (`adoptCheckedToken`) or refused (`dropCheckedToken`). Never logged.
@@ -140,15 +144,24 @@ export class Session implements Member {
 /** The connection machine with this node's effects. */
 export function connectionLogic(node: NodeContext) {
   const { interest, nc, log } = node;
-  const sessionOf = (id: string) => node.sessions.get(id);
+  /**
+   * The one place an effect finds its session: by the id the actor carries. A session that has
+   * already ended (its socket closed, the node forgot it) gets nothing done.
+   */
+  const sessionOf = (id: string): Session | undefined => node.sessions.get(id);
+  const withSession =
+    <P>(effect: (session: Session, context: ConnectionContext, params: P) => void) =>
+    ({ context }: { context: ConnectionContext }, params: P): void => {
+      const session = sessionOf(context.session);
+      if (session) effect(session, context, params);
+    };
   const replyError = (
-    session: Session | undefined,
+    session: Session,
     code: ErrorCodeValue,
     message: string,
     id?: FrameId,
     retryAfterMs?: number,
   ) => {
-    if (!session) return;
     // Debug only: every refusal is a strike, and the session's close says why it ended.
     session.log.debug({ code, reason: message }, 'frame refused');
     if (code === ErrorCode.rateLimited) node.metrics.rateLimited('send');
@@ -181,18 +194,15 @@ export function connectionLogic(node: NodeContext) {
     delays: { authTimeout: node.authTimeoutMs },
     actions: {
       // A session admitted without the auth service keeps its token until the service re-checks it.
-      adoptCheckedToken: ({ context }, { degraded }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
-        session.degradedToken = degraded ? session.checkedToken : undefined;
+      adoptCheckedToken: withSession((session, _context, { degraded }: { degraded: boolean }) => {
+        node.degraded.hold(session, degraded ? session.checkedToken : undefined);
         session.checkedToken = undefined;
-      },
-      dropCheckedToken: ({ context }) => {
-        const session = sessionOf(context.session);
-        if (session) session.checkedToken = undefined;
-      },
-      sendWelcome: ({ context }) =>
-        sessionOf(context.session)?.send({
+      }),
+      dropCheckedToken: withSession((session) => {
+        session.checkedToken = undefined;
+      }),
+      sendWelcome: withSession((session, context) =>
+        session.send({
           type: 'welcome',
           session: context.session,
           user: context.user!,
@@ -200,34 +210,31 @@ export function connectionLogic(node: NodeContext) {
           exp: context.exp!,
           degraded: context.degraded,
         }),
-      sendAck: ({ context }, { id }) => sessionOf(context.session)?.send({ type: 'ack', id }),
-      sendError: ({ context }, { id, code, message, retryAfterMs }) =>
-        replyError(sessionOf(context.session), code, message, id, retryAfterMs),
-      sendPong: ({ context }, { id }) =>
-        sessionOf(context.session)?.send(id === undefined ? { type: 'pong' } : { type: 'pong', id }),
-      sendExpiring: ({ context }) => sessionOf(context.session)?.send({ type: 'expiring', exp: context.exp! }),
-      sendRefreshAck: ({ context }, { id, exp }) =>
-        sessionOf(context.session)?.send({ type: 'ack', id, exp }),
-      subscribeRoomAndAck: ({ context }, { room, id }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      ),
+      sendAck: withSession((session, _context, { id }: { id: FrameId }) => session.send({ type: 'ack', id })),
+      sendError: withSession(
+        (session, _context, { id, code, message, retryAfterMs }: { id?: FrameId; code: ErrorCodeValue; message: string; retryAfterMs?: number }) =>
+          replyError(session, code, message, id, retryAfterMs),
+      ),
+      sendPong: withSession((session, _context, { id }: { id?: FrameId }) =>
+        session.send(id === undefined ? { type: 'pong' } : { type: 'pong', id }),
+      ),
+      sendExpiring: withSession((session, context) => session.send({ type: 'expiring', exp: context.exp! })),
+      sendRefreshAck: withSession((session, _context, { id, exp }: { id: FrameId; exp: number }) =>
+        session.send({ type: 'ack', id, exp }),
+      ),
+      subscribeRoomAndAck: withSession((session, _context, { room, id }: { room: string; id: FrameId }) => {
         interest.join(subjects.room(room), session).then(
           () => session.send({ type: 'ack', id }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
-      },
-      unsubscribeRooms: ({ context }, { rooms }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      }),
+      unsubscribeRooms: withSession((session, _context, { rooms }: { rooms: readonly string[] }) => {
         for (const room of rooms) interest.leave(subjects.room(room), session);
-      },
-      releaseInterests: ({ context }) => {
-        const session = sessionOf(context.session);
-        if (session) interest.leaveAll(session);
-      },
-      publishAndAck: ({ context }, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      }),
+      releaseInterests: withSession((session) => interest.leaveAll(session)),
+      // A chat message, sending side: session → (machine decided) → bus → subject. Delivery: relay.ts.
+      publishAndAck: withSession((session, context, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
         if (nc.isClosed() || nc.isDraining()) {
           replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
           return;
@@ -243,15 +250,14 @@ export function connectionLogic(node: NodeContext) {
           () => session.send({ type: 'ack', id, msgId }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         ).finally(answered);
-      },
-      closeSocket: ({ context }) => {
-        const session = sessionOf(context.session);
-        const ws = session?.ws;
-        if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) {
+      }),
+      closeSocket: withSession((session, context) => {
+        const ws = session.ws;
+        if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
           ws.close(context.closeCode, context.closeReason);
         }
-      },
-      terminateSocket: ({ context }) => sessionOf(context.session)?.ws.terminate(),
+      }),
+      terminateSocket: withSession((session) => session.ws.terminate()),
     },
   });
 }
@@ -271,7 +277,7 @@ const frameTypeOf = {
 /** Forgets a session that ended: the node's map, and its user's count. */
 function releaseSession(node: NodeContext, session: Session): void {
   node.sessions.delete(session.id);
-  session.degradedToken = undefined;
+  node.degraded.release(session);
   session.checkedToken = undefined;
   const user = session.countedUser;
   if (user === undefined) return;
