@@ -196,12 +196,6 @@ export const clientMachine = setup({
     failure: undefined,
   }),
   initial: 'connecting',
-  on: {
-    'client.close': {
-      target: '.closed',
-      actions: [{ type: 'closeSocket', params: { code: 1000, reason: 'client closed' } }],
-    },
-  },
   states: {
     connecting: {
       initial: 'choosing',
@@ -216,6 +210,7 @@ export const clientMachine = setup({
           { guard: 'isTerminal', target: 'closed', actions: ['recordClose', 'recordFailure'] },
           { target: 'reconnecting', actions: 'recordClose' },
         ],
+        'client.close': { target: '#client.closed', actions: { type: 'closeSocket', params: { code: 1000, reason: 'client closed' } } },
       },
       states: {
         choosing: {
@@ -260,6 +255,7 @@ export const clientMachine = setup({
         ],
         'frame.expiring': { target: '.refreshing', actions: 'storeExp' },
         'refresh.ok': { actions: 'storeExp' },
+        'client.close': { target: '#client.closed', actions: { type: 'closeSocket', params: { code: 1000, reason: 'client closed' } } },
       },
       states: {
         idle: {},
@@ -291,6 +287,9 @@ export const clientMachine = setup({
         },
       ],
       after: { backoff: 'connecting' },
+      on: {
+        'client.close': { target: '#client.closed', actions: { type: 'closeSocket', params: { code: 1000, reason: 'client closed' } } },
+      },
     },
     closed: {
       type: 'final',
