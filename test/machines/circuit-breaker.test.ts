@@ -586,3 +586,96 @@ describe('circuit breaker machine', () => {
     expect(state(b.actor)).toBe('closed');
   });
 });
+
+describe('circuit breaker machine - reports carry their generation', () => {
+  /** A call granted while closed, then a trip and a reset: closed again, in a later generation. */
+  function lateTicketInClosed() {
+    const b = start();
+    const ticket = requestTicket(b.actor)!;
+    b.actor.send({ type: 'breaker.trip' });
+    b.actor.send({ type: 'breaker.reset' });
+    expect(state(b.actor)).toBe('closed');
+    return { ...b, ticket };
+  }
+
+  it('breaker - each state entered has a later generation than the one before', () => {
+    const b = start();
+    const seen = [context(b.actor).generation];
+    failCalls(b.actor, 3); // open
+    seen.push(context(b.actor).generation);
+    b.clock.increment(context(b.actor).openWaitMs); // half-open
+    seen.push(context(b.actor).generation);
+    b.actor.send({ type: 'breaker.reset' }); // closed
+    seen.push(context(b.actor).generation);
+    expect(seen).toEqual([1, 2, 3, 4]);
+  });
+
+  it('breaker - in closed, stale failures are counted but neither trip it nor join the streak', () => {
+    const b = lateTicketInClosed();
+    for (let i = 0; i < 5; i++) {
+      b.actor.send({ type: 'call.failure', kind: 'timeout', durationMs: 5, generation: b.ticket });
+    }
+    expect(state(b.actor)).toBe('closed');
+    expect(context(b.actor).failureStreak).toBe(0);
+    expect(context(b.actor).window).toEqual([]);
+    expect(context(b.actor).counts.failures).toBe(5);
+    // A no-responders answer from the old generation does not open it either.
+    b.actor.send({ type: 'call.failure', kind: 'noResponders', durationMs: 5, generation: b.ticket });
+    expect(state(b.actor)).toBe('closed');
+  });
+
+  it('breaker - in closed, a stale success is counted but does not break the failure streak', () => {
+    const b = lateTicketInClosed();
+    const fresh = () => requestTicket(b.actor);
+    b.actor.send({ type: 'call.failure', kind: 'error', durationMs: 5, generation: fresh() });
+    b.actor.send({ type: 'call.failure', kind: 'error', durationMs: 5, generation: fresh() });
+    b.actor.send({ type: 'call.success', durationMs: 5, generation: b.ticket });
+    expect(context(b.actor).failureStreak).toBe(2);
+    expect(context(b.actor).counts.successes).toBe(1);
+    // Nor is a slow stale success a failure.
+    b.actor.send({ type: 'call.success', durationMs: 60_000, generation: b.ticket });
+    expect(context(b.actor).counts.slowCalls).toBe(0);
+    b.actor.send({ type: 'call.failure', kind: 'error', durationMs: 5, generation: fresh() });
+    expect(state(b.actor)).toBe('open');
+  });
+
+  it('breaker - a report of the current generation counts in closed', () => {
+    const b = lateTicketInClosed();
+    const ticket = requestTicket(b.actor);
+    expect(ticket).toBe(context(b.actor).generation);
+    b.actor.send({ type: 'call.failure', kind: 'error', durationMs: 5, generation: ticket });
+    expect(context(b.actor).failureStreak).toBe(1);
+  });
+
+  it('breaker - a trial that succeeds frees its slot: with one back, exactly one more is let through', () => {
+    const b = start({ halfOpenMaxCalls: 3, halfOpenSuccesses: 3 });
+    toHalfOpen(b);
+    const tickets = [requestTicket(b.actor), requestTicket(b.actor), requestTicket(b.actor)];
+    expect(tickets.every((t) => t !== undefined)).toBe(true);
+    expect(requestCall(b.actor)).toBe(false);
+    expect(context(b.actor).trialsInFlight).toBe(3);
+    b.actor.send({ type: 'call.success', durationMs: 5, generation: tickets[0] });
+    expect(context(b.actor).trialsInFlight).toBe(2);
+    expect(requestCall(b.actor)).toBe(true);
+    expect(requestCall(b.actor)).toBe(false);
+    expect(context(b.actor).trialsInFlight).toBe(3);
+  });
+
+  it('breaker - a failure older than the window no longer counts toward the rate', () => {
+    // Four failures, then the window passes; four successes and one failure: 1 of 5, under 50 %.
+    const b = start({ consecutiveFailures: 100, minimumCalls: 5, failureRateThreshold: 0.5, windowMs: 10_000 });
+    for (let i = 0; i < 4; i++) {
+      requestCall(b.actor);
+      fail(b.actor);
+    }
+    b.clock.increment(10_001);
+    for (let i = 0; i < 4; i++) {
+      requestCall(b.actor);
+      succeed(b.actor);
+    }
+    requestCall(b.actor);
+    fail(b.actor);
+    expect(state(b.actor)).toBe('closed');
+    expect(context(b.actor).window.reduce((n, bucket) => n + bucket.calls, 0)).toBe(5);
+  });
+});
