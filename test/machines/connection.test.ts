@@ -1248,3 +1248,60 @@ test('connection - joins and leaves take from the send bucket: over the rate the
   expect(errors[0]!.retryAfterMs).toBeGreaterThan(0);
   expect(h.calls('subscribeRoomAndAck')).toHaveLength(1);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Pinned by mutants that survived (issue 10): each test below fails with its mutant.
+
+/** Every way a token check can end, from a token presented in an `auth` frame. */
+const authEndings: Record<string, (h: Harness) => Promise<void>> = {
+  ok: async (h) => h.verify(ok(claims(h.clock))),
+  expired: async (h) => h.verify({ outcome: 'expired', reason: 'test' }),
+  unavailable: async (h) => h.verify({ outcome: 'unavailable', reason: 'test' }),
+  invalid: async (h) => h.verify({ outcome: 'invalid', reason: 'test' }),
+  'check failed': async (h) => h.failVerify(new Error('bug')),
+  'peer closed': async (h) => h.send({ type: 'socket.closed', code: CloseCode.normal }),
+  'node shutdown': async (h) => h.send({ type: 'node.shutdown' }),
+  'binary frame': async (h) => h.send({ type: 'frame.binary' }),
+  'too many held frames': async (h) => {
+    for (let i = 0; i < 40 && JSON.stringify(h.value()) === JSON.stringify(CHECKING); i++) {
+      h.send({ type: 'frame.send', id: i, to: { user: 'bob' }, body: i });
+    }
+  },
+};
+
+for (const [ending, end] of Object.entries(authEndings)) {
+  test(`connection - the raw token leaves the context when the check ends: ${ending}`, async () => {
+    for (const how of ['frame', 'upgrade'] as const) {
+      const h = how === 'upgrade' ? start({ token: 'raw-secret' }) : start();
+      if (how === 'frame') h.send({ type: 'frame.auth', token: 'raw-secret' });
+      expect(h.value()).toEqual(CHECKING);
+      expect(h.context().token).toBe('raw-secret');
+      await end(h);
+      expect(JSON.stringify(h.value())).not.toBe(JSON.stringify(CHECKING));
+      expect(h.context().token, `${ending} (${how})`).toBeUndefined();
+      expect(JSON.stringify(h.actor.getSnapshot().context)).not.toContain('raw-secret');
+    }
+  });
+}
+
+test('connection - a send refused as forbidden still takes from the send bucket', async () => {
+  const h = await activeSession({ limits: { sendBurst: 2, sendsPerSecond: 1 } });
+  h.send({ type: 'frame.send', id: 1, to: { room: 'lobby' }, body: 'x' });
+  h.send({ type: 'frame.send', id: 2, to: { room: 'lobby' }, body: 'x' });
+  expect(h.calls('sendError').map((p) => (p as { code: string }).code)).toEqual([ErrorCode.forbidden, ErrorCode.forbidden]);
+  h.send({ type: 'frame.send', id: 3, to: { user: 'bob' }, body: 'x' });
+  expect(h.calls('publishAndAck')).toEqual([]);
+  expect(h.calls('sendError').at(-1)).toMatchObject({ id: 3, code: ErrorCode.rateLimited });
+});
+
+test('connection - a session is not degraded until a degraded verdict says so', async () => {
+  const h = start();
+  expect(h.context().degraded).toBe(false);
+  h.send({ type: 'frame.auth', token: 'tok' });
+  await h.activate(claims(h.clock), false);
+  expect(h.calls('sendWelcome')).toHaveLength(1);
+  expect(h.effects.find((e) => e.type === 'sendWelcome')!.context.degraded).toBe(false);
+  const d = start({ token: 'tok' });
+  await d.activate(claims(d.clock), true);
+  expect(d.effects.find((e) => e.type === 'sendWelcome')!.context.degraded).toBe(true);
+});
