@@ -7,7 +7,7 @@ import { defineConfig } from 'vitest/config';
  */
 export default defineConfig({
   test: {
-    include: ['test/machines/**/*.test.ts', 'test/unit/**/*.test.ts', 'test/docs/codes.test.ts'],
+    include: ['test/machines/**/*.test.ts', 'test/unit/**/*.test.ts', 'test/docs/*.test.ts'],
     pool: 'forks',
     testTimeout: 30_000,
   },

@@ -679,3 +679,84 @@ describe('circuit breaker machine - reports carry their generation', () => {
     expect(context(b.actor).window.reduce((n, bucket) => n + bucket.calls, 0)).toBe(5);
   });
 });
+
+describe('circuit breaker machine - counts and events on every way out', () => {
+  it('breaker - a fresh breaker has an empty window, no trials and no counts', () => {
+    const { actor } = start();
+    expect(context(actor)).toMatchObject({ window: [], failureStreak: 0, trialsInFlight: 0, trialSuccesses: 0 });
+    expect(Object.values(context(actor).counts).every((n) => n === 0)).toBe(true);
+  });
+
+  it('breaker - outside half-open no trial is in flight, whatever is reported', () => {
+    const b = start();
+    failCalls(b.actor, 2);
+    succeed(b.actor);
+    succeed(b.actor, 5000);
+    expect(context(b.actor).trialsInFlight).toBe(0);
+    b.actor.send({ type: 'breaker.trip' });
+    fail(b.actor);
+    succeed(b.actor, 5000);
+    expect(state(b.actor)).toBe('open');
+    expect(context(b.actor).trialsInFlight).toBe(0);
+  });
+
+  it('breaker - a slow trial is counted as a slow call and a failure', () => {
+    const b = start({ slowCallMs: 1000 });
+    toHalfOpen(b);
+    const before = context(b.actor).counts;
+    requestCall(b.actor);
+    succeed(b.actor, 1200);
+    expect(context(b.actor).counts).toMatchObject({ slowCalls: before.slowCalls + 1, failures: before.failures + 1, successes: before.successes });
+  });
+
+  it('breaker - a stale success in half-open is counted as a success', () => {
+    const b = start();
+    const late = requestTicket(b.actor);
+    toHalfOpen(b);
+    const successes = context(b.actor).counts.successes;
+    b.actor.send({ type: 'call.success', durationMs: 5, generation: late });
+    expect(context(b.actor).counts.successes).toBe(successes + 1);
+  });
+
+  it('breaker - breaker.reset from open and from half-open counts the close and emits it as manual', () => {
+    const b = start();
+    b.actor.send({ type: 'breaker.trip' });
+    b.actor.send({ type: 'breaker.reset' });
+    expect(context(b.actor).counts.closed).toBe(1);
+    toHalfOpen(b);
+    b.emitted.length = 0;
+    b.actor.send({ type: 'breaker.reset' });
+    expect(state(b.actor)).toBe('closed');
+    expect(context(b.actor).counts.closed).toBe(2);
+    expect(b.emitted).toEqual([{ type: 'breaker.closed', reason: 'manual' }]);
+  });
+
+  it('breaker - closing on probes counts the close and every probe success', async () => {
+    const b = start({ halfOpenSuccesses: 2, probeIntervalMs: 1000 }, { probe: async () => {} });
+    toHalfOpen(b);
+    for (let i = 0; i < 2; i++) {
+      b.clock.increment(1000);
+      await settle();
+    }
+    expect(state(b.actor)).toBe('closed');
+    expect(context(b.actor).counts).toMatchObject({ closed: 1, probes: 2 });
+    expect(context(b.actor).trialSuccesses).toBe(2);
+  });
+
+  it('breaker - without a probe provided by src/, the built-in one fails and the breaker opens again', async () => {
+    const clock = new SimulatedClock();
+    const actor = createActor(circuitBreakerMachine, { input: { now: () => clock.now(), random: () => 0, options: {} }, clock });
+    actor.start();
+    try {
+      actor.send({ type: 'breaker.trip' });
+      clock.increment(context(actor).openWaitMs);
+      expect(actor.getSnapshot().matches({ halfOpen: 'idle' })).toBe(true);
+      clock.increment(defaultBreakerOptions.probeIntervalMs);
+      await settle();
+      expect(state(actor)).toBe('open');
+      expect(context(actor).tripReason).toBe('probeFailed');
+    } finally {
+      actor.stop();
+    }
+  });
+});

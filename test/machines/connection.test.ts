@@ -1305,3 +1305,75 @@ test('connection - a session is not degraded until a degraded verdict says so', 
   await d.activate(claims(d.clock), true);
   expect(d.effects.find((e) => e.type === 'sendWelcome')!.context.degraded).toBe(true);
 });
+
+test('connection - a fresh connection has no user, no rooms, nothing joined and a full send bucket', () => {
+  const h = start();
+  expect(h.context()).toMatchObject({
+    user: undefined,
+    rooms: [],
+    joined: [],
+    held: [],
+    degraded: false,
+    strikes: 0,
+    sendTokens: 100,
+  });
+});
+
+test('connection - with the default SEND_BURST a session may send 100 at once, and the 101st is rate_limited', async () => {
+  const h = start({ token: 'tok' });
+  await h.activate();
+  for (let i = 0; i < 100; i++) h.send({ type: 'frame.send', id: i, to: { user: 'bob' }, body: i });
+  expect(h.calls('publishAndAck')).toHaveLength(100);
+  h.send({ type: 'frame.send', id: 100, to: { user: 'bob' }, body: 100 });
+  expect(h.calls('publishAndAck')).toHaveLength(100);
+  expect(h.calls('sendError').at(-1)).toMatchObject({ id: 100, code: ErrorCode.rateLimited });
+});
+
+test('connection - MAX_TIMER_MS is the longest delay a Node timer holds', () => {
+  expect(MAX_TIMER_MS).toBe(2_147_483_647);
+});
+
+test('connection - without effects provided by src/, a token check fails and closes with 1011', async () => {
+  const clock = new SimulatedClock();
+  const actor = createActor(connectionMachine, { clock, input: { session: SESSION, token: 'tok', now: () => clock.now() } });
+  const errors: unknown[] = [];
+  actor.subscribe({ error: (err) => errors.push(err) });
+  actor.start();
+  try {
+    await flush();
+    expect(actor.getSnapshot().value).toBe('closing');
+    expect(actor.getSnapshot().context.closeCode).toBe(CloseCode.internalError);
+    expect(errors).toEqual([]);
+  } finally {
+    actor.stop();
+  }
+});
+
+test('connection - without effects provided by src/, the user subscription fails and closes with 1013', async () => {
+  const clock = new SimulatedClock();
+  clock.set(T0);
+  const logic = connectionMachine.provide({
+    actors: { verifyToken: fromPromise<VerifyResult, { token: string; session: string }>(async () => ok(claims(clock))) },
+  });
+  const actor = createActor(logic, { clock, input: { session: SESSION, token: 'tok', now: () => clock.now() } });
+  actor.start();
+  try {
+    await flush();
+    await flush();
+    expect(actor.getSnapshot().value).toBe('closing');
+    expect(actor.getSnapshot().context).toMatchObject({ closeCode: CloseCode.tryAgainLater, closeReason: 'messaging unavailable' });
+  } finally {
+    actor.stop();
+  }
+});
+
+test('connection - after a refresh is acked, the next refresh is checked too', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.refresh', id: 'r1', token: 'tok2' });
+  await h.verify(ok(claims(h.clock, { ttlMs: 2 * HOUR, rooms: ['lobby', 'dev'] })));
+  h.send({ type: 'frame.refresh', id: 'r2', token: 'tok3' });
+  expect(h.value()).toEqual(REFRESHING);
+  await h.verify(ok(claims(h.clock, { ttlMs: 3 * HOUR, rooms: ['lobby', 'dev'] })));
+  expect(h.calls('sendRefreshAck').map((p) => (p as { id: string }).id)).toEqual(['r1', 'r2']);
+  expect(h.calls('sendError')).toEqual([]);
+});
