@@ -112,3 +112,76 @@ describe('http - upgrade answers', () => {
     }
   });
 });
+
+/** A token check that waits until the test lets it through (the real auth service decides). */
+function heldVerify(s: () => Stack) {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let asked!: () => void;
+  const wasAsked = new Promise<void>((r) => (asked = r));
+  return {
+    release,
+    wasAsked,
+    verify: async (token: string): Promise<VerifyResult> => {
+      asked();
+      await released;
+      return s().gateways[0]!.auth.verify(token);
+    },
+  };
+}
+
+describe('http - limits end to end', () => {
+  it('http - 32 frames held while the token is checked are all answered; a 33rd closes with 1008', async () => {
+    const held = heldVerify(() => stack!);
+    stack = await startStack({ gateway: { verify: held.verify } });
+    const patient = stack.client(0, { via: 'frame', token: await stack.token('h-patient') });
+    await held.wasAsked;
+    for (let i = 0; i < 32; i++) patient.send({ type: 'send', id: i, to: { user: 'h-patient' }, body: i });
+    const greedy = stack.client(0, { via: 'frame', token: await stack.token('h-greedy') });
+    await greedy.opened;
+    for (let i = 0; i < 33; i++) greedy.send({ type: 'send', id: i, to: { user: 'h-greedy' }, body: i });
+    expect(await greedy.closedWith(WAIT_MS)).toBe(1008);
+    expect(greedy.closeReason).toBe('too many frames before authentication');
+    held.release();
+    await patient.type('welcome');
+    for (let i = 0; i < 32; i++) await patient.next((f) => f.type === 'ack' && f.id === i, WAIT_MS);
+    expect(patient.closeCode).toBeUndefined();
+  });
+
+  it('http - a non-default MAX_MESSAGE_BYTES: a message of that size passes, one byte more closes with 1009', async () => {
+    stack = await startStack({ gateway: { maxMessageBytes: 1024 } });
+    const { client } = await stack.session(0, 'h-sizer');
+    const frameOf = (size: number) => {
+      const base = JSON.stringify({ type: 'send', id: 'x', to: { user: 'h-sizer' }, body: '' });
+      return JSON.stringify({ type: 'send', id: 'x', to: { user: 'h-sizer' }, body: 'b'.repeat(size - base.length) });
+    };
+    expect(Buffer.byteLength(frameOf(1024))).toBe(1024);
+    client.send(frameOf(1024));
+    expect(await client.next((f) => f.type === 'ack' && f.id === 'x', WAIT_MS)).toBeDefined();
+    client.send(frameOf(1025));
+    expect(await client.closedWith(WAIT_MS)).toBe(1009);
+  });
+
+  it('http - SHUTDOWN_TIMEOUT_MS bounds a shutdown that a client never answers', async () => {
+    stack = await startStack({ gateway: { shutdownTimeoutMs: 300 } });
+    const { client } = await stack.session(0, 'h-silent');
+    (client.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const gateway = stack.gateways[0]!;
+    const started = Date.now();
+    await gateway.close();
+    // The close handshake alone would wait 5 s for the client; the deadline cut it short.
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(gateway.sessions.size).toBe(0);
+  });
+
+  it('http - with NATS gone, send and join get error unavailable and the session stays', async () => {
+    stack = await startStack();
+    const { client } = await stack.session(0, 'h-cutoff', { rooms: ['r'] });
+    await stack.nats[0]!.stop();
+    const send = await client.request({ type: 'send', id: 's', to: { user: 'h-cutoff' }, body: 1 }, 15_000);
+    expect(send).toMatchObject({ type: 'error', id: 's', code: 'unavailable' });
+    const join = await client.request({ type: 'join', id: 'j', room: 'r' }, 15_000);
+    expect(join).toMatchObject({ type: 'error', id: 'j', code: 'unavailable' });
+    expect(client.closeCode).toBeUndefined();
+  });
+});
