@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +123,42 @@ describe('cli - token and jwks', () => {
 });
 
 describe('cli - processes', () => {
+  it('cli - dev falls back to a free NATS port when 4222 is taken, but a port set on purpose that is taken is an error', async () => {
+    // The fallback is about the default port itself: 4222 is held here unless something already
+    // holds it (Debian's nats-server service does), which is the situation either way.
+    const holder = createServer();
+    await new Promise<void>((resolve) => {
+      holder.once('error', () => resolve());
+      holder.listen(4222, '127.0.0.1', () => resolve());
+    });
+    try {
+      const dev = new ChatgateProcess(['dev'], { ...env, PORT: '0' });
+      await dev.waitFor(/nats port in use: dev mode uses a free port instead/);
+      const natsUrl = (await dev.waitFor(/NATS\s+(nats:\/\/\S+)/))[1]!;
+      expect(new URL(natsUrl).port).not.toBe('4222');
+      // And it serves: a session on it is welcomed.
+      const url = (await dev.waitFor(/WebSocket\s+(ws:\/\/\S+)/))[1]!;
+      const token = (await runChatgate(['token', '--sub', 'dev-fallback'], env)).stdout.trim();
+      const client = new TestClient(url, { token, via: 'protocol' });
+      clients.push(client);
+      expect(await client.type('welcome')).toMatchObject({ user: 'dev-fallback' });
+      const code = await dev.stop();
+      expect(code, `signal ${dev.child.signalCode}; stderr ${dev.stderr}; stdout ${dev.stdout.slice(-500)}`).toBe(0);
+    } finally {
+      await new Promise((r) => holder.close(r));
+    }
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = String((taken.address() as AddressInfo).port);
+      const { code, stdout } = await runChatgate(['dev'], { ...env, PORT: '0', NATS_PORT: port });
+      expect(code).not.toBe(0);
+      expect(stdout).not.toContain('chatgate dev is running');
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
+  });
+
   it('cli - nats, auth and gateway run as processes and serve a session', async () => {
     const natsProc = new ChatgateProcess(['nats', '--port', '-1'], env);
     const natsUrl = (await natsProc.waitFor(/listening on (nats:\/\/\S+)/))[1]!;
