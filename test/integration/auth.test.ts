@@ -136,6 +136,27 @@ describe('auth - token rules', () => {
     expect(await closeCodeFor(await stack.token(over))).toBe(4001);
   });
 
+  it('auth - a good token of 8192 characters is welcomed; one over 8192 closes with 4001', async () => {
+    // A valid token padded with a claim to just under and just over the limit.
+    const padded = async (sub: string, over: boolean) => {
+      for (let pad = 5900; ; pad += 1) {
+        const token = await new SignJWT({ sub, exp: nowS() + 600, pad: 'p'.repeat(pad) })
+          .setProtectedHeader({ alg: 'ES256', kid: stack.keys.kid })
+          .setIssuer('chatgate')
+          .setAudience('chatgate')
+          .sign(stack.keys.privateKey);
+        if (over ? token.length > 8192 : token.length >= 8189) return token;
+      }
+    };
+    const fits = await padded('just-fits', false);
+    expect(fits.length).toBeLessThanOrEqual(8192);
+    const fitting = stack.client(0, { token: fits, via: 'frame' });
+    expect(await fitting.type('welcome')).toMatchObject({ user: 'just-fits' });
+    const tooLong = await padded('too-long', true);
+    expect(tooLong.length).toBeLessThan(8200);
+    expect(await closeCodeFor(tooLong, 'frame')).toBe(4001);
+  });
+
   it('auth - a token that expires in ten years does not overflow the expiry timer', async () => {
     // A node of its own that pings every 50 ms, to count the session's steps over a few pings
     // with nothing sent: an expiry timer past what a Node timer holds (~24.8 days) fires at once,

@@ -126,3 +126,18 @@ describe('frames - bad input', () => {
     expect(await victim.type('message')).toMatchObject({ body: 'still fine' });
   });
 });
+
+describe('frames - length limits', () => {
+  it('frames - a frame id of 128 characters is echoed, 129 is bad_request; a room id of 256 units is taken, 257 is bad_request', async () => {
+    const { client } = await stack.session(0, 'f-lengths', { rooms: '*' });
+    const id128 = 'i'.repeat(128);
+    client.send({ type: 'ping', id: id128 });
+    expect(await client.type('pong')).toEqual({ type: 'pong', id: id128 });
+    client.send({ type: 'ping', id: 'i'.repeat(129) });
+    expect(await client.next((f) => f.type === 'error')).toMatchObject({ code: 'bad_request' });
+    const room256 = `😀${'r'.repeat(254)}`;
+    expect(await client.request({ type: 'join', id: 'j256', room: room256 })).toEqual({ type: 'ack', id: 'j256' });
+    expect(await client.request({ type: 'join', id: 'j257', room: `${room256}r` })).toMatchObject({ type: 'error', id: 'j257', code: 'bad_request' });
+    expect(client.closeCode).toBeUndefined();
+  });
+});
