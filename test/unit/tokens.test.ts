@@ -125,7 +125,7 @@ describe('tokens - checking', () => {
     expect(long.length).toBeLessThanOrEqual(MAX_TOKEN_LENGTH);
     expect(await verify(long)).toMatchObject({ outcome: 'ok' });
     expect(await verify(`${long}${'x'.repeat(MAX_TOKEN_LENGTH + 1 - long.length)}`)).toEqual({ outcome: 'invalid', reason });
-    expect((await verify(`${long}${'x'.repeat(MAX_TOKEN_LENGTH - long.length)}`)).reason).not.toBe(reason);
+    expect(await verify(`${long}${'x'.repeat(MAX_TOKEN_LENGTH - long.length)}`)).not.toEqual({ outcome: 'invalid', reason });
   });
 
   it('tokens - only the accepted asymmetric algorithms; alg none, HMAC and other keys are refused', async () => {
