@@ -9,7 +9,9 @@
 export default {
   testRunner: 'vitest',
   plugins: ['@stryker-mutator/vitest-runner'],
-  vitest: { configFile: 'vitest.mutation.config.ts' },
+  // related: false runs every test of the mutation config, not only those that import the mutated
+  // file: test/machines/load.test.ts and the docs tests load the machines dynamically.
+  vitest: { configFile: 'vitest.mutation.config.ts', related: false },
   mutate: ['machines/**/*.ts', 'src/codec.ts', 'src/subjects.ts', 'src/tokens.ts', 'src/config.ts'],
   coverageAnalysis: 'perTest',
   // Two cores, shared with real nats-server processes when the suite runs: one mutant at a time.

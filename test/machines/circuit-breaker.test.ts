@@ -689,8 +689,12 @@ describe('circuit breaker machine - counts and events on every way out', () => {
 
   it('breaker - outside half-open no trial is in flight, whatever is reported', () => {
     const b = start();
-    failCalls(b.actor, 2);
+    failCalls(b.actor, 1);
+    expect(context(b.actor).trialsInFlight).toBe(0);
+    failCalls(b.actor, 1);
+    expect(context(b.actor).trialsInFlight).toBe(0);
     succeed(b.actor);
+    expect(context(b.actor).trialsInFlight).toBe(0);
     succeed(b.actor, 5000);
     expect(context(b.actor).trialsInFlight).toBe(0);
     b.actor.send({ type: 'breaker.trip' });
@@ -758,5 +762,25 @@ describe('circuit breaker machine - counts and events on every way out', () => {
     } finally {
       actor.stop();
     }
+  });
+});
+
+describe('circuit breaker machine - a clock that goes back', () => {
+  it('breaker - buckets from the future are forgotten when the clock goes back', () => {
+    // The breaker reads `now()` (wall-clock time), which can go back; its timers do not.
+    let now = 50_000;
+    const actor = createActor(circuitBreakerMachine, {
+      input: { now: () => now, random: () => 0, options: { consecutiveFailures: 100 } },
+      clock: new SimulatedClock(),
+    });
+    actor.start();
+    requestCall(actor);
+    fail(actor);
+    expect(context(actor).window).toHaveLength(1);
+    now = 20_000;
+    requestCall(actor);
+    succeed(actor);
+    expect(context(actor).window).toEqual([{ start: 20_000, calls: 1, failures: 0 }]);
+    actor.stop();
   });
 });
