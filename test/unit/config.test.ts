@@ -109,4 +109,40 @@ describe('config', () => {
       }
     }
   });
+
+  it('config - each command has the options its docs name', () => {
+    const keys = Object.fromEntries(Object.entries(commandOptions).map(([c, o]) => [c, Object.keys(o).sort()]));
+    expect(keys.auth).toEqual(['audience', 'home', 'issuer', 'jwksUrl', 'logLevel', 'nats']);
+    expect(keys.token).toEqual(['aud', 'home', 'iss', 'jti', 'nbf', 'rooms', 'sub', 'ttl']);
+    expect(keys.jwks).toEqual(['home']);
+    expect(keys.revoke).toEqual(['home', 'jti', 'nats', 'sub']);
+    expect(keys.nats).toEqual(['clusterPort', 'host', 'jetstream', 'port', 'routes']);
+    expect(keys.machines).toEqual(['out']);
+    expect(keys.replay).toEqual(['session', 'toleranceMs']);
+    expect(keys.gateway).toEqual(expect.arrayContaining(['adminPort', 'adminHost', 'adminToken', 'recordTo', 'recordUser', 'recordSession', 'logLevel']));
+    expect(keys.dev).toEqual(expect.arrayContaining(['natsPort', 'adminPort', 'adminToken', 'logLevel']));
+    expect(defaultsOf('token')).toMatchObject({ ttl: 3600, aud: 'chatgate', iss: 'chatgate' });
+    expect(defaultsOf('dev')).toMatchObject({ port: 8080, adminPort: 0 });
+    expect(defaultsOf('replay')).toMatchObject({ toleranceMs: 100 });
+  });
+
+  it('config - the values each enum and list accepts', () => {
+    for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) {
+      expect(parseConfig('gateway', { logLevel: level }).logLevel).toBe(level);
+    }
+    expect(() => parseConfig('gateway', { logLevel: 'loud' })).toThrow(OptionError);
+    expect(parseConfig('gateway', { degradedPolicy: 'reject' }).degradedPolicy).toBe('reject');
+    expect(parseConfig('gateway', { adminToken: 'a'.repeat(16) }).adminToken).toBe('a'.repeat(16));
+    expect(() => parseConfig('gateway', { adminToken: 'a'.repeat(15) })).toThrow(/--admin-token \(ADMIN_TOKEN\): use at least 16 characters/);
+    expect(parseConfig('gateway', { nats: 'nats://a.example:4222, nats://b.example:4222' }).nats).toEqual([
+      'nats://a.example:4222',
+      'nats://b.example:4222',
+    ]);
+    expect(() => parseConfig('gateway', { nats: ' , ' })).toThrow(/--nats \(NATS_URL\)/);
+    expect(parseConfig('revoke', { jti: 'j'.repeat(256) }).jti).toBe('j'.repeat(256));
+    expect(() => parseConfig('revoke', { jti: 'j'.repeat(257) })).toThrow(OptionError);
+    expect(() => parseConfig('revoke', { jti: '' })).toThrow(OptionError);
+    expect(() => parseConfig('gateway', { recordTo: 'xfile:a' })).toThrow(OptionError);
+  });
 });
+
