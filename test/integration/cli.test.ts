@@ -131,10 +131,12 @@ describe('cli - processes', () => {
       holder.once('error', () => resolve());
       holder.listen(4222, '127.0.0.1', () => resolve());
     });
+    let natsPids: number[] = [];
     try {
       const dev = new ChatgateProcess(['dev'], { ...env, PORT: '0' });
       await dev.waitFor(/nats port in use: dev mode uses a free port instead/);
       const natsUrl = (await dev.waitFor(/NATS\s+(nats:\/\/\S+)/))[1]!;
+      natsPids = await childPids(dev.child.pid!, 'nats-server');
       expect(new URL(natsUrl).port).not.toBe('4222');
       // And it serves: a session on it is welcomed.
       const url = (await dev.waitFor(/WebSocket\s+(ws:\/\/\S+)/))[1]!;
@@ -146,6 +148,8 @@ describe('cli - processes', () => {
       expect(code, `signal ${dev.child.signalCode}; stderr ${dev.stderr}; stdout ${dev.stdout.slice(-500)}`).toBe(0);
     } finally {
       await new Promise((r) => holder.close(r));
+      // A dev process that died early may leave its nats-server behind: this test stops it.
+      for (const pid of natsPids) if (isRunning(pid)) process.kill(pid, 'SIGKILL');
     }
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
