@@ -102,6 +102,8 @@ interface Pending {
 }
 
 const OPEN = 1;
+/** Own room sends remembered, to drop their replay after a resume. */
+const OWN_SENDS_KEPT = 2048;
 
 /** A random id of 16 characters [0-9a-z] from the platform's crypto (browsers and Node ≥ 19). */
 function randomId(): string {
@@ -138,6 +140,12 @@ export class ChatClient {
   #resumed = false;
   /** Sent `since` for the inbox in this connection's `auth`. */
   #inboxSince: Position | undefined;
+  /**
+   * The msgIds of this client's recent room sends: a resume may replay them from the room, and a
+   * room message never comes back to the session that sent it (docs/protocol.md), so neither
+   * does it here, across reconnects.
+   */
+  readonly #ownRoomSends = new Set<string>();
 
   constructor(options: ClientOptions) {
     const urls = typeof options.urls === 'string' ? [options.urls] : [...options.urls];
@@ -283,10 +291,16 @@ export class ChatClient {
       this.#actor.send({ type: 'frame.welcome', session: frame.session, node: frame.node, exp: frame.exp });
     },
     message: (frame: MessageFrame) => {
-      if (this.#positions.accept(frame)) this.#emit('message', frame);
+      if (!this.#positions.accept(frame)) return;
+      if ('room' in frame.to && this.#ownRoomSends.has(frame.msgId)) return;
+      this.#emit('message', frame);
     },
     ack: (frame: AckFrame) => {
       if (this.#outbox.owns(frame.id)) {
+        if (frame.msgId !== undefined && this.#outbox.isRoomSend(frame.id)) {
+          this.#ownRoomSends.add(frame.msgId);
+          if (this.#ownRoomSends.size > OWN_SENDS_KEPT) this.#ownRoomSends.delete(this.#ownRoomSends.values().next().value!);
+        }
         this.#outbox.acked(frame.id, { msgId: frame.msgId!, ...(frame.pos === undefined ? {} : { pos: frame.pos }) });
         return;
       }

@@ -126,6 +126,12 @@ export class Outbox {
     }
   }
 
+  /** Whether the send in flight as `id` goes to a room. */
+  isRoomSend(id: FrameId): boolean {
+    const entry = this.#byFrame.get(id);
+    return entry !== undefined && 'room' in entry.to;
+  }
+
   /** Whether `id` is a send of this outbox. */
   owns(id: FrameId): boolean {
     return this.#byFrame.has(id);

@@ -25,7 +25,8 @@ describe('chaos ledger', () => {
     l.delivered('b', 'a:0', 'room:r');
     l.delivered('c', 'a:0', 'room:r');
     l.delivered('a', 'a:0', 'room:r');
-    expect(l.counts()).toMatchObject({ lost: 1, duplicated: 1, outOfOrder: 1, stray: 1 });
+    l.delivered('z', 'a:0', 'room:r');
+    expect(l.counts()).toMatchObject({ lost: 1, duplicated: 1, outOfOrder: 1, stray: 1, echoes: 1 });
     expect(l.verdict()).toHaveLength(4);
   });
 

@@ -411,6 +411,7 @@ export function chaosTable(report: ChaosReport): string {
     ['duplicated', c.duplicated],
     ['out of order', c.outOfOrder],
     ['stray', c.stray],
+    ['own room messages handed back', c.echoes],
     ['faults', report.faults.length],
     ['  gateway SIGKILL', report.faults.filter((f) => f.kind === 'gateway SIGKILL').length],
     ['  nats SIGKILL', report.faults.filter((f) => f.kind === 'nats SIGKILL').length],

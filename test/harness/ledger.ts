@@ -40,6 +40,11 @@ export interface LedgerCounts {
   outOfOrder: number;
   /** A delivery of something never sent, or to a client not addressed. */
   stray: number;
+  /**
+   * A room message of a client's own, handed back to it (a resume replayed a send that was in
+   * flight when the socket dropped): not a loss or a duplicate for anyone addressed; counted, not failed.
+   */
+  echoes: number;
 }
 
 export class Ledger {
@@ -51,6 +56,7 @@ export class Ledger {
   #outOfOrder = 0;
   #stray = 0;
   #delivered = 0;
+  #echoes = 0;
 
   sent(record: Omit<SendRecord, 'outcome'>): SendRecord {
     const full: SendRecord = { ...record, outcome: 'pending' };
@@ -75,6 +81,10 @@ export class Ledger {
   delivered(client: string, id: string, dest: string): void {
     this.#delivered++;
     const record = this.sends.get(id);
+    if (record && record.sender === client) {
+      this.#echoes++;
+      return;
+    }
     if (!record || !record.addressed.includes(client)) {
       this.#stray++;
       return;
@@ -108,6 +118,7 @@ export class Ledger {
       failedUndelivered: 0,
       outOfOrder: this.#outOfOrder,
       stray: this.#stray,
+      echoes: this.#echoes,
     };
     for (const r of this.sends.values()) {
       c[r.outcome === 'acked' ? 'acked' : r.outcome === 'failed' ? 'failed' : 'pending']++;
