@@ -211,6 +211,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         DRAIN_WINDOW_MS: '1500',
         SHUTDOWN_TIMEOUT_MS: '8000',
         DELIVERY: 'durable',
+        STREAM_REPLICAS: '3',
         ...options.gatewayEnv,
       });
       gateways.push(g);
