@@ -60,14 +60,16 @@ export interface PingFrame {
   type: 'ping';
   id?: FrameId;
 }
-/** A page of a destination's stored messages, newest last (durable). */
-export type HistoryFrame = {
+/** A page of a destination's stored messages, oldest first (durable): exactly one of `room` or `user: true`. */
+export interface HistoryFrame {
   type: 'history';
   id: FrameId;
+  room?: string;
+  user?: true;
   before?: Position;
   /** 1–100. @default 50 */
   limit?: number;
-} & ({ room: string } | { user: true });
+}
 
 export type ClientFrame = AuthFrame | SendFrame | JoinFrame | LeaveFrame | RefreshFrame | PingFrame | HistoryFrame;
 

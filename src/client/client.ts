@@ -297,7 +297,9 @@ export class ChatClient {
     },
     ack: (frame: AckFrame) => {
       if (this.#outbox.owns(frame.id)) {
-        if (frame.msgId !== undefined && this.#outbox.isRoomSend(frame.id)) {
+        const room = this.#outbox.roomOf(frame.id);
+        if (room !== undefined && frame.pos !== undefined) this.#positions.seed(destinationKey({ room }), frame.pos);
+        if (frame.msgId !== undefined && room !== undefined) {
           this.#ownRoomSends.add(frame.msgId);
           if (this.#ownRoomSends.size > OWN_SENDS_KEPT) this.#ownRoomSends.delete(this.#ownRoomSends.values().next().value!);
         }
@@ -395,9 +397,34 @@ export class ChatClient {
     }
   }
 
+  /**
+   * A destination with no position yet cannot be resumed (a resume without `since` gives only live
+   * messages): take the newest stored message's position, when there is one (durable delivery;
+   * an error, with ephemeral delivery, leaves it unknown).
+   */
+  #seed(target: HistoryTarget): void {
+    const key = 'room' in target ? destinationKey({ room: target.room }) : 'inbox';
+    if (this.#positions.last(key) !== undefined) return;
+    this.history(target, { limit: 1 }).then(
+      (page) => {
+        const newest = page.messages.at(-1)?.pos;
+        if (newest !== undefined) this.#positions.seed(key, newest);
+      },
+      () => {
+        // No history here (ephemeral delivery, a lost socket): the position stays unknown.
+      },
+    );
+  }
+
+  /** Where the client stands in a destination: the position a resume would start from. */
+  position(to: Destination): Position | undefined {
+    return this.#positions.last(destinationKey(to));
+  }
+
   /** After `welcome`: re-join every room from its position, then let the outbox send. */
   async #resume(): Promise<void> {
     const session = this.#session;
+    this.#seed({ user: true });
     await Promise.all(
       [...this.#rooms].map((room) =>
         this.#joinNow(room).catch((err: ClientError) => {
@@ -417,6 +444,7 @@ export class ChatClient {
     const since = this.#positions.last(destinationKey({ room }));
     const ack = (await this.#request({ type: 'join', room, ...(since === undefined ? {} : { since }) })) as AckFrame;
     if (since !== undefined && ack.recovered === false) this.#emit('gap', { room });
+    if (since === undefined) this.#seed({ room });
     return ack.recovered === undefined ? {} : { recovered: ack.recovered };
   }
 

@@ -126,10 +126,10 @@ export class Outbox {
     }
   }
 
-  /** Whether the send in flight as `id` goes to a room. */
-  isRoomSend(id: FrameId): boolean {
-    const entry = this.#byFrame.get(id);
-    return entry !== undefined && 'room' in entry.to;
+  /** The room the send in flight as `id` goes to, if it goes to a room. */
+  roomOf(id: FrameId): string | undefined {
+    const to = this.#byFrame.get(id)?.to;
+    return to !== undefined && 'room' in to ? to.room : undefined;
   }
 
   /** Whether `id` is a send of this outbox. */

@@ -46,6 +46,16 @@ export class Positions {
     return true;
   }
 
+  /**
+   * Takes `pos` as where `key` stands when nothing is known of it yet (the ack of an own send, the
+   * newest stored message): a later resume then starts there instead of from nothing. Never moves
+   * a known position, which could skip a message still on its way.
+   */
+  seed(key: DestinationKey, pos: Position): void {
+    const track = this.#track(key);
+    track.last ??= pos;
+  }
+
   /** Forgets a destination (a room left for good). */
   forget(key: DestinationKey): void {
     this.#tracks.delete(key);

@@ -61,6 +61,10 @@ export interface StormFigures {
 
 export interface ChaosReport {
   counts: LedgerCounts;
+  /** A few of the lost deliveries, when there are any. */
+  lostSamples: Array<{ client: string; id: string; to: { user: string } | { room: string } }>;
+  /** `gap` events: destinations the SDK was told could not be recovered. */
+  gaps: number;
   problems: string[];
   faults: Array<{ atMs: number; kind: string; target: string }>;
   storm: StormFigures;
@@ -174,6 +178,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
   const opens = new Map<string, number[]>();
   const resumes: Array<{ at: number; ms: number }> = [];
   const rolling: Array<[number, number]> = [];
+  let gaps = 0;
 
   const stopEverything = async () => {
     stopped = true;
@@ -248,6 +253,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         if (lostAt !== undefined) resumes.push({ at: lostAt, ms: Date.now() - lostAt });
         lostAt = undefined;
       });
+      client.on('gap', () => gaps++);
       client.on('message', (m) => {
         const id = (m.body as { ledger?: unknown } | null)?.ledger;
         if (typeof id === 'string') ledger.delivered(user, id, destinationKey(m.to));
@@ -288,6 +294,29 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         (err: { code?: string }) => ledger.failed(id, err.code ?? String(err)),
       );
     };
+    // Warm-up, before any fault: one message into every inbox and every room, so that each client
+    // has a position to resume from. A destination never read from has none, and the protocol has
+    // no "position now" to resume from (docs/client.md, "Positions"): what goes to it while the
+    // client is away is not recovered. Nothing is cut until these have arrived (bounded).
+    for (let i = 0; i < N; i++) {
+      const c = clients[i]!;
+      const n = perSender.get(c.user) ?? 0;
+      perSender.set(c.user, n + 2);
+      const next = clients[(i + 1) % N]!.user;
+      const toUser = `${c.user}:${n}`;
+      const toRoom = `${c.user}:${n + 1}`;
+      ledger.sent({ id: toUser, sender: c.user, seq: n, to: { user: next }, addressed: [next] });
+      ledger.sent({ id: toRoom, sender: c.user, seq: n + 1, to: { room: c.room }, addressed: roomMembers.get(c.room)!.filter((u) => u !== c.user) });
+      c.client.send({ user: next }, { ledger: toUser }).then(() => ledger.acked(toUser), (err: { code?: string }) => ledger.failed(toUser, err.code ?? String(err)));
+      c.client.send({ room: c.room }, { ledger: toRoom }).then(() => ledger.acked(toRoom), (err: { code?: string }) => ledger.failed(toRoom, err.code ?? String(err)));
+    }
+    const warmBy = Date.now() + 20_000;
+    while (Date.now() < warmBy) {
+      const c = ledger.counts();
+      if (c.pending === 0 && c.lost === 0) break;
+      await sleep(50);
+    }
+
     const sendTick = Math.max(5, Math.floor(sendIntervalMs / N));
     let cursor = 0;
     const sender = setInterval(() => {
@@ -382,6 +411,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     }
     return {
       counts,
+      lostSamples: ledger.lostSamples(),
+      gaps,
       problems: ledger.verdict(),
       faults,
       storm: {
@@ -413,6 +444,7 @@ export function chaosTable(report: ChaosReport): string {
     ['out of order', c.outOfOrder],
     ['stray', c.stray],
     ['own room messages handed back', c.echoes],
+    ['gaps reported (could not be recovered)', report.gaps],
     ['faults', report.faults.length],
     ['  gateway SIGKILL', report.faults.filter((f) => f.kind === 'gateway SIGKILL').length],
     ['  nats SIGKILL', report.faults.filter((f) => f.kind === 'nats SIGKILL').length],
@@ -425,5 +457,6 @@ export function chaosTable(report: ChaosReport): string {
     ['verdict', report.problems.length === 0 ? 'nothing lost, nothing duplicated' : report.problems.join('; ')],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
-  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+  const lost = report.lostSamples.map((l) => `  lost: ${l.id} → ${l.client} (${JSON.stringify(l.to)})`);
+  return [...rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`), ...lost].join('\n');
 }

@@ -137,6 +137,19 @@ export class Ledger {
     return c;
   }
 
+  /** Up to `n` owed deliveries that never came, to say what was lost when something was. */
+  lostSamples(n = 10): Array<{ client: string; id: string; to: SendRecord['to'] }> {
+    const out: Array<{ client: string; id: string; to: SendRecord['to'] }> = [];
+    for (const r of this.sends.values()) {
+      if (r.outcome !== 'acked') continue;
+      for (const client of r.addressed) {
+        if (this.times(client, r.id) === 0) out.push({ client, id: r.id, to: r.to });
+        if (out.length >= n) return out;
+      }
+    }
+    return out;
+  }
+
   /** Problems, one line each; empty when the run kept every promise. */
   verdict(): string[] {
     const c = this.counts();
