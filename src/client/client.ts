@@ -279,7 +279,8 @@ export class ChatClient {
 
   /** Closes the client for good: pending sends fail with `closed`. */
   close(): void {
-    this.#actor.send({ type: 'client.close' });
+    // Idempotent: a client that has stopped already (closed for good) has nothing left to close.
+    if (this.#actor.getSnapshot().status === 'active') this.#actor.send({ type: 'client.close' });
   }
 
   // ---- frames in: one handler per frame type (extend here) ----
