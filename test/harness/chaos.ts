@@ -68,6 +68,8 @@ export interface ChaosReport {
   problems: string[];
   faults: Array<{ atMs: number; kind: string; target: string }>;
   storm: StormFigures;
+  /** Gateway starts that failed and were made again (see `Gateway.start`). */
+  gatewayRestartRetries: number;
   durationMs: number;
 }
 
@@ -146,10 +148,28 @@ class Gateway {
     readonly env: Record<string, string>,
   ) {}
 
-  async start(): Promise<void> {
-    this.process = new ChatgateProcess(['gateway'], { ...this.env, PORT: String(this.port), NODE_ID: this.name });
-    const match = await this.process.waitFor(/"port":(\d+)[^\n]*"msg":"gateway ready"/, 30_000);
-    this.port = Number(match[1]);
+  /** Retries made because a start failed (NATS still electing stream leaders after a fault). */
+  retries = 0;
+
+  /**
+   * Starts the process, and starts it again when it exits before it is ready, as a supervisor
+   * (systemd, Kubernetes) would: a gateway that starts while a NATS server of the cluster is
+   * down may time out setting up its streams and exit.
+   */
+  async start(attempts = 5): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      this.process = new ChatgateProcess(['gateway'], { ...this.env, PORT: String(this.port), NODE_ID: this.name });
+      try {
+        const match = await this.process.waitFor(/"port":(\d+)[^\n]*"msg":"gateway ready"/, 30_000);
+        this.port = Number(match[1]);
+        return;
+      } catch (err) {
+        await this.process.stop(2000);
+        if (attempt >= attempts) throw err;
+        this.retries++;
+        await sleep(1000);
+      }
+    }
   }
 
   get url(): string {
@@ -421,6 +441,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         p99ResumeRollingMs: percentile(resumes.filter((r) => inRolling(r.at)).map((r) => r.ms), 99),
         resumes: resumes.length,
       },
+      gatewayRestartRetries: gateways.reduce((n, g) => n + g.retries, 0),
       durationMs: Date.now() - started,
     };
   } finally {
@@ -449,6 +470,7 @@ export function chaosTable(report: ChaosReport): string {
     ['  gateway SIGKILL', report.faults.filter((f) => f.kind === 'gateway SIGKILL').length],
     ['  nats SIGKILL', report.faults.filter((f) => f.kind === 'nats SIGKILL').length],
     ['  gateway SIGTERM (rolling)', report.faults.filter((f) => f.kind.startsWith('gateway SIGTERM')).length],
+    ['gateway starts retried (exited before ready)', report.gatewayRestartRetries],
     ['resumes', report.storm.resumes],
     ['peak connects/s on one node (rolling restarts)', report.storm.peakConnectsPerSecondPerNode],
     ['p99 time to resume, all faults (ms)', report.storm.p99ResumeMs],
