@@ -141,7 +141,9 @@ describe('auth - token rules', () => {
     // A valid token padded with a claim to just under and just over the limit.
     const padded = async (sub: string, over: boolean) => {
       for (let pad = 5900; ; pad += 1) {
-        const token = await new SignJWT({ sub, exp: nowS() + 600, pad: 'p'.repeat(pad) })
+        // iat is required, and exp - iat at most MAX_TOKEN_LIFETIME_S (issue 9).
+        const now = nowS();
+        const token = await new SignJWT({ sub, iat: now, exp: now + 600, pad: 'p'.repeat(pad) })
           .setProtectedHeader({ alg: 'ES256', kid: stack.keys.kid })
           .setIssuer('chatgate')
           .setAudience('chatgate')

@@ -191,6 +191,9 @@ async function startWorld(path: ModelPath): Promise<World> {
     // The auth timer fires in the one path that waits for it; no other path may meet it.
     authTimeoutMs: hasEvent(path, (e) => e.type === internalEvent.authTimeout) ? 200 : 60_000,
     limits: { expiryWarningMs: EXPIRY_WARNING_MS },
+    // The session closes at `exp` itself, as the machine's expiry timer says: no clock tolerance
+    // (CLOCK_TOLERANCE_S, issue 9) on top, which would move the close past the bounded wait.
+    clockToleranceS: 0,
     // No path has a degraded session: a check that cannot reach the auth service is `unavailable`.
     degradedPolicy: 'reject',
     verify: latch.around(() => gateway!.auth.verify),

@@ -90,10 +90,11 @@ describe('codec - server frames and NATS messages', () => {
 
   it('codec - a chat message is one header line then the message frame, decoded back as it was', () => {
     const message = { msgId: 'm1', from: 'alice', to: { room: 'lobby' }, body: 'hi\nthere', ts: 1700000000123 };
-    const text = encodeChatMessage('session-1', message);
-    expect(text.split('\n')[0]).toBe('session-1 1700000000123');
+    // A session id is a nuid: 22 base62 characters.
+    const text = encodeChatMessage('Sx4bM2kq7TnY0rLc9vPa1Z', message);
+    expect(text.split('\n')[0]).toBe('Sx4bM2kq7TnY0rLc9vPa1Z 1700000000123');
     const decoded = decodeChatMessage(new TextEncoder().encode(text))!;
-    expect(decoded.origin).toBe('session-1');
+    expect(decoded.origin).toBe('Sx4bM2kq7TnY0rLc9vPa1Z');
     expect(decoded.ts).toBe(1700000000123);
     expect(JSON.parse(decoded.frame.toString('utf8'))).toEqual({ type: 'message', ...message });
   });
@@ -115,5 +116,38 @@ describe('codec - server frames and NATS messages', () => {
     expect(decodeChatMessage(Buffer.from('no newline here'))).toBeUndefined();
     expect(decodeChatMessage(Buffer.from('nospace\n{}'))).toBeUndefined();
     expect(decodeChatMessage(Buffer.from('a\nb c'))).toBeUndefined();
+  });
+
+  it('codec - a chat message is decoded only if the header is a session id (or empty) and digits, and the frame a whole message frame', () => {
+    const message = { msgId: 'm', from: 'a', to: { room: 'r' }, body: 1, ts: 5 };
+    const frame = JSON.stringify({ type: 'message', ...message });
+    expect(decodeChatMessage(Buffer.from(`s1 5\n${frame}`))).toMatchObject({ origin: 's1', ts: 5 });
+    expect(decodeChatMessage(Buffer.from(`${'s'.repeat(64)} 5\n${frame}`))).toMatchObject({ ts: 5 });
+    // The header: base62 origin of at most 64 characters, then 1 to 15 digits.
+    for (const header of ['session-1 5', 's.1 5', `${'s'.repeat(65)} 5`, 's1 5x', 's1 -5', 's1 ', 's1 1.5', `s1 ${'9'.repeat(16)}`, 's1  5']) {
+      expect(decodeChatMessage(Buffer.from(`${header}\n${frame}`)), header).toBeUndefined();
+    }
+    // The frame: UTF-8 JSON with every field of a message frame.
+    const { msgId: _msgId, ...withoutMsgId } = { type: 'message', ...message };
+    const { body: _body, ...withoutBody } = { type: 'message', ...message };
+    for (const bad of [
+      '{}',
+      'not json',
+      '[]',
+      'null',
+      JSON.stringify({ ...message, type: 'ack' }),
+      JSON.stringify(withoutMsgId),
+      JSON.stringify(withoutBody),
+      JSON.stringify({ type: 'message', ...message, to: null }),
+      JSON.stringify({ type: 'message', ...message, ts: '5' }),
+      JSON.stringify({ type: 'message', ...message, from: 7 }),
+    ]) {
+      expect(decodeChatMessage(Buffer.from(`s1 5\n${bad}`)), bad).toBeUndefined();
+    }
+    // A byte that is not UTF-8 inside the body string: the JSON would still parse (as U+FFFD).
+    const withString = Buffer.from(`s1 5\n${JSON.stringify({ type: 'message', ...message, body: '~' })}`);
+    expect(decodeChatMessage(withString)).toMatchObject({ ts: 5 });
+    withString[withString.indexOf('~')] = 0xff;
+    expect(decodeChatMessage(withString)).toBeUndefined();
   });
 });

@@ -5,12 +5,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { commandOptions, OptionError, parseConfig, type OptionSpec } from '../../src/config.ts';
+import { defaults } from '../../src/defaults.ts';
 
 const protocol = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
 
 /** The defaults of docs/protocol.md's "Settings a client may meet" table, by variable. */
 function documentedDefaults(): Map<string, string> {
-  const section = protocol.slice(protocol.indexOf('## Settings a client may meet'));
+  const start = protocol.indexOf('## Settings a client may meet');
+  // Up to the next section: "## Limits" has a table of the same shape, of what each limit counts.
+  const section = protocol.slice(start, protocol.indexOf('\n## ', start + 1));
   const out = new Map<string, string>();
   for (const [, vars, value] of section.matchAll(/^\| ((?:`[A-Z_]+`(?:, )?)+) \| ([^|]+) \|/gm)) {
     for (const [, name] of vars!.matchAll(/`([A-Z_]+)`/g)) out.set(name!, value!.trim().replaceAll('`', ''));
@@ -45,11 +48,25 @@ describe('config', () => {
       port: 8080,
       host: '0.0.0.0',
       authTimeoutMs: 5000,
-      trustProxy: false,
+      trustProxy: 0,
       degradedPolicy: 'local',
       shutdownTimeoutMs: 10_000,
       recheckPerSecond: 20,
+      sendBytesPerSecond: 65_536,
+      sendBytesBurst: 262_144,
+      maxStrikes: 10,
+      maxSessionsPerUser: 100,
+      maxSessionsPerIp: 1000,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 30_000,
+      clockToleranceS: 5,
+      maxTokenLifetimeS: 86_400,
     });
+    // The option table writes src/defaults.ts's values as the user would type them: parsed, they are the same.
+    const gateway = defaultsOf('gateway');
+    const shared = Object.keys(defaults).filter((k) => k in commandOptions.gateway);
+    expect(shared.length).toBeGreaterThanOrEqual(20);
+    for (const key of shared) expect(gateway[key], key).toEqual(defaults[key as keyof typeof defaults]);
     expect(defaultsOf('nats')).toMatchObject({ port: 4222, host: '127.0.0.1' });
     expect(defaultsOf('dev')).toMatchObject({ natsPort: 4222 });
   });
@@ -64,9 +81,12 @@ describe('config', () => {
     expect(config).toMatchObject({
       port: 0,
       allowedOrigins: ['https://a.example', 'https://b.example'],
-      trustProxy: true,
+      trustProxy: 1,
       recordTo: { to: 'file', path: '/tmp/x.jsonl' },
     });
+    // TRUST_PROXY is a count of proxies since issue 9; true and false still mean 1 and 0.
+    expect(parseConfig('gateway', { trustProxy: 'false' }).trustProxy).toBe(0);
+    expect(parseConfig('gateway', { trustProxy: '3' }).trustProxy).toBe(3);
     expect(parseConfig('gateway', { recordTo: 'nats' }).recordTo).toEqual({ to: 'nats' });
     expect(parseConfig('gateway', {}).metricsToken).toBeUndefined();
     expect(Object.isFrozen(config)).toBe(true);
@@ -79,6 +99,8 @@ describe('config', () => {
       ['gateway', { authTimeoutMs: '0' }, /--auth-timeout-ms \(AUTH_TIMEOUT_MS\)/],
       ['gateway', { degradedPolicy: 'maybe' }, /--degraded-policy \(DEGRADED_POLICY\)/],
       ['gateway', { trustProxy: 'yes' }, /--trust-proxy \(TRUST_PROXY\)/],
+      ['gateway', { trustProxy: '100' }, /--trust-proxy \(TRUST_PROXY\)/],
+      ['gateway', { trustProxy: '-1' }, /--trust-proxy \(TRUST_PROXY\)/],
       ['gateway', { metricsToken: 'x'.repeat(15) }, /^invalid --metrics-token \(METRICS_TOKEN\): use at least 16 characters$/],
       ['gateway', { recordTo: 'file:' }, /--record-to \(RECORD_TO\): nats, or file:PATH/],
       ['gateway', { recordUser: 'a\uD800' }, /--record-user \(RECORD_USER\)/],
@@ -112,15 +134,22 @@ describe('config', () => {
 
   it('config - each command has the options its docs name', () => {
     const keys = Object.fromEntries(Object.entries(commandOptions).map(([c, o]) => [c, Object.keys(o).sort()]));
-    expect(keys.auth).toEqual(['audience', 'home', 'issuer', 'jwksUrl', 'logLevel', 'nats']);
+    // The NATS credentials (issue 9) of every command that connects to the bus.
+    const natsCredentials = ['natsCreds', 'natsNkeySeedFile', 'natsPassword', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'natsToken', 'natsUser'];
+    expect(keys.auth).toEqual(
+      ['audience', 'clockToleranceS', 'home', 'issuer', 'jwksUrl', 'logLevel', 'maxTokenLifetimeS', 'nats', ...natsCredentials, 'revocationReplicas'].sort(),
+    );
     expect(keys.token).toEqual(['aud', 'home', 'iss', 'jti', 'nbf', 'rooms', 'sub', 'ttl']);
     expect(keys.jwks).toEqual(['home']);
-    expect(keys.revoke).toEqual(['home', 'jti', 'nats', 'sub']);
-    expect(keys.nats).toEqual(['clusterPort', 'host', 'jetstream', 'port', 'routes']);
+    expect(keys.revoke).toEqual(['home', 'jti', 'nats', ...natsCredentials, 'sub'].sort());
+    expect(keys.nats).toEqual(['clusterPort', 'home', 'host', 'insecure', 'jetstream', 'port', 'routes', 'serverName']);
     expect(keys.machines).toEqual(['out']);
     expect(keys.replay).toEqual(['session', 'toleranceMs']);
-    expect(keys.gateway).toEqual(expect.arrayContaining(['adminPort', 'adminHost', 'adminToken', 'recordTo', 'recordUser', 'recordSession', 'logLevel']));
-    expect(keys.dev).toEqual(expect.arrayContaining(['natsPort', 'adminPort', 'adminToken', 'logLevel']));
+    const hardening = ['trustProxy', 'sendBytesPerSecond', 'sendBytesBurst', 'maxStrikes', 'maxSessionsPerUser', 'maxSessionsPerIp', 'headersTimeoutMs', 'requestTimeoutMs', 'clockToleranceS', 'maxTokenLifetimeS'];
+    expect(keys.gateway).toEqual(
+      expect.arrayContaining(['adminPort', 'adminHost', 'adminToken', 'recordTo', 'recordUser', 'recordSession', 'logLevel', ...natsCredentials, ...hardening]),
+    );
+    expect(keys.dev).toEqual(expect.arrayContaining(['natsPort', 'adminPort', 'adminToken', 'logLevel', ...hardening]));
     expect(defaultsOf('token')).toMatchObject({ ttl: 3600, aud: 'chatgate', iss: 'chatgate' });
     expect(defaultsOf('dev')).toMatchObject({ port: 8080, adminPort: 0 });
     expect(defaultsOf('replay')).toMatchObject({ toleranceMs: 100 });

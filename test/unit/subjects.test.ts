@@ -1,6 +1,6 @@
 /** Subject names (src/subjects.ts): one token per id, whatever the id holds. */
 import { describe, expect, it } from 'vitest';
-import { AUTH_QUEUE, decodeId, encodeId, isValidId, MAX_ID_LENGTH, subjects } from '../../src/subjects.ts';
+import { AUTH_QUEUE, decodeId, encodeId, isValidId, MAX_ID_LENGTH, REVOCATIONS_BUCKET, subjects } from '../../src/subjects.ts';
 
 describe('subjects', () => {
   it('subjects - an id with dots, wildcards, spaces and emoji is one subject token, and decodes back', () => {
@@ -14,15 +14,17 @@ describe('subjects', () => {
     }
   });
 
-  it('subjects - the fixed subjects and the queue group', () => {
+  it('subjects - the fixed subjects, the revocations bucket and the queue group', () => {
     expect(subjects).toMatchObject({
       authVerify: 'chatgate.v1.auth.verify',
       authJwks: 'chatgate.v1.auth.jwks',
       authJwksAnnounce: 'chatgate.v1.auth.jwks.announce',
       authRevoke: 'chatgate.v1.auth.revoke',
-      revoked: 'chatgate.v1.auth.revoked',
       recordingAll: 'chatgate.v1.recording.*',
     });
+    // Since issue 9 revocations are kept in a JetStream KV bucket, not published on a subject.
+    expect(subjects).not.toHaveProperty('revoked');
+    expect(REVOCATIONS_BUCKET).toBe('chatgate-revocations');
     expect(AUTH_QUEUE).toBe('chatgate-auth');
   });
 

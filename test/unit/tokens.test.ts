@@ -24,9 +24,9 @@ afterAll(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-/** A token with exactly these claims, signed with the dev key. */
+/** A token with these claims (and `iat: NOW` unless given, `iat: undefined` for none), signed with the dev key. */
 const signed = (claims: Record<string, unknown>, iss = 'chatgate', aud: string | string[] = 'chatgate') =>
-  new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: keys.kid }).setIssuer(iss).setAudience(aud).sign(keys.privateKey);
+  new SignJWT({ iat: NOW, ...claims }).setProtectedHeader({ alg: 'ES256', kid: keys.kid }).setIssuer(iss).setAudience(aud).sign(keys.privateKey);
 
 describe('tokens - minting', () => {
   it('tokens - a minted token carries the claims asked for, and the defaults', async () => {
@@ -77,6 +77,25 @@ describe('tokens - checking', () => {
   it('tokens - exp is required; a past exp is expired', async () => {
     expect(await verify(await signed({ sub: 'a' }))).toMatchObject({ outcome: 'invalid', reason: 'claim exp rejected' });
     expect(await verify(await signed({ sub: 'a', exp: NOW - 60 }))).toEqual({ outcome: 'expired', reason: 'token expired' });
+  });
+
+  it('tokens - iat is required, and a lifetime exp - iat over the maximum (one day by default) is invalid', async () => {
+    expect(await verify(await signed({ sub: 'a', exp: NOW + 60, iat: undefined }))).toEqual({ outcome: 'invalid', reason: 'claim iat rejected' });
+    expect(await verify(await signed({ sub: 'a', iat: NOW - 10, exp: NOW - 10 + 86_400 }))).toMatchObject({ outcome: 'ok' });
+    const tooLong = { outcome: 'invalid', reason: 'token lifetime over MAX_TOKEN_LIFETIME_S' };
+    expect(await verify(await signed({ sub: 'a', iat: NOW - 10, exp: NOW - 10 + 86_401 }))).toEqual(tooLong);
+    const short = createTokenVerifier(createLocalJWKSet(keys.jwks), { issuer: 'chatgate', audience: 'chatgate', maxLifetimeS: 60 });
+    expect(await short(await signed({ sub: 'a', exp: NOW + 60 }))).toMatchObject({ outcome: 'ok' });
+    expect(await short(await signed({ sub: 'a', exp: NOW + 61 }))).toEqual(tooLong);
+  });
+
+  it('tokens - the clock tolerance lets exp and nbf be that many seconds off, and no more', async () => {
+    const tolerant = createTokenVerifier(createLocalJWKSet(keys.jwks), undefined, undefined, 30);
+    expect(await tolerant(await signed({ sub: 'a', iat: NOW - 60, exp: NOW - 20 }))).toMatchObject({ outcome: 'ok' });
+    expect(await tolerant(await signed({ sub: 'a', iat: NOW - 60, exp: NOW - 40 }))).toEqual({ outcome: 'expired', reason: 'token expired' });
+    expect(await tolerant(await signed({ sub: 'a', exp: NOW + 60, nbf: NOW + 20 }))).toMatchObject({ outcome: 'ok' });
+    expect(await tolerant(await signed({ sub: 'a', exp: NOW + 60, nbf: NOW + 40 }))).toEqual({ outcome: 'invalid', reason: 'claim nbf rejected' });
+    expect(await verify(await signed({ sub: 'a', iat: NOW - 60, exp: NOW - 20 }))).toEqual({ outcome: 'expired', reason: 'token expired' });
   });
 
   it('tokens - iss must be the issuer and aud contain the audience; a future nbf is invalid', async () => {
