@@ -68,6 +68,8 @@ export interface ChaosReport {
   problems: string[];
   faults: Array<{ atMs: number; kind: string; target: string }>;
   storm: StormFigures;
+  /** Clients that were not open at the end: their state and, when closed for good, why. */
+  notOpen: Array<{ user: string; state: string; failure?: { code: number; reason: string }; lastClose?: { code: number; reason: string } }>;
   /** Gateway starts that failed and were made again (see `Gateway.start`). */
   gatewayRestartRetries: number;
   durationMs: number;
@@ -442,6 +444,17 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         resumes: resumes.length,
       },
       gatewayRestartRetries: gateways.reduce((n, g) => n + g.retries, 0),
+      notOpen: clients
+        .filter((c) => c.client.state !== 'open')
+        .map((c) => {
+          const context = c.client.actor.getSnapshot().context;
+          return {
+            user: c.user,
+            state: JSON.stringify(c.client.actor.getSnapshot().value),
+            ...(context.failure ? { failure: context.failure } : {}),
+            ...(context.lastClose ? { lastClose: context.lastClose } : {}),
+          };
+        }),
       durationMs: Date.now() - started,
     };
   } finally {
@@ -480,5 +493,6 @@ export function chaosTable(report: ChaosReport): string {
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const lost = report.lostSamples.map((l) => `  lost: ${l.id} → ${l.client} (${JSON.stringify(l.to)})`);
-  return [...rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`), ...lost].join('\n');
+  const notOpen = report.notOpen.map((c) => `  not open at the end: ${c.user} ${c.state} ${JSON.stringify(c.failure ?? c.lastClose ?? {})}`);
+  return [...rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`), ...lost, ...notOpen].join('\n');
 }
