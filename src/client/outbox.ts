@@ -104,7 +104,12 @@ export class Outbox {
     }
   }
 
-  /** Sends waiting entries, in order, up to `maxInFlight` in flight. */
+  /**
+   * Sends waiting entries, in order, up to `maxInFlight` in flight, and at most one per
+   * destination: a send that fails and is retried (`unavailable` while a NATS server is down,
+   * `rate_limited`) would otherwise be stored after the one behind it. Sends to different
+   * destinations still go out together.
+   */
   pump(now = Date.now()): void {
     if (!this.#ready) return;
     if (now < this.#pausedUntil) {
@@ -115,8 +120,13 @@ export class Outbox {
       return;
     }
     let inFlight = this.#byFrame.size;
+    /** Destinations with a send in flight, or one waiting ahead in the queue: nothing more to them now. */
+    const busy = new Set<string>();
     for (const entry of this.#entries) {
       if (inFlight >= this.#options.maxInFlight) break;
+      const destination = 'room' in entry.to ? `room:${entry.to.room}` : `user:${entry.to.user}`;
+      if (busy.has(destination)) continue;
+      busy.add(destination);
       if (entry.inFlight !== undefined) continue;
       const id = this.#write({ type: 'send', to: entry.to, body: entry.body, key: entry.key });
       if (id === undefined) return;
