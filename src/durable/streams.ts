@@ -94,3 +94,14 @@ export async function ensureStreams(jsm: JetStreamManager, options: StreamOption
   }
   return epochs;
 }
+
+/** The stream and stored subject behind a live subject (`chatgate.v1.user.<id>` → `…msg.user.<id>`). */
+export function storedOf(live: string): { kind: StreamKind; stored: string } | undefined {
+  for (const kind of ['user', 'room'] as const) {
+    const prefix = durableStreams[kind].live.slice(0, -1);
+    if (live.startsWith(prefix)) {
+      return { kind, stored: durableStreams[kind].stored.slice(0, -1) + live.slice(prefix.length) };
+    }
+  }
+  return undefined;
+}
