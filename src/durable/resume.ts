@@ -69,13 +69,20 @@ export class Hold {
 
   /** The replay, then the held frames after it: no gap, no repeat. */
   release(resumed: Resumed): Buffer[] {
-    const out = resumed.frames.map((f) => f.frame);
+    const { replay, live } = this.split(resumed);
+    return [...replay, ...live];
+  }
+
+  /** The replay, and apart from it the held live frames that follow it. */
+  split(resumed: Resumed): { replay: Buffer[]; live: Buffer[] } {
+    const replay = resumed.frames.map((f) => f.frame);
+    const live: Buffer[] = [];
     let last = Math.max(resumed.top, resumed.frames.at(-1)?.seq ?? 0);
     for (const held of this.frames) {
       if (held.seq !== 0 && held.seq <= last) continue;
       if (held.seq !== 0) last = held.seq;
-      out.push(held.frame);
+      live.push(held.frame);
     }
-    return out;
+    return { replay, live };
   }
 }

@@ -19,7 +19,6 @@ import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.
 import { requestUrl } from '../request-target.ts';
 import { errorSummary, limitedLog } from '../bounded-log.ts';
 import type { ConnectionActor } from './session.ts';
-import { decodeChatMessage } from './codec.ts';
 import { Interest } from './interest.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { Observers } from '../observe/observe.ts';
@@ -27,6 +26,10 @@ import { startRecorder, type RecordingOptions } from '../observe/recording.ts';
 import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
 import { MAX_TOKEN_LENGTH, type TokenVerifier } from '../auth/tokens.ts';
 import { limitDefaults } from '../config.ts';
+import { Delivery } from '../durable/delivery.ts';
+import type { DeliveryMode } from '../durable/publish.ts';
+import type { StreamOptions } from '../durable/streams.ts';
+import { MAX_POSITION_LENGTH } from '../durable/positions.ts';
 
 export const SUBPROTOCOL = 'chatgate.v1';
 const BEARER_PROTOCOL_PREFIX = 'bearer.';
@@ -92,6 +95,13 @@ export interface GatewayOptions {
   verify?: TokenVerifier;
   /** Where the actors report what they live through (inspector page, recorder). @default a new one */
   observers?: Observers;
+  /**
+   * `durable`: every chat message is stored in JetStream before its ack (positions, resume,
+   * history, keys; see docs/durability.md); `ephemeral`: core NATS, at most once. @default 'ephemeral'
+   */
+  delivery?: DeliveryMode;
+  /** Retention, dedupe window and replicas of the message streams, used when they are made. */
+  history?: StreamOptions;
   /** Record what the connection actors (all, one user's or one session's) and the breaker receive; see src/observe/recording.ts. @default off */
   recording?: RecordingOptions;
   log?: Logger;
@@ -215,28 +225,37 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   auth.breaker.on('breaker.halfOpened', () => metrics.breakerEntered('halfOpen'));
   auth.breaker.on('breaker.closed', () => metrics.breakerEntered('closed'));
 
-  const malformed = limitedLog(log);
-  const interest = new Interest<Session>(nc, (members, data) => {
-    const message = decodeChatMessage(data);
-    if (!message) {
-      malformed('warn', { bytes: data.length }, 'malformed chat message dropped');
-      return;
-    }
-    let first = true;
-    for (const session of members) {
-      if (session.id === message.origin) continue;
-      if (session.write(message.frame, 'message') && first) {
-        metrics.delivered(message.ts);
-        first = false;
-      }
-    }
-  }, log);
+  // Live messages go through delivery (gap detection and `pos` when durable) to the members.
+  let delivery: Delivery | undefined;
+  const interest = new Interest<Session>(
+    nc,
+    (_members, _data, subject, msg) => delivery?.live(subject, msg),
+    log,
+    (subject) => delivery?.released(subject),
+  );
+  try {
+    delivery = await Delivery.start({
+      nc,
+      mode: options.delivery ?? 'ephemeral',
+      history: options.history,
+      flush: () => interest.flush(),
+      members: (subject) => interest.members(subject),
+      delivered: (ts) => metrics.delivered(ts),
+      log,
+    });
+  } catch (err) {
+    auth.stop();
+    await recorder?.close();
+    await closeNats(nc);
+    throw err;
+  }
   const verify = options.verify ?? auth.verify;
   const node: NodeContext = {
     nodeId,
     nc,
     sessions,
     interest,
+    delivery,
     verify: async (token) => {
       // Refused here, before anything asks the auth service: on every path a token comes by.
       if (token.length > MAX_TOKEN_LENGTH) return { outcome: 'invalid', reason: 'token too long' };
@@ -304,6 +323,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         natsConnected = true;
         metrics.natsReconnected();
         log.warn({ server: nc.getServer() }, 'nats reconnected');
+        // What was published while the node was away comes from the streams (durable delivery).
+        void delivery!.resync();
       }
     }
   })();
@@ -384,7 +405,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       }
       ipSessions.set(ip, (ipSessions.get(ip) ?? 0) + 1);
       ws.once('close', () => releaseIp(ip));
-      const session = openSession(node, logic, ws, upgradeToken(req));
+      const since = url.searchParams.get('since') ?? undefined;
+      // Anything but a position-sized string is no position: `recovered: false`.
+      const session = openSession(node, logic, ws, upgradeToken(req), since === undefined || since.length <= MAX_POSITION_LENGTH ? since : '');
       recorder?.describe(session.actor, { authTimeout: node.authTimeoutMs });
     });
   };
