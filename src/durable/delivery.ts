@@ -10,6 +10,7 @@
 import type { Msg, NatsConnection } from '@nats-io/nats-core';
 import type { FrameId } from '../../machines/connection.machine.ts';
 import { decodeChatMessage, type ServerFrame } from '../gateway/codec.ts';
+import { relay } from '../gateway/relay.ts';
 import type { Logger } from '../log.ts';
 import { limitedLog } from '../bounded-log.ts';
 import { subjects } from '../subjects.ts';
@@ -184,19 +185,13 @@ export class Delivery {
         return;
       }
     }
-    let first = true;
-    for (const member of this.#options.members(subject) ?? []) {
-      if (member.id === message.origin) continue;
+    const held = frame;
+    const divert = (member: DeliveryMember) => {
       const hold = this.#holds.get(member)?.get(subject);
-      if (hold) {
-        hold.push(seq, frame);
-        continue;
-      }
-      if (member.write(frame, 'message') && first) {
-        this.#options.delivered?.(message.ts);
-        first = false;
-      }
-    }
+      hold?.push(seq, held);
+      return hold !== undefined;
+    };
+    relay(this.#options.members(subject) ?? [], message, frame, divert, this.#options.delivered);
   }
 
   /** The node could not catch up `subject`: its sessions must resume. */

@@ -15,7 +15,7 @@ import {
   type StoredMsg,
 } from '@nats-io/jetstream';
 import type { Logger } from '../log.ts';
-import { durableStreams, ensureStreams, type Epochs, type StreamKind, type StreamOptions } from './streams.ts';
+import { durableStreams, ensureStreams, streamDefaults, type Epochs, type StreamKind, type StreamOptions } from './streams.ts';
 import { decodePosition, encodePosition } from './positions.ts';
 
 export interface StoreOptions extends StreamOptions {
@@ -34,7 +34,7 @@ export class DurableStore {
     this.#js = js;
     this.#jsm = jsm;
     this.epochs = epochs;
-    this.maxPerTarget = options.maxPerTarget ?? 1000;
+    this.maxPerTarget = options.maxPerTarget ?? streamDefaults.maxPerTarget;
     this.#publishTimeoutMs = options.publishTimeoutMs ?? 5000;
   }
 

@@ -23,6 +23,7 @@ import {
 } from '@nats-io/jetstream';
 import { ROOMS_STREAM, USERS_STREAM, subjects } from '../subjects.ts';
 import type { Logger } from '../log.ts';
+import { defaults } from '../defaults.ts';
 import { streamEpoch } from './positions.ts';
 
 export interface StreamOptions {
@@ -36,7 +37,12 @@ export interface StreamOptions {
   replicas?: number;
 }
 
-export const streamDefaults = { maxAgeS: 86_400, maxPerTarget: 1000, dedupeWindowS: 120, replicas: 1 } as const;
+export const streamDefaults = {
+  maxAgeS: defaults.historyMaxAgeS,
+  maxPerTarget: defaults.historyMaxPerTarget,
+  dedupeWindowS: defaults.dedupeWindowS,
+  replicas: defaults.streamReplicas,
+} as const;
 
 /** The subject token a subject of subjects.ts ends with, made a wildcard. */
 const wildcard = (subject: string) => subject.slice(0, subject.lastIndexOf('.') + 1) + '*';

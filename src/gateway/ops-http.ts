@@ -5,11 +5,12 @@
  * (Prometheus text; behind `METRICS_TOKEN` when set). `/ws` without an upgrade gets 426. A request
  * target that is not a path gets 400 (src/request-target.ts).
  */
-import { timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
-import type { LimitedLog } from '../bounded-log.ts';
+import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
+import type { Logger } from '../log.ts';
 import { requestUrl } from '../request-target.ts';
+import { bearerToken, json, sameSecret } from '../http.ts';
 
 export interface HttpSources {
   readiness(): { ready: boolean } & Record<string, unknown>;
@@ -17,17 +18,6 @@ export interface HttpSources {
   metricsToken?: string;
   /** Where a bad request target is logged, within its budget (src/bounded-log.ts). */
   badTarget: LimitedLog;
-}
-
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-  res.end(`${JSON.stringify(body)}\n`);
 }
 
 export async function handleHttp(req: IncomingMessage, res: ServerResponse, sources: HttpSources): Promise<void> {
@@ -51,7 +41,7 @@ export async function handleHttp(req: IncomingMessage, res: ServerResponse, sour
     }
     case '/metrics': {
       if (sources.metricsToken) {
-        const given = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+        const given = bearerToken(req) ?? '';
         if (!sameSecret(given, sources.metricsToken)) {
           res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
           return;
@@ -70,4 +60,31 @@ export async function handleHttp(req: IncomingMessage, res: ServerResponse, sour
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found\n');
   }
+}
+
+/**
+ * The node's HTTP server: these routes for plain requests (upgrades are the caller's, see
+ * upgrade.ts). Slow headers are cut (HTTP 408): an upgrade is handled as soon as its headers are
+ * in. Nothing a request holds may reach the process: a failure is one bounded line and a 500.
+ */
+export function createNodeServer(options: {
+  sources: HttpSources;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  log: Logger;
+}): Server {
+  const httpFailed = limitedLog(options.log);
+  const headersTimeout = options.headersTimeoutMs;
+  return createServer({
+    headersTimeout,
+    requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs),
+    // How often Node looks for requests over those bounds; its default (30 s) would stretch them.
+    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 4)),
+  }, (req, res) => {
+    handleHttp(req, res, options.sources).catch((err: unknown) => {
+      httpFailed('error', { error: errorSummary(err) }, 'http request failed');
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  });
 }

@@ -10,6 +10,7 @@ import { nuid } from '@nats-io/nats-core';
 import {
   connectionMachine,
   tooManySessions,
+  type ConnectionContext,
   type ConnectionInput,
   type ConnectionLimits,
   type Destination,
@@ -49,6 +50,11 @@ export interface NodeContext {
   /** Sessions per user on this node, kept by the sessions themselves (see `openSession`). */
   userSessions: Map<string, number>;
   metrics: Metrics;
+  /** Holds the tokens of sessions admitted without the auth service, until they are re-checked (degraded.ts). */
+  degraded: {
+    hold(session: Session, token: string | undefined): void;
+    release(session: Session): void;
+  };
   /** When set, each actor reports what it lives through (inspector page, recorder). */
   observers?: Observers;
 }
@@ -66,8 +72,6 @@ export class Session implements Member, DeliveryMember {
   #log: Logger | undefined;
   #user: string | undefined;
   actor!: ConnectionActor;
-  /** Only while degraded: the token to re-check once the auth service is back. Never logged. */
-  degradedToken: string | undefined;
   /**
    * The token `verifyToken` last checked, until the machine says whether it was accepted
    * (`adoptCheckedToken`) or refused (`dropCheckedToken`). Never logged.
@@ -132,15 +136,24 @@ export class Session implements Member, DeliveryMember {
 /** The connection machine with this node's effects. */
 export function connectionLogic(node: NodeContext) {
   const { interest, nc, log } = node;
-  const sessionOf = (id: string) => node.sessions.get(id);
+  /**
+   * The one place an effect finds its session: by the id the actor carries. A session that has
+   * already ended (its socket closed, the node forgot it) gets nothing done.
+   */
+  const sessionOf = (id: string): Session | undefined => node.sessions.get(id);
+  const withSession =
+    <P>(effect: (session: Session, context: ConnectionContext, params: P) => void) =>
+    ({ context }: { context: ConnectionContext }, params: P): void => {
+      const session = sessionOf(context.session);
+      if (session) effect(session, context, params);
+    };
   const replyError = (
-    session: Session | undefined,
+    session: Session,
     code: ErrorCodeValue,
     message: string,
     id?: FrameId,
     retryAfterMs?: number,
   ) => {
-    if (!session) return;
     // Debug only: every refusal is a strike, and the session's close says why it ended.
     session.log.debug({ code, reason: message }, 'frame refused');
     if (code === ErrorCode.rateLimited) node.metrics.rateLimited('send');
@@ -174,20 +187,15 @@ export function connectionLogic(node: NodeContext) {
     delays: { authTimeout: node.authTimeoutMs },
     actions: {
       // A session admitted without the auth service keeps its token until the service re-checks it.
-      adoptCheckedToken: ({ context }, { degraded }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
-        session.degradedToken = degraded ? session.checkedToken : undefined;
+      adoptCheckedToken: withSession((session, _context, { degraded }: { degraded: boolean }) => {
+        node.degraded.hold(session, degraded ? session.checkedToken : undefined);
         session.checkedToken = undefined;
-      },
-      dropCheckedToken: ({ context }) => {
-        const session = sessionOf(context.session);
-        if (session) session.checkedToken = undefined;
-      },
+      }),
+      dropCheckedToken: withSession((session) => {
+        session.checkedToken = undefined;
+      }),
       // With `since`, the inbox's replay follows the welcome at once, then its live messages.
-      sendWelcome: ({ context }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      sendWelcome: withSession((session, context) => {
         const resumed = session.resumed;
         session.resumed = undefined;
         const welcome: ServerFrame = {
@@ -201,79 +209,78 @@ export function connectionLogic(node: NodeContext) {
         if (resumed?.recovered !== undefined) welcome.recovered = resumed.recovered;
         session.send(welcome);
         resumed?.flush();
-      },
-      sendAck: ({ context }, { id }) => sessionOf(context.session)?.send({ type: 'ack', id }),
-      sendError: ({ context }, { id, code, message, retryAfterMs }) =>
-        replyError(sessionOf(context.session), code, message, id, retryAfterMs),
-      sendPong: ({ context }, { id }) =>
-        sessionOf(context.session)?.send(id === undefined ? { type: 'pong' } : { type: 'pong', id }),
-      sendExpiring: ({ context }) => sessionOf(context.session)?.send({ type: 'expiring', exp: context.exp! }),
-      sendRefreshAck: ({ context }, { id, exp }) =>
-        sessionOf(context.session)?.send({ type: 'ack', id, exp }),
+      }),
+      sendAck: withSession((session, _context, { id }: { id: FrameId }) => session.send({ type: 'ack', id })),
+      sendError: withSession(
+        (session, _context, { id, code, message, retryAfterMs }: { id?: FrameId; code: ErrorCodeValue; message: string; retryAfterMs?: number }) =>
+          replyError(session, code, message, id, retryAfterMs),
+      ),
+      sendPong: withSession((session, _context, { id }: { id?: FrameId }) =>
+        session.send(id === undefined ? { type: 'pong' } : { type: 'pong', id }),
+      ),
+      sendExpiring: withSession((session, context) => session.send({ type: 'expiring', exp: context.exp! })),
+      sendRefreshAck: withSession((session, _context, { id, exp }: { id: FrameId; exp: number }) =>
+        session.send({ type: 'ack', id, exp }),
+      ),
       // With `since`: the room's replay, then the ack with `recovered`, then its live messages.
-      subscribeRoomAndAck: ({ context }, { room, id, since }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      subscribeRoomAndAck: withSession((session, _context, { room, id, since }: { room: string; id: FrameId; since?: string }) => {
         const subject = subjects.room(room);
         node.delivery.join(session, subject, since, () => interest.join(subject, session)).then(
           ({ recovered, flush }) =>
             flush(() => session.send(recovered === undefined ? { type: 'ack', id } : { type: 'ack', id, recovered })),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
-      },
-      unsubscribeRooms: ({ context }, { rooms }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      }),
+      unsubscribeRooms: withSession((session, _context, { rooms }: { rooms: readonly string[] }) => {
         for (const room of rooms) {
           interest.leave(subjects.room(room), session);
           node.delivery.leave(session, subjects.room(room));
         }
-      },
-      releaseInterests: ({ context }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      }),
+      releaseInterests: withSession((session) => {
         interest.leaveAll(session);
         node.delivery.leave(session);
-      },
-      sendHistory: ({ context }, { id, room, before, limit }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
-        if (!node.delivery.store) {
-          replyError(session, ErrorCode.unavailable, 'history needs durable delivery (DELIVERY=durable)', id);
-          return;
-        }
-        const target = room === undefined ? { user: context.user! } : { room };
-        node.delivery.history(id, target, before, limit).then(
-          (text) =>
-            text === undefined
-              ? replyError(session, ErrorCode.badRequest, 'before: not a position of this destination', id)
-              : session.write(text, 'history'),
-          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
-        );
-      },
-      publishAndAck: ({ context }, { id, to, body, key }: { id: FrameId; to: Destination; body: unknown; key?: string }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
-        if (nc.isClosed() || nc.isDraining()) {
-          replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
-          return;
-        }
-        // Room messages skip the sending session; user messages reach every session of the user.
-        const origin = 'room' in to ? session.id : '';
-        // Acknowledged once the NATS server has the message (ephemeral) or the stream stored it (durable).
-        node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
-          ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
-          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
-        );
-      },
-      closeSocket: ({ context }) => {
-        const session = sessionOf(context.session);
-        const ws = session?.ws;
-        if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) {
+      }),
+      // A page of stored messages (durable delivery): the own inbox, or a room the machine found granted.
+      sendHistory: withSession(
+        (session, context, { id, room, before, limit }: { id: FrameId; room?: string; before?: string; limit: number }) => {
+          if (!node.delivery.store) {
+            replyError(session, ErrorCode.unavailable, 'history needs durable delivery (DELIVERY=durable)', id);
+            return;
+          }
+          const target = room === undefined ? { user: context.user! } : { room };
+          node.delivery.history(id, target, before, limit).then(
+            (text) =>
+              text === undefined
+                ? replyError(session, ErrorCode.badRequest, 'before: not a position of this destination', id)
+                : session.write(text, 'history'),
+            () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+          );
+        },
+      ),
+      // A chat message, sending side: session → (machine decided) → publishChat → bus. Delivery: relay.ts.
+      publishAndAck: withSession(
+        (session, context, { id, to, body, key }: { id: FrameId; to: Destination; body: unknown; key?: string }) => {
+          if (nc.isClosed() || nc.isDraining()) {
+            replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
+            return;
+          }
+          // Room messages skip the sending session; user messages reach every session of the user.
+          const origin = 'room' in to ? session.id : '';
+          // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
+          node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
+            ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
+            () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+          );
+        },
+      ),
+      closeSocket: withSession((session, context) => {
+        const ws = session.ws;
+        if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
           ws.close(context.closeCode, context.closeReason);
         }
-      },
-      terminateSocket: ({ context }) => sessionOf(context.session)?.ws.terminate(),
+      }),
+      terminateSocket: withSession((session) => session.ws.terminate()),
     },
   });
 }
@@ -294,7 +301,7 @@ const frameTypeOf = {
 /** Forgets a session that ended: the node's map, and its user's count. */
 function releaseSession(node: NodeContext, session: Session): void {
   node.sessions.delete(session.id);
-  session.degradedToken = undefined;
+  node.degraded.release(session);
   session.checkedToken = undefined;
   const user = session.countedUser;
   if (user === undefined) return;
