@@ -29,7 +29,7 @@ export const defaults = {
   maxStrikes: 10,
   maxSessionsPerUser: 100,
   /** DELIVERY: `ephemeral` (core NATS, at most once) or `durable` (JetStream, docs/durability.md). */
-  delivery: 'ephemeral',
+  delivery: 'durable',
   /** How long the message streams keep a message, in seconds. */
   historyMaxAgeS: 86_400,
   /** Messages kept per user inbox and per room. */
