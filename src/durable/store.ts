@@ -15,6 +15,8 @@ import {
   type StoredMsg,
 } from '@nats-io/jetstream';
 import type { Logger } from '../log.ts';
+import { jserrors } from '@nats-io/jetstream/internal';
+import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 import { durableStreams, ensureStreams, streamDefaults, type Epochs, type StreamKind, type StreamOptions } from './streams.ts';
 import { decodePosition, encodePosition } from './positions.ts';
 
@@ -40,7 +42,14 @@ export class DurableStore {
 
   /** Makes sure both streams exist (see streams.ts) and reads their epochs. */
   static async open(nc: NatsConnection, options: StoreOptions, log: Logger): Promise<DurableStore> {
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(nc).catch((err: unknown) => {
+      if (!(err instanceof jserrors.JetStreamNotEnabled)) throw err;
+      throw new ChatgateError(
+        ChatgateErrorCode.noJetStream,
+        'JetStream is not enabled on this NATS server: DELIVERY=durable needs it (nats-server -js, or chatgate nats), or set DELIVERY=ephemeral',
+        { cause: err },
+      );
+    });
     const epochs = await ensureStreams(jsm, options, log);
     return new DurableStore(jetstream(nc), jsm, epochs, options);
   }

@@ -26,7 +26,7 @@ import { limitedLog } from '../bounded-log.ts';
 import type { ConnectionActor } from './session.ts';
 import { Interest } from './interest.ts';
 import { Delivery } from '../durable/delivery.ts';
-import type { DeliveryMode } from '../durable/publish.ts';
+import type { ChatMessage, DeliveryMode, Published } from '../durable/publish.ts';
 import type { StreamOptions } from '../durable/streams.ts';
 import { createUpgrades } from './upgrade.ts';
 import { closeRevoked, drainSessions, startHeartbeat } from './sessions.ts';
@@ -128,6 +128,12 @@ export interface Gateway {
   interest: Pick<Interest<Session>, 'size' | 'has'>;
   /** What the connection actors live through, for whoever listens (the inspector page). */
   observers: Observers;
+  /**
+   * Publishes one chat message exactly as a session's `send` does (durable: stored before it
+   * resolves, with `pos`; a `key` dedupes per `from` user), without a session: for server-side
+   * publishing. `from` must be a verified user id; the caller checks that it may send.
+   */
+  publishChat(message: ChatMessage): Promise<Published>;
   /** Stops accepting, closes every session with 1001, drains NATS. Idempotent and bounded. */
   close(): Promise<void>;
 }
@@ -347,6 +353,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     observers,
     auth,
     authStatus: () => auth.status(),
+    publishChat: (message) => delivery.publish(undefined, message),
     close: () => (closing ??= close()),
   };
 }

@@ -192,3 +192,17 @@ describe('durable - idempotent send', () => {
     }
   });
 });
+
+describe('durable - server-side publish', () => {
+  it('durable - gateway.publishChat is the send path without a session: stored, positioned, deduplicated by key', async () => {
+    const nia = (await stack.session(1, 'du-nia')).client;
+    const first = await stack.gateways[0]!.publishChat({ from: 'du-system', to: { user: 'du-nia' }, body: 'notice', key: 'n1' });
+    const again = await stack.gateways[1]!.publishChat({ from: 'du-system', to: { user: 'du-nia' }, body: 'notice', key: 'n1' });
+    expect(again).toEqual({ ...first, duplicate: true });
+    const got = await nia.next((f) => f.body === 'notice');
+    expect(got).toMatchObject({ from: 'du-system', pos: first.pos, msgId: first.msgId });
+    const sender = (await stack.session(0, 'du-oto')).client;
+    await sentinel(sender, nia, 'du-nia');
+    expect(bodies(chat(nia))).toEqual(['notice']);
+  });
+});

@@ -272,7 +272,9 @@ describe('revocations - acknowledged only once stored', () => {
     const core = later(await startNats({ jetstream: false }), (s) => s.stop());
     later(await startAuthService({ natsUrl: core.url, home }), (a) => a.close());
     // Durable delivery needs JetStream: a gateway refuses to start without it; ephemeral serves.
-    await expect(startGateway({ natsUrl: core.url, port: 0, host: '127.0.0.1', delivery: 'durable' })).rejects.toThrow();
+    await expect(startGateway({ natsUrl: core.url, port: 0, host: '127.0.0.1', delivery: 'durable' })).rejects.toMatchObject({
+      code: 'no_jetstream',
+    });
     const gateway = await extraGateway(core.url, 'core-only', { delivery: 'ephemeral' });
     expect(gateway.authStatus().revocationsWatch).toBe('noJetStream');
     const client = clientOf(gateway, await mintToken(keys, { sub: 'g-user' }));
