@@ -14,8 +14,23 @@ import { CloseCode, ErrorCode, type ErrorCodeValue } from './codes.ts';
 /** A client's correlation id, echoed in `ack` and `error`. */
 export type FrameId = string | number;
 export type Destination = { user: string } | { room: string };
-/** `'*'` allows every room. */
-export type RoomGrant = '*' | readonly string[];
+/** What a token lets a session do in a room: `r` join, receive, history, presence; `rw` also send. */
+export type Capability = 'r' | 'rw';
+/** Capabilities per room; the key `'*'` applies to every room without its own entry. */
+export type RoomCapabilities = { readonly [room: string]: Capability };
+/** `'*'` allows every room (rw); a list grants `rw` in each room; an object gives each room its capability. */
+export type RoomGrant = '*' | readonly string[] | RoomCapabilities;
+
+const isRoomList = (rooms: RoomGrant): rooms is readonly string[] => Array.isArray(rooms);
+
+/** The capability `rooms` gives in `room`, or undefined when it grants nothing there. */
+export function capabilityOf(rooms: RoomGrant, room: string): Capability | undefined {
+  if (rooms === '*') return 'rw';
+  if (isRoomList(rooms)) return rooms.includes(room) ? 'rw' : undefined;
+  const caps = rooms as RoomCapabilities;
+  if (Object.hasOwn(caps, room)) return caps[room];
+  return Object.hasOwn(caps, '*') ? caps['*'] : undefined;
+}
 
 export interface VerifiedClaims {
   sub: string;
@@ -46,7 +61,10 @@ export type SessionFrameEvent =
   | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number }
   | { type: 'frame.join'; id: FrameId; room: string }
   | { type: 'frame.leave'; id: FrameId; room: string }
-  | { type: 'frame.refresh'; id: FrameId; token: string };
+  | { type: 'frame.refresh'; id: FrameId; token: string }
+  /** Never stored: delivered like a message to whoever is there now. `id` only when the client gave one. */
+  | { type: 'frame.signal'; id?: FrameId; to: Destination; body: unknown }
+  | { type: 'frame.presence'; id: FrameId; room: string };
 
 export type ConnectionEvent =
   | SessionFrameEvent
@@ -86,6 +104,10 @@ export interface ConnectionLimits {
   clockToleranceMs: number;
   /** Rooms one session may have joined at once; one more join is forbidden. @default 100 */
   maxRooms: number;
+  /** Signals a session may send per second, on average (its own token bucket). @default 10 */
+  signalsPerSecond: number;
+  /** Signals a session may send at once. @default 20 */
+  signalBurst: number;
 }
 
 export const defaultConnectionLimits: ConnectionLimits = {
@@ -98,6 +120,8 @@ export const defaultConnectionLimits: ConnectionLimits = {
   sendBytesBurst: 262_144,
   clockToleranceMs: 5000,
   maxRooms: 100,
+  signalsPerSecond: 10,
+  signalBurst: 20,
 };
 
 export interface ConnectionInput {
@@ -130,6 +154,9 @@ export interface ConnectionContext {
   sendTokens: number;
   sendBytes: number;
   sendCheckedAt: number;
+  /** The signal bucket: signals left at `signalCheckedAt`. */
+  signalTokens: number;
+  signalCheckedAt: number;
   closeCode: number | undefined;
   closeReason: string | undefined;
 }
@@ -141,7 +168,7 @@ const expiresAtMs = (context: ConnectionContext) => (context.exp ?? 0) * 1000;
 /** When the session ends: `exp`, plus the clock skew the token checks allow. */
 const closesAtMs = (context: ConnectionContext) => expiresAtMs(context) + context.limits.clockToleranceMs;
 
-const isAllowed = (rooms: RoomGrant, room: string) => rooms === '*' || rooms.includes(room);
+const isAllowed = (rooms: RoomGrant, room: string) => capabilityOf(rooms, room) !== undefined;
 
 /** Send tokens available now: the bucket refilled since it was last checked. */
 const sendTokensNow = (context: ConnectionContext) =>
@@ -155,6 +182,13 @@ const sendBytesNow = (context: ConnectionContext) =>
   Math.min(
     context.limits.sendBytesBurst,
     context.sendBytes + ((context.now() - context.sendCheckedAt) / 1000) * context.limits.sendBytesPerSecond,
+  );
+
+/** Signal tokens available now. */
+const signalTokensNow = (context: ConnectionContext) =>
+  Math.min(
+    context.limits.signalBurst,
+    context.signalTokens + ((context.now() - context.signalCheckedAt) / 1000) * context.limits.signalsPerSecond,
   );
 
 /** What a frame takes from the byte bucket: a `send` its size, other frames nothing. */
@@ -177,6 +211,8 @@ const forSessionFrames = <T>(transition: T) => ({
   'frame.join': transition,
   'frame.leave': transition,
   'frame.refresh': transition,
+  'frame.signal': transition,
+  'frame.presence': transition,
 });
 
 /** Frames that came while the token was being checked are handled once the session is active. */
@@ -204,7 +240,7 @@ const ungrantedRooms = (joined: readonly string[], rooms: RoomGrant) =>
  * because it is built outside `setup()`, so TypeScript cannot check the names here: a misspelt
  * one throws the first time its transition is tried, and the machine tests try every one.
  */
-type FrameGuard = 'isOverSendRate' | 'isRoomLimitReached' | object;
+type FrameGuard = 'isOverSendRate' | 'isOverSignalRate' | 'isRoomLimitReached' | object;
 
 /**
  * A refused frame: one strike and its `error`, and the frame that is one strike more than
@@ -288,6 +324,11 @@ export const connectionMachine = setup({
     isToUnjoinedRoom: ({ context }, to: Destination) =>
       'room' in to && !context.joined.includes(to.room),
     isRoomAllowed: ({ context }, room: string) => isAllowed(context.rooms, room),
+    isRoomDenied: ({ context }, room: string) => !isAllowed(context.rooms, room),
+    /** A room the token lets this session read but not write to. */
+    isToReadOnlyRoom: ({ context }, to: Destination) =>
+      'room' in to && capabilityOf(context.rooms, to.room) !== 'rw',
+    isOverSignalRate: ({ context }) => signalTokensNow(context) < 1,
     isExpiringSoon: ({ context }) =>
       expiresAtMs(context) - context.limits.expiryWarningMs <= context.now(),
     isTokenExpired: ({ context }) => closesAtMs(context) <= context.now(),
@@ -319,6 +360,10 @@ export const connectionMachine = setup({
       sendTokens: sendTokensNow(context) - 1,
       sendBytes: sendBytesNow(context) - frameBytes(event),
       sendCheckedAt: context.now(),
+    })),
+    takeSignalToken: assign(({ context }) => ({
+      signalTokens: signalTokensNow(context) - 1,
+      signalCheckedAt: context.now(),
     })),
     rememberRefreshId: assign({
       refreshId: ({ event }) => (event.type === 'frame.refresh' ? event.id : undefined),
@@ -364,6 +409,10 @@ export const connectionMachine = setup({
     unsubscribeRooms: (_, _p: { rooms: readonly string[] }) => {},
     releaseInterests: effect,
     publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown }) => {},
+    /** Publishes a signal (never stored); acks only when the frame had an `id`. */
+    publishSignal: (_, _p: { id?: FrameId; to: Destination; body: unknown }) => {},
+    /** Answers a `presence` frame with the users in the room, fleet-wide. */
+    answerPresence: (_, _p: { id: FrameId; room: string }) => {},
     closeSocket: effect,
     terminateSocket: effect,
   },
@@ -389,6 +438,8 @@ export const connectionMachine = setup({
     sendTokens: input.limits?.sendBurst ?? defaultConnectionLimits.sendBurst,
     sendBytes: input.limits?.sendBytesBurst ?? defaultConnectionLimits.sendBytesBurst,
     sendCheckedAt: input.now(),
+    signalTokens: input.limits?.signalBurst ?? defaultConnectionLimits.signalBurst,
+    signalCheckedAt: input.now(),
     closeCode: undefined,
     closeReason: undefined,
   }),
@@ -647,6 +698,14 @@ export const connectionMachine = setup({
                   },
                 ],
               },
+              ...refuseFrame<SessionFrameEvent & { type: 'frame.send' }>(
+                ({ event }) => ({
+                  id: event.id,
+                  code: ErrorCode.forbidden,
+                  message: 'this token may only read this room',
+                }),
+                { type: 'isToReadOnlyRoom', params: ({ event }: { event: { to: Destination } }) => event.to },
+              ),
               {
                 actions: [
                   'takeSendToken',
@@ -712,6 +771,60 @@ export const connectionMachine = setup({
                 actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
               },
               ...refuseUngrantedRoom,
+            ],
+            // Signals have their own bucket; to a room, the session must have joined it with `rw`.
+            'frame.signal': [
+              ...refuseFrame<SessionFrameEvent & { type: 'frame.signal' }>(
+                ({ context, event }) => ({
+                  id: event.id,
+                  code: ErrorCode.rateLimited,
+                  message: 'too many signals',
+                  retryAfterMs: Math.max(
+                    0,
+                    Math.ceil(((1 - signalTokensNow(context)) / context.limits.signalsPerSecond) * 1000),
+                  ),
+                }),
+                'isOverSignalRate',
+              ),
+              ...refuseFrame<SessionFrameEvent & { type: 'frame.signal' }>(
+                ({ event }) => ({
+                  id: event.id,
+                  code: ErrorCode.forbidden,
+                  message: 'join the room before signalling to it',
+                }),
+                { type: 'isToUnjoinedRoom', params: ({ event }: { event: { to: Destination } }) => event.to },
+              ),
+              ...refuseFrame<SessionFrameEvent & { type: 'frame.signal' }>(
+                ({ event }) => ({
+                  id: event.id,
+                  code: ErrorCode.forbidden,
+                  message: 'this token may only read this room',
+                }),
+                { type: 'isToReadOnlyRoom', params: ({ event }: { event: { to: Destination } }) => event.to },
+              ),
+              {
+                actions: [
+                  'takeSignalToken',
+                  {
+                    type: 'publishSignal',
+                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body }),
+                  },
+                ],
+              },
+            ],
+            // Presence of a granted room (joined or not) costs one send token.
+            'frame.presence': [
+              ...refuseOverRate,
+              ...refuseFrame<SessionFrameEvent & { type: 'frame.presence' }>(
+                ({ event }) => ({ id: event.id, code: ErrorCode.forbidden, message: 'the token does not grant this room' }),
+                { type: 'isRoomDenied', params: ({ event }: { event: { room: string } }) => event.room },
+              ),
+              {
+                actions: [
+                  'takeSendToken',
+                  { type: 'answerPresence', params: ({ event }) => ({ id: event.id, room: event.room }) },
+                ],
+              },
             ],
             'session.confirmed': { actions: 'confirmSession' },
             'session.revoked': {

@@ -18,6 +18,8 @@ export const redactPaths = [
   'headers["sec-websocket-protocol"]',
   'privateJwk',
   '*.privateJwk',
+  'apiToken',
+  '*.apiToken',
 ];
 
 export interface LogOptions {

@@ -19,7 +19,7 @@
  *
  * Later features (durable delivery will add message streams) add their subjects here.
  */
-import { AUTH_QUEUE, REVOCATIONS_BUCKET, subjects } from '../subjects.ts';
+import { AUTH_QUEUE, GATEWAY_QUEUE, REVOCATIONS_BUCKET, subjects } from '../subjects.ts';
 
 export { REVOCATIONS_BUCKET };
 
@@ -34,8 +34,6 @@ export function inboxPrefix(role: BusRole): string {
   return `_INBOX_${role}`;
 }
 
-/** Subjects under the `chatgate.v1.api` prefix: the server-side publish API of a later issue. */
-const API_SUBJECTS = 'chatgate.v1.api.>';
 /** A subject of subjects.ts with its last token (the encoded id) made a wildcard: every id. */
 const everyId = (subject: string) => subject.slice(0, subject.lastIndexOf('.') + 1) + '*';
 const USERS = everyId(subjects.user('x'));
@@ -96,7 +94,10 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       { subject: USERS, why: 'deliver to the sessions of a user on this node' },
       { subject: ROOMS, why: 'deliver to the sessions in a room on this node' },
       { subject: subjects.authJwksAnnounce, why: 'cache the key set for degraded mode' },
-      { subject: `${inboxPrefix('gateway')}.>`, why: 'auth verdicts, key sets, JetStream replies' },
+      { subject: `${inboxPrefix('gateway')}.>`, why: 'auth verdicts, key sets, JetStream replies, presence answers' },
+      { subject: subjects.presenceNodes, why: 'hear which gateways are alive (presence)' },
+      { subject: subjects.presenceQuery, why: 'answer another gateway’s presence query with its own users' },
+      { subject: subjects.apiPublish, queue: GATEWAY_QUEUE, why: 'serve the publish API, one gateway each' },
     ],
     denySubscribe: [subjects.authVerify, subjects.authRevoke, subjects.authJwks],
     publish: [
@@ -105,13 +106,16 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       { subject: USERS, why: 'a session sends to a user' },
       { subject: ROOMS, why: 'a session sends to a room' },
       { subject: RECORDINGS, why: 'recording to NATS (`RECORD_TO=nats`)' },
+      { subject: subjects.presenceNodes, why: 'its presence heartbeat, hello and bye' },
+      { subject: subjects.presenceQuery, why: 'ask the other gateways who is in a room' },
       ...readRevocations,
     ],
-    allowResponses: false,
+    // Answers to presence queries and to publish API requests, once each.
+    allowResponses: true,
   },
   api: {
     subscribe: [{ subject: `${inboxPrefix('api')}.>`, why: 'replies to its requests' }],
-    publish: [{ subject: API_SUBJECTS, why: 'requests to the server-side publish API' }],
+    publish: [{ subject: subjects.apiPublish, why: 'requests to the server-side publish API' }],
     allowResponses: false,
   },
 };

@@ -62,6 +62,10 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     requestTimeoutMs: config.requestTimeoutMs,
     clockToleranceS: config.clockToleranceS,
     metricsToken: config.metricsToken,
+    apiToken: config.apiToken,
+    presenceMaxUsers: config.presenceMaxUsers,
+    presenceHeartbeatMs: config.presenceHeartbeatMs,
+    presenceNodeTimeoutMs: config.presenceNodeTimeoutMs,
     recording: recordingOptions(config),
     limits: {
       expiryWarningMs: config.expiryWarningMs,
@@ -71,6 +75,8 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
       sendBytesBurst: config.sendBytesBurst,
       maxStrikes: config.maxStrikes,
       maxRooms: config.maxRoomsPerSession,
+      signalsPerSecond: config.signalsPerSecond,
+      signalBurst: config.signalBurst,
     },
     log,
   };
@@ -207,6 +213,7 @@ const run: { [C in CommandName]: (config: CommandConfig<C>, args: string[]) => P
       iss: config.iss,
       nbf: config.nbf,
       jti: config.jti,
+      claims: config.claims,
     });
     process.stdout.write(`${token}\n`);
   },

@@ -20,6 +20,9 @@ import { requestUrl } from '../request-target.ts';
 import { errorSummary, limitedLog } from '../bounded-log.ts';
 import type { ConnectionActor } from './session.ts';
 import { decodeChatMessage } from './codec.ts';
+import { createPublisher } from './publish.ts';
+import { CONTROL_MARK, Presence } from './presence.ts';
+import { servePublishApi, type PublishApiOptions } from './publish-api.ts';
 import { Interest } from './interest.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { Observers } from '../observe/observe.ts';
@@ -92,6 +95,13 @@ export interface GatewayOptions {
   verify?: TokenVerifier;
   /** Where the actors report what they live through (inspector page, recorder). @default a new one */
   observers?: Observers;
+  /** Presence: heartbeat interval and the silence after which a node counts as dead. @default 2000 / 10000 */
+  presenceHeartbeatMs?: number;
+  presenceNodeTimeoutMs?: number;
+  /** The most users a `presence` answer lists. @default 1000 */
+  presenceMaxUsers?: number;
+  /** When set, `POST /api/publish` on this port takes `Authorization: Bearer <apiToken>`; unset, it is 404. */
+  apiToken?: string;
   /** Record what the connection actors (all, one user's or one session's) and the breaker receive; see src/observe/recording.ts. @default off */
   recording?: RecordingOptions;
   log?: Logger;
@@ -216,7 +226,12 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   auth.breaker.on('breaker.closed', () => metrics.breakerEntered('closed'));
 
   const malformed = limitedLog(log);
-  const interest = new Interest<Session>(nc, (members, data) => {
+  const interest = new Interest<Session>(nc, (members, data, subject) => {
+    // A presence control line of another node: never written to a socket.
+    if (data[0] === CONTROL_MARK) {
+      presence.onRoomControl(subject, data);
+      return;
+    }
     const message = decodeChatMessage(data);
     if (!message) {
       malformed('warn', { bytes: data.length }, 'malformed chat message dropped');
@@ -225,18 +240,40 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     let first = true;
     for (const session of members) {
       if (session.id === message.origin) continue;
-      if (session.write(message.frame, 'message') && first) {
+      if (session.write(message.frame, message.type) && first) {
         metrics.delivered(message.ts);
         first = false;
       }
     }
   }, log);
+  const presence = new Presence({
+    nc,
+    nodeId,
+    log,
+    heartbeatMs: options.presenceHeartbeatMs,
+    nodeTimeoutMs: options.presenceNodeTimeoutMs,
+    maxUsers: options.presenceMaxUsers,
+    broadcast: (subject, frame, type) => {
+      for (const session of interest.members(subject)) session.write(frame, type);
+    },
+  });
+  await presence.start();
+  const publisher = createPublisher(nc, () => interest.flush());
+  const publishApi: PublishApiOptions = {
+    publisher,
+    log,
+    maxBytes: options.maxMessageBytes ?? 65536,
+    apiToken: options.apiToken,
+  };
+  const publishApiSub = servePublishApi(nc, publishApi);
   const verify = options.verify ?? auth.verify;
   const node: NodeContext = {
     nodeId,
     nc,
     sessions,
     interest,
+    publisher,
+    presence,
     verify: async (token) => {
       // Refused here, before anything asks the auth service: on every path a token comes by.
       if (token.length > MAX_TOKEN_LENGTH) return { outcome: 'invalid', reason: 'token too long' };
@@ -304,6 +341,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         natsConnected = true;
         metrics.natsReconnected();
         log.warn({ server: nc.getServer() }, 'nats reconnected');
+        presence.resync();
       }
     }
   })();
@@ -333,7 +371,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     // How often Node looks for requests over those bounds; its default (30 s) would stretch them.
     connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 4)),
   }, (req, res) => {
-    handleHttp(req, res, { readiness, registry: metrics.registry, metricsToken: options.metricsToken, badTarget }).catch(
+    handleHttp(req, res, { readiness, registry: metrics.registry, metricsToken: options.metricsToken, badTarget, publishApi }).catch(
       (err: unknown) => {
         httpFailed('error', { error: errorSummary(err) }, 'http request failed');
         if (!res.headersSent) res.writeHead(500).end();
@@ -429,6 +467,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     clearInterval(heartbeat);
     clearInterval(sweep);
     server.close();
+    publishApiSub.unsubscribe();
     auth.stop();
     for (const session of sessions.values()) session.actor.send({ type: 'node.shutdown' });
     const deadline = Date.now() + (options.shutdownTimeoutMs ?? 10_000);
@@ -437,6 +476,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     }
     for (const session of sessions.values()) session.ws.terminate();
     server.closeAllConnections();
+    presence.stop();
     await recorder?.close();
     await closeNats(nc);
     log.info('gateway stopped');

@@ -17,7 +17,7 @@ export interface Member {
   readonly subjects: Set<string>;
 }
 
-export type Deliver<M extends Member> = (members: ReadonlySet<M>, data: Uint8Array) => void;
+export type Deliver<M extends Member> = (members: ReadonlySet<M>, data: Uint8Array, subject: string) => void;
 
 interface Entry<M> {
   sub: Subscription;
@@ -49,6 +49,11 @@ export class Interest<M extends Member> {
     return this.#entries.has(subject);
   }
 
+  /** The local members of `subject` (empty when none). */
+  members(subject: string): ReadonlySet<M> {
+    return this.#entries.get(subject)?.members ?? new Set();
+  }
+
   /** One flush for every caller in the same tick: the server has seen all that came before. */
   flush(): Promise<void> {
     return (this.#nextFlush ??= Promise.resolve().then(() => {
@@ -65,7 +70,7 @@ export class Interest<M extends Member> {
     if (!entry) {
       const members = new Set<M>();
       const sub = this.#nc.subscribe(subject, {
-        callback: this.#guard.callback('interest', (msg) => this.#deliver(members, msg.data)),
+        callback: this.#guard.callback('interest', (msg) => this.#deliver(members, msg.data, subject)),
       });
       entry = { sub, members, pending: 0 };
       this.#entries.set(subject, entry);

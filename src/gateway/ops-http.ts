@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { LimitedLog } from '../bounded-log.ts';
 import { requestUrl } from '../request-target.ts';
+import { handlePublishHttp, type PublishApiOptions } from './publish-api.ts';
 
 export interface HttpSources {
   readiness(): { ready: boolean } & Record<string, unknown>;
@@ -17,6 +18,8 @@ export interface HttpSources {
   metricsToken?: string;
   /** Where a bad request target is logged, within its budget (src/bounded-log.ts). */
   badTarget: LimitedLog;
+  /** `POST /api/publish` (404 unless it has an `apiToken`). */
+  publishApi?: PublishApiOptions;
 }
 
 function sameSecret(given: string, expected: string): boolean {
@@ -38,6 +41,7 @@ export async function handleHttp(req: IncomingMessage, res: ServerResponse, sour
     return;
   }
   const path = url.pathname;
+  if (path === '/api/publish' && sources.publishApi) return handlePublishHttp(req, res, sources.publishApi);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { allow: 'GET, HEAD' }).end();
     return;

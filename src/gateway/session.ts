@@ -16,12 +16,9 @@ import {
   type FrameId,
 } from '../../machines/connection.machine.ts';
 import { ErrorCode, type ErrorCodeValue } from '../../machines/codes.ts';
-import {
-  decodeClientFrame,
-  encodeChatMessage,
-  encodeServerFrame,
-  type ServerFrame,
-} from './codec.ts';
+import { decodeClientFrame, encodeServerFrame, type ServerFrame } from './codec.ts';
+import type { Publisher } from './publish.ts';
+import type { Presence } from './presence.ts';
 import type { Interest, Member } from './interest.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
@@ -36,6 +33,10 @@ export interface NodeContext {
   sessions: Map<string, Session>;
   interest: Interest<Session>;
   verify: TokenVerifier;
+  /** The one publish path of chat messages and signals (publish.ts). */
+  publisher: Publisher;
+  /** The fleet's presence, fed by this node's joins and leaves (presence.ts). */
+  presence: Presence;
   log: Logger;
   limits: ConnectionLimits;
   /** @default 5000 */
@@ -75,6 +76,8 @@ export class Session implements Member {
   countedUser: string | undefined;
   /** Cleared by each heartbeat sweep, set again by a pong or any frame. */
   alive = true;
+  /** Rooms this session counts in presence (joined and subscribed). */
+  readonly presentIn = new Set<string>();
 
   constructor(ws: WebSocket, node: NodeContext) {
     this.id = nuid.next();
@@ -104,7 +107,7 @@ export class Session implements Member {
    * Writes one text frame, or closes the session with 4009 when the socket cannot keep up: the
    * bytes ws holds for this socket never grow past `maxBufferedBytes` plus one frame.
    */
-  write(data: string | Buffer, type: ServerFrame['type'] | 'message'): boolean {
+  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'signal'): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return false;
     if (this.ws.bufferedAmount > this.#maxBufferedBytes) {
       this.actor.send({ type: 'socket.slow' });
@@ -122,7 +125,11 @@ export class Session implements Member {
 
 /** The connection machine with this node's effects. */
 export function connectionLogic(node: NodeContext) {
-  const { interest, nc, log } = node;
+  const { interest, publisher, presence } = node;
+  /** Takes the session out of a room's presence, if it counted there. */
+  const absent = (session: Session, room: string) => {
+    if (session.presentIn.delete(room) && session.countedUser !== undefined) presence.remove(room, session.countedUser);
+  };
   const sessionOf = (id: string) => node.sessions.get(id);
   const replyError = (
     session: Session | undefined,
@@ -194,35 +201,60 @@ export function connectionLogic(node: NodeContext) {
       subscribeRoomAndAck: ({ context }, { room, id }) => {
         const session = sessionOf(context.session);
         if (!session) return;
-        interest.join(subjects.room(room), session).then(
-          () => session.send({ type: 'ack', id }),
+        const subject = subjects.room(room);
+        interest.join(subject, session).then(
+          () => {
+            session.send({ type: 'ack', id });
+            // Still joined (not left or closed meanwhile): the session counts in the room's presence.
+            if (session.subjects.has(subject) && session.countedUser !== undefined && !session.presentIn.has(room)) {
+              session.presentIn.add(room);
+              presence.add(room, session.countedUser);
+            }
+          },
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
       },
       unsubscribeRooms: ({ context }, { rooms }) => {
         const session = sessionOf(context.session);
         if (!session) return;
-        for (const room of rooms) interest.leave(subjects.room(room), session);
+        for (const room of rooms) {
+          interest.leave(subjects.room(room), session);
+          absent(session, room);
+        }
       },
       releaseInterests: ({ context }) => {
         const session = sessionOf(context.session);
-        if (session) interest.leaveAll(session);
+        if (!session) return;
+        interest.leaveAll(session);
+        for (const room of [...session.presentIn]) absent(session, room);
       },
       publishAndAck: ({ context }, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
         const session = sessionOf(context.session);
         if (!session) return;
-        if (nc.isClosed() || nc.isDraining()) {
-          replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
-          return;
-        }
-        const msgId = nuid.next();
-        const subject = 'user' in to ? subjects.user(to.user) : subjects.room(to.room);
         // Room messages skip the sending session; user messages reach every session of the user.
         const origin = 'room' in to ? session.id : '';
-        nc.publish(subject, encodeChatMessage(origin, { msgId, from: context.user!, to, body, ts: Date.now() }));
         // Acknowledged only once the NATS server has the message.
-        interest.flush().then(
-          () => session.send({ type: 'ack', id, msgId }),
+        publisher.publishChat({ origin, from: context.user!, to, body }).then(
+          (published) => session.send({ type: 'ack', id, ...published }),
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        );
+      },
+      publishSignal: ({ context }, { id, to, body }) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
+        const origin = 'room' in to ? session.id : '';
+        publisher.publishSignal({ origin, from: context.user!, to, body }).then(
+          () => {
+            if (id !== undefined) session.send({ type: 'ack', id });
+          },
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        );
+      },
+      answerPresence: ({ context }, { id, room }) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
+        presence.query(room).then(
+          ({ count, users }) => session.send({ type: 'presence', id, room, count, users }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
       },
@@ -247,6 +279,8 @@ const frameTypeOf = {
   'frame.leave': 'leave',
   'frame.refresh': 'refresh',
   'frame.ping': 'ping',
+  'frame.signal': 'signal',
+  'frame.presence': 'presence',
   'frame.invalid': 'invalid',
 } as const;
 
@@ -303,6 +337,8 @@ export function openSession(
     error: (err) => {
       session.log.error({ err }, 'connection actor failed');
       node.interest.leaveAll(session);
+      for (const room of session.presentIn) if (session.countedUser !== undefined) node.presence.remove(room, session.countedUser);
+      session.presentIn.clear();
       releaseSession(node, session);
       if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'internal error');
     },

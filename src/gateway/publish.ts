@@ -1,0 +1,70 @@
+/**
+ * The one path by which a chat message leaves a node: a session's `send` and the server-side
+ * publish API (publish-api.ts) both call `publishChat`, so that whatever delivery gains (durable
+ * storage, `pos`, dedupe by `key`) every message gains with it.
+ *
+ * Signals take `publishSignal`: the same subjects, never stored, no `msgId`, no `pos`.
+ */
+import { nuid, type NatsConnection } from '@nats-io/nats-core';
+import type { Destination } from '../../machines/connection.machine.ts';
+import { subjects } from '../subjects.ts';
+import { encodeChatMessage, encodeSignal } from './codec.ts';
+
+export interface ChatPublish {
+  /** The sending session's id (a room message skips it), or '' for none. */
+  origin: string;
+  /** The verified sender: a session's `sub`, or the publish API's `from`. */
+  from: string;
+  to: Destination;
+  body: unknown;
+  /** Set by the publish API: recipients see `"system": true`. */
+  system?: boolean;
+  /** The publisher's dedupe key (publish API); used once durable delivery stores messages. */
+  key?: string;
+}
+
+export interface Published {
+  msgId: string;
+  /** The message's position in its destination's log, once durable delivery stores messages. */
+  pos?: number;
+}
+
+/** Why a publish did not happen; callers map it to `unavailable` or HTTP 503. */
+export class PublishUnavailable extends Error {
+  constructor(message = 'NATS is not reachable') {
+    super(message);
+    this.name = 'PublishUnavailable';
+  }
+}
+
+export interface Publisher {
+  /** Resolves once the NATS server has the message. */
+  publishChat(message: ChatPublish): Promise<Published>;
+  /** Resolves once the NATS server has the signal. */
+  publishSignal(signal: { origin: string; from: string; to: Destination; body: unknown }): Promise<void>;
+}
+
+const subjectOf = (to: Destination) => ('user' in to ? subjects.user(to.user) : subjects.room(to.room));
+
+/** `flush`: one shared round trip per tick (Interest.flush). */
+export function createPublisher(nc: NatsConnection, flush: () => Promise<void>): Publisher {
+  const ready = () => {
+    if (nc.isClosed() || nc.isDraining()) throw new PublishUnavailable();
+  };
+  const confirmed = () => flush().catch(() => Promise.reject(new PublishUnavailable()));
+  return {
+    async publishChat({ origin, from, to, body, system }) {
+      ready();
+      const msgId = nuid.next();
+      const message = { msgId, from, to, body, ts: Date.now(), ...(system ? { system: true as const } : {}) };
+      nc.publish(subjectOf(to), encodeChatMessage(origin, message));
+      await confirmed();
+      return { msgId };
+    },
+    async publishSignal({ origin, from, to, body }) {
+      ready();
+      nc.publish(subjectOf(to), encodeSignal(origin, { from, to, body }, Date.now()));
+      await confirmed();
+    },
+  };
+}
