@@ -22,6 +22,7 @@ import type { ConnectionActor } from './session.ts';
 import { decodeChatMessage } from './codec.ts';
 import { createPublisher } from './publish.ts';
 import { CONTROL_MARK, Presence } from './presence.ts';
+import { inboxPrefix } from '../bus/permissions.ts';
 import { servePublishApi, type PublishApiOptions } from './publish-api.ts';
 import { Interest } from './interest.ts';
 import { silentLogger, type Logger } from '../log.ts';
@@ -253,6 +254,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     heartbeatMs: options.presenceHeartbeatMs,
     nodeTimeoutMs: options.presenceNodeTimeoutMs,
     maxUsers: options.presenceMaxUsers,
+    inboxPrefix: inboxPrefix('gateway'),
     broadcast: (subject, frame, type) => {
       for (const session of interest.members(subject)) session.write(frame, type);
     },

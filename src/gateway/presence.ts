@@ -19,7 +19,7 @@
  *
  * Nothing here is on the chat path: a chat message never touches this module.
  */
-import { nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { createInbox, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { isValidId, subjects } from '../subjects.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
@@ -44,6 +44,8 @@ export interface PresenceOptions {
   queryTimeoutMs?: number;
   /** The most users a `presence` answer lists (`count` is exact). @default 1000 */
   maxUsers?: number;
+  /** Where this connection's replies arrive (the role's inbox prefix). @default '_INBOX' */
+  inboxPrefix?: string;
 }
 
 interface RoomView {
@@ -87,6 +89,7 @@ export class Presence {
   readonly #nodeTimeoutMs: number;
   readonly #queryTimeoutMs: number;
   readonly #maxUsers: number;
+  readonly #inboxPrefix: string;
   readonly #views = new Map<string, RoomView>();
   /** Other live nodes: instance → when last heard (ms). */
   readonly #nodes = new Map<string, number>();
@@ -104,6 +107,7 @@ export class Presence {
     this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 10_000;
     this.#queryTimeoutMs = options.queryTimeoutMs ?? 1000;
     this.#maxUsers = options.maxUsers ?? 1000;
+    this.#inboxPrefix = options.inboxPrefix ?? '_INBOX';
     this.#guard = new CallbackGuard(options.log);
     this.#bad = limitedLog(options.log);
   }
@@ -189,7 +193,9 @@ export class Presence {
       users = [...view.holders.keys()];
     } else {
       const all = new Set<string>();
-      for (const reply of await this.#ask(room)) for (const u of reply.users) all.add(u);
+      await this.#ask(room, (reply) => {
+        for (const u of reply.users) all.add(u);
+      });
       users = [...all];
     }
     users.sort();
@@ -228,13 +234,12 @@ export class Presence {
 
   /** Asks every live node for its users in the view's room and takes the answers as their state. */
   async #sync(view: RoomView): Promise<void> {
-    const replies = this.#nodes.size === 0 ? [] : await this.#ask(view.room);
-    if (this.#views.get(view.subject) !== view) return;
-    for (const reply of replies) {
+    await this.#ask(view.room, (reply) => {
+      if (this.#views.get(view.subject) !== view) return;
       this.#touch(reply.node);
       this.#replace(view, reply.node, reply.users);
-    }
-    if (view.synced) return;
+    });
+    if (this.#views.get(view.subject) !== view || view.synced) return;
     view.synced = true;
     // A user whose first session here joined meanwhile: new to the room only if no other node has it.
     for (const user of view.pendingLocal) {
@@ -243,24 +248,36 @@ export class Presence {
     view.pendingLocal.clear();
   }
 
-  /** One answer per live node (this one's is left out), or what came within the timeout. */
-  async #ask(room: string): Promise<Array<z.infer<typeof queryReply>>> {
-    const answers: Array<z.infer<typeof queryReply>> = [];
-    try {
-      const replies = await this.#nc.requestMany(subjects.presenceQuery, JSON.stringify({ room }), {
-        strategy: 'count',
-        maxMessages: this.#nodes.size + 1,
-        maxWait: this.#queryTimeoutMs,
+  /**
+   * Asks every live node (one answer each; this one's is left out) and hands each answer to
+   * `take` in a subscription callback, so in the order it arrived among that node's deltas: an
+   * answer is never applied after a delta its node sent later. Ends when every node answered or
+   * after the query timeout.
+   */
+  #ask(room: string, take: (reply: z.infer<typeof queryReply>) => void): Promise<void> {
+    const expected = this.#nodes.size;
+    if (expected === 0 || this.#nc.isClosed() || this.#nc.isDraining()) return Promise.resolve();
+    return new Promise((resolve) => {
+      let answered = 0;
+      const inbox = createInbox(this.#inboxPrefix);
+      const done = () => {
+        clearTimeout(timer);
+        sub.unsubscribe();
+        resolve();
+      };
+      const timer = setTimeout(done, this.#queryTimeoutMs);
+      const sub = this.#nc.subscribe(inbox, {
+        callback: (err, msg) => {
+          if (err) return done();
+          const reply = this.#parse(queryReply, msg.data);
+          if (!reply || reply.node === this.instance) return;
+          take(reply);
+          answered += 1;
+          if (answered >= expected) done();
+        },
       });
-      for await (const msg of replies) {
-        const reply = this.#parse(queryReply, msg.data);
-        if (reply && reply.node !== this.instance) answers.push(reply);
-      }
-    } catch (err) {
-      // Not fatal: presence is as good as the answers that came; the next resync repairs it.
-      this.#log.warn({ err: (err as Error).name }, 'presence query failed');
-    }
-    return answers;
+      this.#nc.publish(subjects.presenceQuery, JSON.stringify({ room }), { reply: inbox });
+    });
   }
 
   #onQuery(msg: Msg): void {

@@ -1,8 +1,9 @@
 /**
  * Isolation, as a property: random users and rooms (ids with `.`, `*`, `>`, spaces, Unicode),
- * sessions spread over two gateway nodes on two servers of a NATS cluster, random joins and
- * sends. Every session must receive exactly the messages the delivery rules name, no more, no
- * fewer.
+ * sessions spread over two gateway nodes on two servers of a NATS cluster, random joins, sends
+ * and signals. Every session must receive exactly the messages and signals the delivery rules
+ * name, no more, no fewer; every `joined`/`left` it gets is about a room it joined and a user
+ * joined there; and `presence` of each room it joined names exactly the users joined there.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -13,11 +14,16 @@ import type { TestClient } from '../harness/client.ts';
 let stack: Stack;
 let barrier: TestClient[];
 let deliveries = 0;
+let presenceEvents = 0;
 let run = 0;
 
 beforeAll(async () => {
   // The barrier sessions send a sentinel for every check: no send rate limit here.
-  stack = await startStack({ nodes: 2, cluster: true, gateway: { limits: { sendsPerSecond: 1e6, sendBurst: 1e6 } } });
+  stack = await startStack({
+    nodes: 2,
+    cluster: true,
+    gateway: { limits: { sendsPerSecond: 1e6, sendBurst: 1e6, signalsPerSecond: 1e6, signalBurst: 1e6 } },
+  });
   barrier = [(await stack.session(0, 'iso-barrier-0')).client, (await stack.session(1, 'iso-barrier-1')).client];
 });
 afterAll(async () => {
@@ -49,7 +55,7 @@ const scenario = fc
         { minLength: 2, maxLength: 6 },
       ),
       sends: fc.array(
-        fc.record({ from: fc.nat(5), toUser: fc.boolean(), target: fc.nat(10) }),
+        fc.record({ from: fc.nat(5), toUser: fc.boolean(), target: fc.nat(10), signal: fc.boolean() }),
         { minLength: 5, maxLength: 25 },
       ),
     }),
@@ -82,6 +88,7 @@ it('isolation - every delivery across two nodes obeys the rules, with exact coun
 
         const expected = open.map(() => [] as string[]);
         const sentBy = new Map<string, { from: string; to: unknown }>();
+        const signals = new Set<string>();
         for (const [n, send] of sends.entries()) {
           const from = open[send.from % open.length]!;
           const body = `m${run}-${n}`;
@@ -96,22 +103,37 @@ it('isolation - every delivery across two nodes obeys the rules, with exact coun
             open.forEach((s, i) => s !== from && s.joined.includes(r) && expected[i]!.push(body));
           }
           sentBy.set(body, { from: userId(from.user), to });
-          const ack = await from.client.request({ type: 'send', id: n, to, body });
+          const ack = await from.client.request({ type: send.signal ? 'signal' : 'send', id: n, to, body });
           expect(ack).toMatchObject({ type: 'ack', id: n });
+          if (send.signal) signals.add(body);
         }
         // Everything both nodes published has now reached every socket.
         for (const s of open) {
           for (const b of barrier) await sentinel(b, s.client, userId(s.user));
         }
+        // Who is joined where, by this run's sessions: the only users presence may name.
+        const joinedUsers = rooms.map((_, r) => [...new Set(open.filter((s) => s.joined.includes(r)).map((s) => userId(s.user)))].sort());
         for (const [i, s] of open.entries()) {
-          const got = s.client.messages().filter((m) => !isSentinel(m));
+          const got = s.client.frames.filter((m) => (m.type === 'message' || m.type === 'signal') && !isSentinel(m));
           for (const m of got) {
             const origin = sentBy.get(m.body as string);
-            expect(origin, 'a message nobody sent').toBeDefined();
+            expect(origin, 'a message or signal nobody sent').toBeDefined();
             expect({ from: m.from, to: m.to }).toEqual(origin);
+            expect(m.type, 'a signal arrives as a signal, a message as a message').toBe(signals.has(m.body as string) ? 'signal' : 'message');
           }
           expect(got.map((m) => m.body).sort()).toEqual([...expected[i]!].sort());
           deliveries += got.length;
+          for (const e of s.client.frames.filter((f) => f.type === 'joined' || f.type === 'left')) {
+            const r = rooms.findIndex((_, k) => roomId(k) === e.room);
+            expect(s.joined, `a presence event of a room this session did not join: ${JSON.stringify(e)}`).toContain(r);
+            expect(joinedUsers[r], 'a presence event about a user not in the room').toContain(e.user);
+            presenceEvents += 1;
+          }
+          for (const r of s.joined) {
+            s.client.send({ type: 'presence', id: `p${r}`, room: roomId(r) });
+            const answer = await s.client.next((f) => f.type === 'presence' && f.id === `p${r}`);
+            expect(answer.users, `presence of ${roomId(r)}`).toEqual(joinedUsers[r]);
+          }
         }
       } finally {
         for (const s of open) s.client.close();
@@ -119,6 +141,7 @@ it('isolation - every delivery across two nodes obeys the rules, with exact coun
     }),
     { numRuns: 60, seed: Number(process.env.ISOLATION_SEED ?? Date.now() % 2 ** 31) },
   );
-  console.info(`isolation: ${deliveries} deliveries checked over ${run} runs`);
+  console.info(`isolation: ${deliveries} deliveries and ${presenceEvents} presence events checked over ${run} runs`);
+  expect(presenceEvents).toBeGreaterThan(0);
   expect(deliveries).toBeGreaterThanOrEqual(500);
 }, 180_000);
