@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { isValidId } from './subjects.ts';
 import type { NatsCredentials } from './bus/connection.ts';
+import { defaults } from './defaults.ts';
 
 export interface OptionSpec {
   /** Commander's flag syntax, e.g. `--port <n>`. */
@@ -27,28 +28,6 @@ const url = z.string().url();
 const list = z
   .string()
   .transform((s) => s.split(',').map((part) => part.trim()).filter(Boolean));
-/**
- * Defaults of the limits that code outside this table needs too (the gateway's fallbacks for
- * callers that start it as a library); the table below writes them as the user would type them.
- */
-export const limitDefaults = {
-  /** @default 65536 */
-  sendBytesPerSecond: 65_536,
-  /** @default 262144 */
-  sendBytesBurst: 262_144,
-  /** @default 10 */
-  maxStrikes: 10,
-  /** @default 100 */
-  maxSessionsPerUser: 100,
-  /** @default 1000 */
-  maxSessionsPerIp: 1000,
-  /** @default 10000 */
-  headersTimeoutMs: 10_000,
-  /** @default 30000 */
-  requestTimeoutMs: 30_000,
-  /** @default 5 */
-  clockToleranceS: 5,
-} as const;
 
 /** `TRUST_PROXY`: a count of trusted proxies; `true` and `false` still mean 1 and 0. */
 const trustProxyCount = z
@@ -60,7 +39,7 @@ const clockTolerance = {
   flag: '--clock-tolerance-s <s>',
   env: 'CLOCK_TOLERANCE_S',
   description: 'clock skew allowed when checking exp and nbf, in seconds (auth service and local checks)',
-  default: String(limitDefaults.clockToleranceS),
+  default: String(defaults.clockToleranceS),
   schema: z.coerce.number().int().min(0).max(300),
 } satisfies OptionSpec;
 
@@ -70,14 +49,14 @@ const nats = {
   flag: '--nats <url>',
   env: 'NATS_URL',
   description: 'NATS server URL(s), comma-separated',
-  default: 'nats://127.0.0.1:4222',
+  default: defaults.natsUrl,
   schema: list.pipe(z.array(url).min(1)),
 } satisfies OptionSpec;
 const home = {
   flag: '--home <dir>',
   env: 'CHATGATE_HOME',
   description: 'where the signing keys live (made on first use)',
-  default: './.chatgate',
+  default: defaults.home,
   schema: text,
 } satisfies OptionSpec;
 const level = {
@@ -158,28 +137,28 @@ const gatewayLimits = {
     flag: '--auth-timeout-ms <ms>',
     env: 'AUTH_TIMEOUT_MS',
     description: 'time a new socket has to authenticate before close 4008',
-    default: '5000',
+    default: String(defaults.authTimeoutMs),
     schema: positiveInt,
   },
   authRequestTimeoutMs: {
     flag: '--auth-request-timeout-ms <ms>',
     env: 'AUTH_REQUEST_TIMEOUT_MS',
     description: 'time one auth check over NATS may take (also the breaker’s slow-call bound)',
-    default: '1000',
+    default: String(defaults.authRequestTimeoutMs),
     schema: positiveInt,
   },
   maxMessageBytes: {
     flag: '--max-message-bytes <n>',
     env: 'MAX_MESSAGE_BYTES',
     description: 'largest client frame; larger closes with 1009',
-    default: '65536',
+    default: String(defaults.maxMessageBytes),
     schema: positiveInt,
   },
   maxBufferedBytes: {
     flag: '--max-buffered-bytes <n>',
     env: 'MAX_BUFFERED_BYTES',
     description: 'outgoing bytes a socket may hold; more closes with 4009',
-    default: '1048576',
+    default: String(defaults.maxBufferedBytes),
     schema: positiveInt,
   },
   allowedOrigins: {
@@ -192,7 +171,7 @@ const gatewayLimits = {
     flag: '--heartbeat-interval-ms <ms>',
     env: 'HEARTBEAT_INTERVAL_MS',
     description: 'how often sockets are pinged; a missed pong ends the session',
-    default: '30000',
+    default: String(defaults.heartbeatIntervalMs),
     schema: positiveInt,
   },
   expiryWarningMs: {
@@ -206,14 +185,14 @@ const gatewayLimits = {
     flag: '--degraded-policy <policy>',
     env: 'DEGRADED_POLICY',
     description: 'when the auth service cannot be asked: local (verify with cached keys) or reject (close 1013)',
-    default: 'local',
+    default: String(defaults.degradedPolicy),
     schema: z.enum(['local', 'reject']),
   },
   recheckPerSecond: {
     flag: '--recheck-per-second <n>',
     env: 'RECHECK_PER_SECOND',
     description: 'degraded sessions re-checked per second once the auth service is back',
-    default: '20',
+    default: String(defaults.recheckPerSecond),
     schema: positiveInt,
   },
   sendsPerSecond: {
@@ -248,21 +227,21 @@ const gatewayLimits = {
     flag: '--presence-max-users <n>',
     env: 'PRESENCE_MAX_USERS',
     description: 'the most users a presence answer lists (its count is exact)',
-    default: '1000',
+    default: String(defaults.presenceMaxUsers),
     schema: positiveInt,
   },
   presenceHeartbeatMs: {
     flag: '--presence-heartbeat-ms <ms>',
     env: 'PRESENCE_HEARTBEAT_MS',
     description: 'how often a gateway tells the others it is alive (presence)',
-    default: '2000',
+    default: String(defaults.presenceHeartbeatMs),
     schema: positiveInt,
   },
   presenceNodeTimeoutMs: {
     flag: '--presence-node-timeout-ms <ms>',
     env: 'PRESENCE_NODE_TIMEOUT_MS',
     description: 'a gateway not heard for this long is dead: its users leave every room (left events)',
-    default: '10000',
+    default: String(defaults.presenceNodeTimeoutMs),
     schema: positiveInt,
   },
   apiToken: {
@@ -282,70 +261,70 @@ const gatewayLimits = {
     flag: '--max-connections <n>',
     env: 'MAX_CONNECTIONS',
     description: 'connections per node; more are closed with 1013',
-    default: '10000',
+    default: String(defaults.maxConnections),
     schema: positiveInt,
   },
   handshakesPerIpPerSecond: {
     flag: '--handshakes-per-ip-per-second <n>',
     env: 'HANDSHAKES_PER_IP_PER_SECOND',
     description: 'WebSocket handshakes per second from one address; more get HTTP 429',
-    default: '20',
+    default: String(defaults.handshakesPerIpPerSecond),
     schema: positiveInt,
   },
   trustProxy: {
     flag: '--trust-proxy <n>',
     env: 'TRUST_PROXY',
     description: 'proxies in front of the node: the client address is the X-Forwarded-For entry that many from the right (true = 1, false = 0)',
-    default: '0',
+    default: String(defaults.trustProxy),
     schema: trustProxyCount,
   },
   sendBytesPerSecond: {
     flag: '--send-bytes-per-second <n>',
     env: 'SEND_BYTES_PER_SECOND',
     description: 'bytes of send frames per second per session (byte bucket refill); excess gets error rate_limited',
-    default: String(limitDefaults.sendBytesPerSecond),
+    default: String(defaults.sendBytesPerSecond),
     schema: positiveInt,
   },
   sendBytesBurst: {
     flag: '--send-bytes-burst <n>',
     env: 'SEND_BYTES_BURST',
     description: 'bytes of send frames a session may send at once (byte bucket size; at least MAX_MESSAGE_BYTES)',
-    default: String(limitDefaults.sendBytesBurst),
+    default: String(defaults.sendBytesBurst),
     schema: positiveInt,
   },
   maxStrikes: {
     flag: '--max-strikes <n>',
     env: 'MAX_STRIKES',
     description: 'refused frames (malformed, forbidden, rate-limited, …) a session may send; one more closes with 1008',
-    default: String(limitDefaults.maxStrikes),
+    default: String(defaults.maxStrikes),
     schema: z.coerce.number().int().min(0),
   },
   maxSessionsPerUser: {
     flag: '--max-sessions-per-user <n>',
     env: 'MAX_SESSIONS_PER_USER',
     description: 'sessions one user may have on this node; one more closes with 1013',
-    default: String(limitDefaults.maxSessionsPerUser),
+    default: String(defaults.maxSessionsPerUser),
     schema: positiveInt,
   },
   maxSessionsPerIp: {
     flag: '--max-sessions-per-ip <n>',
     env: 'MAX_SESSIONS_PER_IP',
     description: 'sessions one client address may have on this node; one more upgrade gets HTTP 429',
-    default: String(limitDefaults.maxSessionsPerIp),
+    default: String(defaults.maxSessionsPerIp),
     schema: positiveInt,
   },
   headersTimeoutMs: {
     flag: '--headers-timeout-ms <ms>',
     env: 'HEADERS_TIMEOUT_MS',
     description: 'time a request (an upgrade too) may take to send its headers; then HTTP 408',
-    default: String(limitDefaults.headersTimeoutMs),
+    default: String(defaults.headersTimeoutMs),
     schema: positiveInt,
   },
   requestTimeoutMs: {
     flag: '--request-timeout-ms <ms>',
     env: 'REQUEST_TIMEOUT_MS',
     description: 'time a plain HTTP request may take in all',
-    default: String(limitDefaults.requestTimeoutMs),
+    default: String(defaults.requestTimeoutMs),
     schema: positiveInt,
   },
   clockToleranceS: clockTolerance,
@@ -361,7 +340,7 @@ const gatewayLimits = {
     flag: '--shutdown-timeout-ms <ms>',
     env: 'SHUTDOWN_TIMEOUT_MS',
     description: 'how long shutdown waits for sockets to close',
-    default: '10000',
+    default: String(defaults.shutdownTimeoutMs),
     schema: positiveInt,
   },
   maxTokenLifetimeS,
@@ -398,8 +377,8 @@ export const commandOptions = {
     nats,
     home: { ...home, description: 'where `chatgate nats` wrote the bus credentials (the gateway uses nats/gateway.nk)' },
     ...natsCredentialOptions,
-    port: { flag: '--port <n>', env: 'PORT', description: 'HTTP/WebSocket port', default: '8080', schema: port },
-    host: { flag: '--host <addr>', env: 'HOST', description: 'address to listen on', default: '0.0.0.0', schema: text },
+    port: { flag: '--port <n>', env: 'PORT', description: 'HTTP/WebSocket port', default: String(defaults.port), schema: port },
+    host: { flag: '--host <addr>', env: 'HOST', description: 'address to listen on', default: defaults.host, schema: text },
     nodeId: {
       flag: '--node-id <id>',
       env: 'NODE_ID',

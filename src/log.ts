@@ -4,23 +4,12 @@
  */
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 
+import { logRedactPaths, REDACTED } from './redact.ts';
+
 export type { Logger };
 
-export const redactPaths = [
-  'token',
-  '*.token',
-  'body',
-  '*.body',
-  'authorization',
-  '*.authorization',
-  'headers.authorization',
-  'req.headers.authorization',
-  'headers["sec-websocket-protocol"]',
-  'privateJwk',
-  '*.privateJwk',
-  'apiToken',
-  '*.apiToken',
-];
+/** pino's redaction paths; what is secret is listed once, in src/redact.ts. */
+export const redactPaths = logRedactPaths;
 
 export interface LogOptions {
   /** @default 'info' */
@@ -34,7 +23,7 @@ export function createLogger(options: LogOptions = {}): Logger {
     {
       level: options.level ?? 'info',
       base: { pid: process.pid },
-      redact: { paths: redactPaths, censor: '[redacted]' },
+      redact: { paths: [...redactPaths], censor: REDACTED },
     },
     options.destination ?? pino.destination({ fd: 1, sync: false }),
   );

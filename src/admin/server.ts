@@ -17,17 +17,19 @@
  *   GET  /api/events?session=ID  SSE: that connection's state now, then what it lives through
  *   GET  /demo, POST /dev/token  dev only: the demo chat page and its token minting
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { trustedHops, type Gateway } from '../gateway/gateway.ts';
+import type { Gateway } from '../gateway/gateway.ts';
+import { trustedHops } from '../gateway/upgrade.ts';
+import { bearerToken, json, listen, sameSecret } from '../http.ts';
 import type { TLSSocket } from 'node:tls';
 import { IpLimiter } from '../gateway/ip-limiter.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { connectionViews, leafPaths, machineViews, stateCounts, type MachineView } from './inspector-model.ts';
-import { redact, type Observation } from '../observe/observe.ts';
+import { pageForm } from '../observe/observe.ts';
 import { isValidId } from '../subjects.ts';
 import { SseHub } from './sse.ts';
 import { requestUrl } from '../request-target.ts';
@@ -92,12 +94,6 @@ const ASSETS: Record<string, { file: string | URL; type: string; demo?: boolean 
   '/assets/demo.js': { file: new URL('demo.js', pagesDir), type: 'text/javascript; charset=utf-8', demo: true },
 };
 
-/** Compares secrets in constant time, whatever their lengths. */
-function sameSecret(given: string, expected: string): boolean {
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(digest(given), digest(expected));
-}
-
 function cookies(req: IncomingMessage): Map<string, string> {
   const out = new Map<string, string>();
   for (const part of (req.headers.cookie ?? '').split(';')) {
@@ -105,11 +101,6 @@ function cookies(req: IncomingMessage): Map<string, string> {
     if (eq > 0) out.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
   }
   return out;
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-  res.end(`${JSON.stringify(body)}\n`);
 }
 
 async function readBody(req: IncomingMessage): Promise<string | undefined> {
@@ -123,18 +114,6 @@ async function readBody(req: IncomingMessage): Promise<string | undefined> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/**
- * An observation as the page gets it: a plain JSON copy (an action's params may hold actor refs,
- * which refer to themselves; JSON keeps their `toJSON` form), then events and actions redacted
- * with the Observers' own `redact`. A state value is not redacted: it holds a machine's state
- * names, never data, and one region of the connection machine is named `token`.
- */
-function forPage(o: Observation): Observation {
-  const plain = JSON.parse(
-    JSON.stringify(o, (_key, v: unknown) => (v instanceof Error ? { name: v.name, message: v.message } : v)),
-  ) as Observation;
-  return { ...plain, event: redact(plain.event), action: redact(plain.action) };
-}
 
 /**
  * Whether the browser reached this server over TLS: its own socket is TLS, or the trusted proxy
@@ -175,7 +154,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     return Number(exp) > Date.now() && sig !== undefined && sameSecret(sig, mac(Number(exp)));
   };
   const authorized = (req: IncomingMessage) => {
-    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+    const bearer = bearerToken(req);
     return bearer !== undefined ? sameSecret(bearer, token) : loggedIn(req);
   };
 
@@ -261,7 +240,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       receive: (o) => {
         // Runs inside the actor's inspection: nothing thrown here may reach the actor.
         try {
-          stream.send('observation', forPage(o));
+          stream.send('observation', pageForm(o));
         } catch (err) {
           log.warn({ err, session: id }, 'observation not sent');
         }
@@ -328,15 +307,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const sweep = setInterval(() => logins.sweep(), 10_000);
   sweep.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
+  const port = await listen(server, options.port, options.host ?? '127.0.0.1');
   const host = options.host && options.host !== '0.0.0.0' ? options.host : '127.0.0.1';
   log.info({ port }, 'admin server ready');
 

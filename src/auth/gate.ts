@@ -32,7 +32,7 @@ import { openRevocationBucket, revocationMaxAgeMs } from './revocation-store.ts'
 import { watchRevocations, type RevocationWatchState } from './revocation-watch.ts';
 import { subjects } from '../subjects.ts';
 import { createTokenVerifier, defaultClaimRules, MAX_TOKEN_LENGTH, type ClaimRules, type TokenVerifier } from './tokens.ts';
-import { limitDefaults } from '../config.ts';
+import { defaults } from '../defaults.ts';
 
 export type DegradedPolicy = 'local' | 'reject';
 
@@ -49,8 +49,6 @@ export interface AuthGateOptions {
   breaker?: Partial<BreakerOptions>;
   /** How often the cached JWK Set is refreshed while the service is up. @default 60000 */
   jwksRefreshMs?: number;
-  /** Degraded sessions re-checked per second once the breaker closes. @default 20 */
-  recheckPerSecond?: number;
   now?: () => number;
   random?: () => number;
   /** Where the breaker reports what it lives through (inspector, recorder), as machine `breaker`. */
@@ -84,14 +82,13 @@ export interface AuthGate {
   onRevoked(listener: (r: Revocation) => void): void;
   /** Called each time the breaker closes again. */
   onRecovered(listener: () => void): void;
-  recheckPerSecond: number;
   stop(): void;
 }
 
 export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate> {
   const { nc, log } = options;
-  const timeoutMs = options.requestTimeoutMs ?? 1000;
-  const policy = options.degradedPolicy ?? 'local';
+  const timeoutMs = options.requestTimeoutMs ?? defaults.authRequestTimeoutMs;
+  const policy = options.degradedPolicy ?? defaults.degradedPolicy;
   const revocations = new RevocationList();
   const revokedListeners: Array<(r: Revocation) => void> = [];
   const recoveredListeners: Array<() => void> = [];
@@ -103,7 +100,7 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
       createLocalJWKSet(jwks),
       options.rules ?? defaultClaimRules,
       (c) => revocations.isRevoked(c),
-      options.clockToleranceS ?? limitDefaults.clockToleranceS,
+      options.clockToleranceS ?? defaults.clockToleranceS,
     );
   };
   const fetchKeys = async () => {
@@ -214,7 +211,7 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
     // Bounded: a gateway serves (through the auth service) also while the bucket cannot be read.
     Promise.race([
       watch.firstAttempt,
-      new Promise((resolve) => (waited = setTimeout(resolve, options.revocationsWaitMs ?? 5000))),
+      new Promise((resolve) => (waited = setTimeout(resolve, options.revocationsWaitMs ?? defaults.revocationsWaitMs))),
     ]),
   ]);
   clearTimeout(waited);
@@ -228,7 +225,6 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
     verifyRemote,
     breaker,
     revocations,
-    recheckPerSecond: options.recheckPerSecond ?? 20,
     status: () => {
       const snapshot = breaker.getSnapshot();
       return {

@@ -12,7 +12,7 @@ import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVeri
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import type { VerifyResult } from '../../machines/connection.machine.ts';
 import { loadSigningKeys } from './keys.ts';
-import { limitDefaults } from '../config.ts';
+import { defaults } from '../defaults.ts';
 import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { AUTH_QUEUE, subjects } from '../subjects.ts';
@@ -66,7 +66,7 @@ async function keySource(options: AuthServiceOptions): Promise<{
     const remote = createRemoteJWKSet(new URL(options.jwksUrl));
     return { getKey: remote, jwks: () => remote.jwks() ?? { keys: [] } };
   }
-  const keys = await loadSigningKeys(options.home ?? './.chatgate');
+  const keys = await loadSigningKeys(options.home ?? defaults.home);
   return { getKey: createLocalJWKSet(keys.jwks), jwks: () => keys.jwks };
 }
 
@@ -85,7 +85,7 @@ function tokenOf(data: Uint8Array): string | undefined {
 
 export async function startAuthService(options: AuthServiceOptions = {}): Promise<AuthService> {
   const log = options.log ?? silentLogger;
-  const home = options.home ?? './.chatgate';
+  const home = options.home ?? defaults.home;
   const { getKey, jwks } = await keySource(options);
   const rules = options.rules ?? defaultClaimRules;
   const bucketOptions = {
@@ -103,9 +103,9 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     getKey,
     rules,
     (claims) => revocations.isRevoked(claims),
-    options.clockToleranceS ?? limitDefaults.clockToleranceS,
+    options.clockToleranceS ?? defaults.clockToleranceS,
   );
-  const nc = await connectNats(options.natsUrl ?? 'nats://127.0.0.1:4222', 'chatgate-auth', {
+  const nc = await connectNats(options.natsUrl ?? defaults.natsUrl, 'chatgate-auth', {
     role: 'auth',
     home,
     credentials: options.natsCredentials,
@@ -136,7 +136,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   let waited: NodeJS.Timeout | undefined;
   await Promise.race([
     watch.firstAttempt,
-    new Promise((resolve) => (waited = setTimeout(resolve, options.revocationsWaitMs ?? 5000))),
+    new Promise((resolve) => (waited = setTimeout(resolve, options.revocationsWaitMs ?? defaults.revocationsWaitMs))),
   ]);
   clearTimeout(waited);
 

@@ -2,14 +2,16 @@
  * The plain-HTTP side of a gateway's port: `/healthz` (the process serves), `/readyz` (connected
  * to NATS, subscriptions in place, not draining; an open auth breaker is shown but does not make
  * the node unready, since it still admits sessions by local verification), `/metrics`
- * (Prometheus text; behind `METRICS_TOKEN` when set). `/ws` without an upgrade gets 426. A request
+ * (Prometheus text; behind `METRICS_TOKEN` when set), `POST /api/publish` (publish-api.ts, 404
+ * without API_TOKEN). `/ws` without an upgrade gets 426. A request
  * target that is not a path gets 400 (src/request-target.ts).
  */
-import { timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
-import type { LimitedLog } from '../bounded-log.ts';
+import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
+import type { Logger } from '../log.ts';
 import { requestUrl } from '../request-target.ts';
+import { bearerToken, json, sameSecret } from '../http.ts';
 import { handlePublishHttp, type PublishApiOptions } from './publish-api.ts';
 
 export interface HttpSources {
@@ -20,17 +22,6 @@ export interface HttpSources {
   badTarget: LimitedLog;
   /** `POST /api/publish` (404 unless it has an `apiToken`). */
   publishApi?: PublishApiOptions;
-}
-
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-  res.end(`${JSON.stringify(body)}\n`);
 }
 
 export async function handleHttp(req: IncomingMessage, res: ServerResponse, sources: HttpSources): Promise<void> {
@@ -55,7 +46,7 @@ export async function handleHttp(req: IncomingMessage, res: ServerResponse, sour
     }
     case '/metrics': {
       if (sources.metricsToken) {
-        const given = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+        const given = bearerToken(req) ?? '';
         if (!sameSecret(given, sources.metricsToken)) {
           res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
           return;
@@ -74,4 +65,31 @@ export async function handleHttp(req: IncomingMessage, res: ServerResponse, sour
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found\n');
   }
+}
+
+/**
+ * The node's HTTP server: these routes for plain requests (upgrades are the caller's, see
+ * upgrade.ts). Slow headers are cut (HTTP 408): an upgrade is handled as soon as its headers are
+ * in. Nothing a request holds may reach the process: a failure is one bounded line and a 500.
+ */
+export function createNodeServer(options: {
+  sources: HttpSources;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  log: Logger;
+}): Server {
+  const httpFailed = limitedLog(options.log);
+  const headersTimeout = options.headersTimeoutMs;
+  return createServer({
+    headersTimeout,
+    requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs),
+    // How often Node looks for requests over those bounds; its default (30 s) would stretch them.
+    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 4)),
+  }, (req, res) => {
+    handleHttp(req, res, options.sources).catch((err: unknown) => {
+      httpFailed('error', { error: errorSummary(err) }, 'http request failed');
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  });
 }

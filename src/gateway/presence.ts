@@ -25,6 +25,7 @@ import { isValidId, subjects } from '../subjects.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
 import { limitedLog } from '../bounded-log.ts';
 import type { Logger } from '../log.ts';
+import { defaults } from '../defaults.ts';
 
 /** The first byte of a presence control line on a room subject (`!p\n{json}`): never a chat message's. */
 export const CONTROL_MARK = 0x21;
@@ -109,11 +110,11 @@ export class Presence {
     this.#nc = options.nc;
     this.#log = options.log;
     this.#broadcast = options.broadcast;
-    this.#heartbeatMs = options.heartbeatMs ?? 2000;
-    this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 10_000;
+    this.#heartbeatMs = options.heartbeatMs ?? defaults.presenceHeartbeatMs;
+    this.#nodeTimeoutMs = options.nodeTimeoutMs ?? defaults.presenceNodeTimeoutMs;
     this.#queryTimeoutMs = options.queryTimeoutMs ?? 1000;
     this.#stateIntervalMs = options.stateIntervalMs ?? 30_000;
-    this.#maxUsers = options.maxUsers ?? 1000;
+    this.#maxUsers = options.maxUsers ?? defaults.presenceMaxUsers;
     this.#inboxPrefix = options.inboxPrefix ?? '_INBOX';
     this.#guard = new CallbackGuard(options.log);
     this.#bad = limitedLog(options.log);

@@ -10,7 +10,6 @@
  * through the same `publishChat` as a session's `send` (publish.ts). Recipients get a normal
  * `message` with `"from": NAME` and `"system": true`.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { z } from 'zod';
@@ -18,6 +17,7 @@ import { GATEWAY_QUEUE, subjects } from '../subjects.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
 import type { Logger } from '../log.ts';
 import { body, destination } from './codec.ts';
+import { bearerToken, json, sameSecret } from '../http.ts';
 import { PublishUnavailable, type Publisher, type Published } from './publish.ts';
 import type { Destination } from '../../machines/connection.machine.ts';
 import { isValidId } from '../subjects.ts';
@@ -90,19 +90,7 @@ export function servePublishApi(nc: NatsConnection, options: PublishApiOptions):
   });
 }
 
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  // timingSafeEqual needs equal lengths; comparing `b` with itself keeps the time the same.
-  return timingSafeEqual(a.length === b.length ? a : b, b) && a.length === b.length;
-}
-
 const statusOf: Record<PublishErrorCode, number> = { bad_request: 400, too_large: 413, unavailable: 503, internal: 500 };
-
-function json(res: ServerResponse, status: number, value: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-  res.end(`${JSON.stringify(value)}\n`);
-}
 
 /** Reads at most `max` bytes of the body; undefined once it is larger (the rest is not read). */
 function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
@@ -134,7 +122,7 @@ export async function handlePublishHttp(req: IncomingMessage, res: ServerRespons
     res.writeHead(405, { allow: 'POST' }).end();
     return;
   }
-  const given = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+  const given = bearerToken(req) ?? '';
   if (!sameSecret(given, options.apiToken)) {
     res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
     return;

@@ -5,11 +5,11 @@
  */
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
 import { WebSocket, type RawData } from 'ws';
-import type { NatsConnection } from '@nats-io/nats-core';
-import { nuid } from '@nats-io/nats-core';
+import { nuid, type NatsConnection } from '@nats-io/nats-core';
 import {
   connectionMachine,
   tooManySessions,
+  type ConnectionContext,
   type ConnectionInput,
   type ConnectionLimits,
   type Destination,
@@ -48,6 +48,11 @@ export interface NodeContext {
   /** Sessions per user on this node, kept by the sessions themselves (see `openSession`). */
   userSessions: Map<string, number>;
   metrics: Metrics;
+  /** Holds the tokens of sessions admitted without the auth service, until they are re-checked (degraded.ts). */
+  degraded: {
+    hold(session: Session, token: string | undefined): void;
+    release(session: Session): void;
+  };
   /** When set, each actor reports what it lives through (inspector page, recorder). */
   observers?: Observers;
 }
@@ -65,8 +70,6 @@ export class Session implements Member {
   #log: Logger | undefined;
   #user: string | undefined;
   actor!: ConnectionActor;
-  /** Only while degraded: the token to re-check once the auth service is back. Never logged. */
-  degradedToken: string | undefined;
   /**
    * The token `verifyToken` last checked, until the machine says whether it was accepted
    * (`adoptCheckedToken`) or refused (`dropCheckedToken`). Never logged.
@@ -121,24 +124,45 @@ export class Session implements Member {
   send(frame: ServerFrame): void {
     this.write(encodeServerFrame(frame), frame.type);
   }
+
+  /** Counts this session in `room`'s presence (once). */
+  present(presence: Presence, room: string): void {
+    if (this.countedUser === undefined || this.presentIn.has(room)) return;
+    this.presentIn.add(room);
+    presence.add(room, this.countedUser);
+  }
+
+  /** Takes this session out of `room`'s presence, if it counted there. */
+  absent(presence: Presence, room: string): void {
+    if (this.presentIn.delete(room) && this.countedUser !== undefined) presence.remove(room, this.countedUser);
+  }
+
+  absentEverywhere(presence: Presence): void {
+    for (const room of [...this.presentIn]) this.absent(presence, room);
+  }
 }
 
 /** The connection machine with this node's effects. */
 export function connectionLogic(node: NodeContext) {
   const { interest, publisher, presence } = node;
-  /** Takes the session out of a room's presence, if it counted there. */
-  const absent = (session: Session, room: string) => {
-    if (session.presentIn.delete(room) && session.countedUser !== undefined) presence.remove(room, session.countedUser);
-  };
-  const sessionOf = (id: string) => node.sessions.get(id);
+  /**
+   * The one place an effect finds its session: by the id the actor carries. A session that has
+   * already ended (its socket closed, the node forgot it) gets nothing done.
+   */
+  const sessionOf = (id: string): Session | undefined => node.sessions.get(id);
+  const withSession =
+    <P>(effect: (session: Session, context: ConnectionContext, params: P) => void) =>
+    ({ context }: { context: ConnectionContext }, params: P): void => {
+      const session = sessionOf(context.session);
+      if (session) effect(session, context, params);
+    };
   const replyError = (
-    session: Session | undefined,
+    session: Session,
     code: ErrorCodeValue,
     message: string,
     id?: FrameId,
     retryAfterMs?: number,
   ) => {
-    if (!session) return;
     // Debug only: every refusal is a strike, and the session's close says why it ended.
     session.log.debug({ code, reason: message }, 'frame refused');
     if (code === ErrorCode.rateLimited) node.metrics.rateLimited('send');
@@ -171,18 +195,15 @@ export function connectionLogic(node: NodeContext) {
     delays: { authTimeout: node.authTimeoutMs },
     actions: {
       // A session admitted without the auth service keeps its token until the service re-checks it.
-      adoptCheckedToken: ({ context }, { degraded }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
-        session.degradedToken = degraded ? session.checkedToken : undefined;
+      adoptCheckedToken: withSession((session, _context, { degraded }: { degraded: boolean }) => {
+        node.degraded.hold(session, degraded ? session.checkedToken : undefined);
         session.checkedToken = undefined;
-      },
-      dropCheckedToken: ({ context }) => {
-        const session = sessionOf(context.session);
-        if (session) session.checkedToken = undefined;
-      },
-      sendWelcome: ({ context }) =>
-        sessionOf(context.session)?.send({
+      }),
+      dropCheckedToken: withSession((session) => {
+        session.checkedToken = undefined;
+      }),
+      sendWelcome: withSession((session, context) =>
+        session.send({
           type: 'welcome',
           session: context.session,
           user: context.user!,
@@ -190,47 +211,42 @@ export function connectionLogic(node: NodeContext) {
           exp: context.exp!,
           degraded: context.degraded,
         }),
-      sendAck: ({ context }, { id }) => sessionOf(context.session)?.send({ type: 'ack', id }),
-      sendError: ({ context }, { id, code, message, retryAfterMs }) =>
-        replyError(sessionOf(context.session), code, message, id, retryAfterMs),
-      sendPong: ({ context }, { id }) =>
-        sessionOf(context.session)?.send(id === undefined ? { type: 'pong' } : { type: 'pong', id }),
-      sendExpiring: ({ context }) => sessionOf(context.session)?.send({ type: 'expiring', exp: context.exp! }),
-      sendRefreshAck: ({ context }, { id, exp }) =>
-        sessionOf(context.session)?.send({ type: 'ack', id, exp }),
-      subscribeRoomAndAck: ({ context }, { room, id }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      ),
+      sendAck: withSession((session, _context, { id }: { id: FrameId }) => session.send({ type: 'ack', id })),
+      sendError: withSession(
+        (session, _context, { id, code, message, retryAfterMs }: { id?: FrameId; code: ErrorCodeValue; message: string; retryAfterMs?: number }) =>
+          replyError(session, code, message, id, retryAfterMs),
+      ),
+      sendPong: withSession((session, _context, { id }: { id?: FrameId }) =>
+        session.send(id === undefined ? { type: 'pong' } : { type: 'pong', id }),
+      ),
+      sendExpiring: withSession((session, context) => session.send({ type: 'expiring', exp: context.exp! })),
+      sendRefreshAck: withSession((session, _context, { id, exp }: { id: FrameId; exp: number }) =>
+        session.send({ type: 'ack', id, exp }),
+      ),
+      subscribeRoomAndAck: withSession((session, _context, { room, id }: { room: string; id: FrameId }) => {
         const subject = subjects.room(room);
         interest.join(subject, session).then(
           () => {
             session.send({ type: 'ack', id });
             // Still joined (not left or closed meanwhile): the session counts in the room's presence.
-            if (session.subjects.has(subject) && session.countedUser !== undefined && !session.presentIn.has(room)) {
-              session.presentIn.add(room);
-              presence.add(room, session.countedUser);
-            }
+            if (session.subjects.has(subject)) session.present(presence, room);
           },
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
-      },
-      unsubscribeRooms: ({ context }, { rooms }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      }),
+      unsubscribeRooms: withSession((session, _context, { rooms }: { rooms: readonly string[] }) => {
         for (const room of rooms) {
           interest.leave(subjects.room(room), session);
-          absent(session, room);
+          session.absent(presence, room);
         }
-      },
-      releaseInterests: ({ context }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      }),
+      releaseInterests: withSession((session) => {
         interest.leaveAll(session);
-        for (const room of [...session.presentIn]) absent(session, room);
-      },
-      publishAndAck: ({ context }, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+        session.absentEverywhere(presence);
+      }),
+      // A chat message, sending side: session → (machine decided) → publish.ts → subject. Delivery: relay.ts.
+      publishAndAck: withSession((session, context, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
         // Room messages skip the sending session; user messages reach every session of the user.
         const origin = 'room' in to ? session.id : '';
         // Acknowledged only once the NATS server has the message.
@@ -238,10 +254,8 @@ export function connectionLogic(node: NodeContext) {
           (published) => session.send({ type: 'ack', id, ...published }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
-      },
-      publishSignal: ({ context }, { id, to, body }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      }),
+      publishSignal: withSession((session, context, { id, to, body }: { id?: FrameId; to: Destination; body: unknown }) => {
         const origin = 'room' in to ? session.id : '';
         publisher.publishSignal({ origin, from: context.user!, to, body }).then(
           () => {
@@ -249,23 +263,20 @@ export function connectionLogic(node: NodeContext) {
           },
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
-      },
-      answerPresence: ({ context }, { id, room }) => {
-        const session = sessionOf(context.session);
-        if (!session) return;
+      }),
+      answerPresence: withSession((session, _context, { id, room }: { id: FrameId; room: string }) => {
         presence.query(room).then(
           ({ count, users }) => session.send({ type: 'presence', id, room, count, users }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
-      },
-      closeSocket: ({ context }) => {
-        const session = sessionOf(context.session);
-        const ws = session?.ws;
-        if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) {
+      }),
+      closeSocket: withSession((session, context) => {
+        const ws = session.ws;
+        if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
           ws.close(context.closeCode, context.closeReason);
         }
-      },
-      terminateSocket: ({ context }) => sessionOf(context.session)?.ws.terminate(),
+      }),
+      terminateSocket: withSession((session) => session.ws.terminate()),
     },
   });
 }
@@ -287,7 +298,7 @@ const frameTypeOf = {
 /** Forgets a session that ended: the node's map, and its user's count. */
 function releaseSession(node: NodeContext, session: Session): void {
   node.sessions.delete(session.id);
-  session.degradedToken = undefined;
+  node.degraded.release(session);
   session.checkedToken = undefined;
   const user = session.countedUser;
   if (user === undefined) return;
@@ -337,8 +348,7 @@ export function openSession(
     error: (err) => {
       session.log.error({ err }, 'connection actor failed');
       node.interest.leaveAll(session);
-      for (const room of session.presentIn) if (session.countedUser !== undefined) node.presence.remove(room, session.countedUser);
-      session.presentIn.clear();
+      session.absentEverywhere(node.presence);
       releaseSession(node, session);
       if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'internal error');
     },

@@ -20,12 +20,11 @@
  * inside a block only when both ends are children of that block's state; every other transition
  * is written at the top level, where a mention does not move a state.
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StateMachine, type AnyStateMachine, type AnyStateNode } from 'xstate';
-import type { CommandConfig } from '../config.ts';
 
 const machinesDir = fileURLToPath(new URL('../../machines/', import.meta.url));
 /** The repository (or installed package): `source.file` is relative to it, from src/ and dist/ alike. */
@@ -413,12 +412,4 @@ export async function machinesMarkdown(out = 'docs/machines.md'): Promise<string
   const outDir = dirname(resolve(out));
   const sections = (await loadMachines()).map((source) => machineSection(source, outDir));
   return [intro, ...sections].join('\n').trimEnd() + '\n';
-}
-
-/** `chatgate machines`: writes the diagrams to `--out` (docs/machines.md). */
-export async function runMachines(config: CommandConfig<'machines'>): Promise<void> {
-  const text = await machinesMarkdown(config.out);
-  await mkdir(dirname(resolve(config.out)), { recursive: true });
-  await writeFile(config.out, text);
-  process.stdout.write(`wrote ${config.out}\n`);
 }

@@ -11,6 +11,7 @@
 import type { AnyEventObject, InspectionEvent, StateValue } from 'xstate';
 import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
 import { silentLogger, type Logger } from '../log.ts';
+import { REDACTED, SECRET_FIELDS } from '../redact.ts';
 
 export type ObservedMachine = 'connection' | 'breaker';
 
@@ -29,8 +30,8 @@ export interface Observation {
   action?: { type: string; params?: unknown };
 }
 
-const SECRET_KEYS = new Set(['token', 'body']);
-export const REDACTED = '[redacted]';
+const SECRET_KEYS: ReadonlySet<string> = new Set(SECRET_FIELDS);
+export { REDACTED };
 /** What stands for a value nested deeper than `MAX_COPY_DEPTH`. */
 export const TOO_DEEP = '[too deep]';
 /**
@@ -66,6 +67,42 @@ export function redact<T>(value: T, keep = false): T {
     return out;
   };
   return copy(value, 1) as T;
+}
+
+/** A value as plain JSON (what a recording line holds): undefined fields left out. */
+export function toPlain<T>(value: T): T {
+  const json = JSON.stringify(value);
+  return json === undefined ? value : (JSON.parse(json) as T);
+}
+
+/*
+ * The two forms an observation leaves the process in. Both keep the state value whole: it holds a
+ * machine's state names, never data, and one region of the connection machine is named `token`.
+ */
+
+/**
+ * An observation as it is recorded, and as replay compares it: its event and action copied by
+ * `redact` (actor references become `[id]`; tokens and bodies `[redacted]` unless `raw`), then
+ * plain JSON.
+ */
+export function recordedForm<T extends Partial<Observation>>(o: T, raw: boolean): T {
+  return toPlain({
+    ...o,
+    ...(o.event === undefined ? {} : { event: redact(o.event, raw) }),
+    ...(o.action === undefined ? {} : { action: redact(o.action, raw) }),
+  });
+}
+
+/**
+ * An observation as the inspector page gets it: first plain JSON (an action's params may hold
+ * actor refs, which refer to themselves; JSON keeps their `toJSON` form; an Error keeps its name
+ * and message), then its event and action redacted.
+ */
+export function pageForm(o: Observation): Observation {
+  const plain = JSON.parse(
+    JSON.stringify(o, (_key, v: unknown) => (v instanceof Error ? { name: v.name, message: v.message } : v)),
+  ) as Observation;
+  return { ...plain, event: redact(plain.event), action: redact(plain.action) };
 }
 
 export interface ObserverFilter {

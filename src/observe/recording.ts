@@ -23,7 +23,7 @@ import type { BreakerContext } from '../../machines/circuit-breaker.machine.ts';
 import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
-import { REDACTED, redact, type Observation, type ObservedMachine, type Observers } from './observe.ts';
+import { REDACTED, recordedForm, toPlain, type Observation, type ObservedMachine, type Observers } from './observe.ts';
 import { subjects } from '../subjects.ts';
 
 export interface RecordingOptions {
@@ -135,25 +135,6 @@ export function parseRecordings(text: string): { recordings: Recording[]; orphan
     else orphans++;
   }
   return { recordings, orphans };
-}
-
-/** A value as plain JSON (what a line holds): undefined fields left out. */
-export function toPlain<T>(value: T): T {
-  const json = JSON.stringify(value);
-  return json === undefined ? value : (JSON.parse(json) as T);
-}
-
-/**
- * An observation as it is recorded, and as replay compares it: plain JSON, its event and action
- * copied by `redact` (actor references become `[id]`; tokens and bodies `[redacted]` unless
- * `raw`). The state value is kept whole: it holds no secret, and a region may be named `token`.
- */
-export function recordedForm<T extends Partial<Observation>>(o: T, raw: boolean): T {
-  return toPlain({
-    ...o,
-    ...(o.event === undefined ? {} : { event: redact(o.event, raw) }),
-    ...(o.action === undefined ? {} : { action: redact(o.action, raw) }),
-  });
 }
 
 /** Where whole steps of lines go. `write` returns false when it cannot take them (full, broken). */

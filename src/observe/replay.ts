@@ -23,7 +23,6 @@
  * the first difference is the divergence. Times that the machine derives from its clock (a
  * delay, `retryAfterMs`, `retryAt`) may differ by `toleranceMs`.
  */
-import { readFile } from 'node:fs/promises';
 import {
   createActor,
   fromCallback,
@@ -39,11 +38,9 @@ import {
   openWaitFor,
   type BreakerOptions,
 } from '../../machines/circuit-breaker.machine.ts';
-import { OptionError, type CommandConfig } from '../config.ts';
-import type { Observation, ObservedMachine } from './observe.ts';
+import { recordedForm, type Observation, type ObservedMachine } from './observe.ts';
 import {
   parseRecordings,
-  recordedForm,
   RecordingFormatError,
   type Recording,
   type RecordingHeader,
@@ -382,39 +379,4 @@ export function formatReplay(result: ReplayResult): string {
     lines.push(`  replay:   ${formatStep(d.actual)}`);
   }
   return `${lines.join('\n')}\n\n`;
-}
-
-/**
- * `chatgate replay FILE`: replays every recording in FILE (or one session's) and prints each.
- * Exit code 0 when all match, 1 when one diverges, 2 for a file that is not a recording.
- */
-export async function runReplay(config: CommandConfig<'replay'>, args: readonly string[]): Promise<void> {
-  const file = args[0];
-  if (!file) throw new OptionError('missing FILE: chatgate replay FILE');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new OptionError(`cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  let parsed: ReturnType<typeof parseRecordings>;
-  try {
-    parsed = parseRecordings(text);
-  } catch (err) {
-    if (err instanceof RecordingFormatError) throw new OptionError(`${file}: ${err.message}`);
-    throw err;
-  }
-  const recordings = parsed.recordings.filter((r) => config.session === undefined || r.header.session === config.session);
-  if (recordings.length === 0) {
-    throw new OptionError(`${file}: no recording${config.session === undefined ? '' : ` of session ${config.session}`}`);
-  }
-  let diverged = 0;
-  for (const recording of recordings) {
-    const result = replay(recordedMachines[recording.header.machine], recording, { toleranceMs: config.toleranceMs });
-    process.stdout.write(formatReplay(result));
-    if (!result.matches) diverged++;
-  }
-  if (parsed.orphans > 0) process.stdout.write(`(${parsed.orphans} lines of actors whose header is not in the file were left out)\n`);
-  process.stdout.write(`${recordings.length - diverged} of ${recordings.length} recordings match\n`);
-  if (diverged > 0) process.exitCode = 1;
 }

@@ -19,9 +19,10 @@ import { subjects } from '../../src/subjects.ts';
 import { createLogger } from '../../src/log.ts';
 import { IpLimiter } from '../../src/gateway/ip-limiter.ts';
 import { OptionError, parseConfig } from '../../src/config.ts';
-import { gatewayOptions } from '../../src/cli/cli.ts';
+import { gatewayOptions } from '../../src/cli/gateway-options.ts';
 import { startAdminServer, type AdminServer } from '../../src/admin/server.ts';
-import { clientAddress, type Gateway } from '../../src/gateway/gateway.ts';
+import type { Gateway } from '../../src/gateway/gateway.ts';
+import { clientAddress } from '../../src/gateway/upgrade.ts';
 import type { IncomingMessage } from 'node:http';
 
 let stack: Stack | undefined;

@@ -1,0 +1,41 @@
+/**
+ * Every default of the gateway and auth options, once. The CLI's option table (src/config.ts)
+ * writes them as the user would type them from here; the library entry points (`startGateway`,
+ * `startAuthGate`, `startAuthService`) fall back to them. Plain values, no imports: any wing may use it.
+ */
+export const defaults = {
+  natsUrl: 'nats://127.0.0.1:4222',
+  /** CHATGATE_HOME: signing keys and NATS role credentials. */
+  home: './.chatgate',
+  port: 8080,
+  host: '0.0.0.0',
+  /** How long a new socket may take to authenticate before 4008. */
+  authTimeoutMs: 5000,
+  /** How long one auth check over NATS may take; also the breaker's slow-call bound. */
+  authRequestTimeoutMs: 1000,
+  maxMessageBytes: 65_536,
+  maxBufferedBytes: 1_048_576,
+  heartbeatIntervalMs: 30_000,
+  shutdownTimeoutMs: 10_000,
+  degradedPolicy: 'local',
+  recheckPerSecond: 20,
+  maxConnections: 10_000,
+  handshakesPerIpPerSecond: 20,
+  trustProxy: 0,
+  /** How long start-up waits for the revocations to be read before it serves anyway. */
+  revocationsWaitMs: 5000,
+  sendBytesPerSecond: 65_536,
+  sendBytesBurst: 262_144,
+  maxStrikes: 10,
+  maxSessionsPerUser: 100,
+  maxSessionsPerIp: 1000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  clockToleranceS: 5,
+  /** How often a gateway says it is alive (presence). */
+  presenceHeartbeatMs: 2000,
+  /** A gateway not heard for this long is dead: its users leave every room. */
+  presenceNodeTimeoutMs: 10_000,
+  /** The most users a `presence` answer lists. */
+  presenceMaxUsers: 1000,
+} as const;
