@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { errors, type NatsConnection } from '@nats-io/nats-core';
 import { startNatsServer, type NatsServer } from '../../src/bus/nats-server.ts';
@@ -139,6 +140,17 @@ describe('publish api', () => {
     }
     const huge = JSON.stringify({ to: { user: 'a' }, body: 'x'.repeat(5000), from: 'n' });
     expect((await post(port, huge)).status).toBe(413);
+    // Without a Content-Length (chunked), the body is counted as it comes.
+    const chunked = await new Promise<number | undefined>((resolve, reject) => {
+      const req = request({ port, host: '127.0.0.1', method: 'POST', path: '/api/publish', headers: { authorization: `Bearer ${API_TOKEN}` } }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('error', reject);
+      req.write(huge.slice(0, 3000));
+      req.end(huge.slice(3000));
+    });
+    expect(chunked).toBe(413);
     expect((await post(gateways[1]!.port, good)).status).toBe(404);
     const get = await fetch(`http://127.0.0.1:${port}/api/publish`, { signal: AbortSignal.timeout(5000) });
     expect(get.status).toBe(405);
