@@ -122,7 +122,7 @@ export function decodeClientFrame(text: string): ConnectionEvent {
 /** Server → client frames. */
 export type ServerFrame =
   | { type: 'welcome'; session: string; user: string; node: string; exp: number; degraded: boolean }
-  | { type: 'ack'; id: FrameId; msgId?: string; exp?: number }
+  | { type: 'ack'; id: FrameId; msgId?: string; pos?: number; exp?: number }
   | { type: 'error'; code: ErrorCodeValue; message: string; id?: FrameId; retryAfterMs?: number }
   | { type: 'expiring'; exp: number }
   | { type: 'pong'; id?: FrameId }

@@ -48,23 +48,22 @@ const subjectOf = (to: Destination) => ('user' in to ? subjects.user(to.user) : 
 
 /** `flush`: one shared round trip per tick (Interest.flush). */
 export function createPublisher(nc: NatsConnection, flush: () => Promise<void>): Publisher {
-  const ready = () => {
-    if (nc.isClosed() || nc.isDraining()) throw new PublishUnavailable();
-  };
-  const confirmed = () => flush().catch(() => Promise.reject(new PublishUnavailable()));
+  // Not async: a send is on the hot path, and each async layer costs a promise per message.
+  const unavailable = () => Promise.reject(new PublishUnavailable());
+  const down = () => nc.isClosed() || nc.isDraining();
   return {
-    async publishChat({ origin, from, to, body, system }) {
-      ready();
+    publishChat({ origin, from, to, body, system }) {
+      if (down()) return unavailable();
       const msgId = nuid.next();
-      const message = { msgId, from, to, body, ts: Date.now(), ...(system ? { system: true as const } : {}) };
+      const ts = Date.now();
+      const message = system ? { msgId, from, to, body, ts, system: true as const } : { msgId, from, to, body, ts };
       nc.publish(subjectOf(to), encodeChatMessage(origin, message));
-      await confirmed();
-      return { msgId };
+      return flush().then(() => ({ msgId }), unavailable);
     },
-    async publishSignal({ origin, from, to, body }) {
-      ready();
+    publishSignal({ origin, from, to, body }) {
+      if (down()) return unavailable();
       nc.publish(subjectOf(to), encodeSignal(origin, { from, to, body }, Date.now()));
-      await confirmed();
+      return flush().then(undefined, unavailable);
     },
   };
 }

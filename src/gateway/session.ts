@@ -251,7 +251,7 @@ export function connectionLogic(node: NodeContext) {
         const origin = 'room' in to ? session.id : '';
         // Acknowledged only once the NATS server has the message.
         publisher.publishChat({ origin, from: context.user!, to, body }).then(
-          (published) => session.send({ type: 'ack', id, ...published }),
+          ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
       }),

@@ -1476,3 +1476,8 @@ test('connection - presence of a room the token does not grant is forbidden, and
   expect(h.calls('sendError')).toEqual([{ id: 'p', code: ErrorCode.forbidden, message: 'the token does not grant this room' }]);
   expect(h.context().strikes).toBe(1);
 });
+
+test('connection - the context keeps at most 19 fields: XState copies it on every assign, and V8 copies 20 ten times slower', async () => {
+  const h = await activeSession();
+  expect(Object.keys(h.context()).length).toBeLessThanOrEqual(19);
+});
