@@ -58,8 +58,11 @@ export type VerifyResult =
 /** Frames that only an authenticated session may send. */
 export type SessionFrameEvent =
   /** `bytes`: the frame's size as received, counted against the send byte bucket (0 when absent). */
-  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number }
-  | { type: 'frame.join'; id: FrameId; room: string }
+  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number; key?: string }
+  /** `since`: a position to resume the room from (durable delivery); opaque here. */
+  | { type: 'frame.join'; id: FrameId; room: string; since?: string }
+  /** A page of stored messages of a room, or of the user's inbox when `room` is absent. */
+  | { type: 'frame.history'; id: FrameId; room?: string; before?: string; limit: number }
   | { type: 'frame.leave'; id: FrameId; room: string }
   | { type: 'frame.refresh'; id: FrameId; token: string }
   /** Never stored: delivered like a message to whoever is there now. `id` only when the client gave one. */
@@ -68,7 +71,8 @@ export type SessionFrameEvent =
 
 export type ConnectionEvent =
   | SessionFrameEvent
-  | { type: 'frame.auth'; token: string }
+  /** `since`: a position to resume the user's inbox from (durable delivery); opaque here. */
+  | { type: 'frame.auth'; token: string; since?: string }
   | { type: 'frame.ping'; id?: FrameId }
   | { type: 'frame.invalid'; id?: FrameId; reason: string }
   | { type: 'frame.binary' }
@@ -128,6 +132,8 @@ export interface ConnectionInput {
   session: string;
   /** A token that came with the upgrade request (header or subprotocol). */
   token?: string;
+  /** A position to resume the user's inbox from (`?since=` on the upgrade URL). */
+  since?: string;
   /** Milliseconds since the epoch; `Date.now` in production, a simulated clock in tests. */
   now: () => number;
   limits?: Partial<ConnectionLimits>;
@@ -147,6 +153,8 @@ export interface ConnectionContext {
   jti: string | undefined;
   iat: number | undefined;
   held: SessionFrameEvent[];
+  /** Where the user's inbox resumes from: the upgrade URL's or the auth frame's `since`. */
+  since: string | undefined;
   /** The id of the `refresh` frame being checked. */
   refreshId: FrameId | undefined;
   strikes: number;
@@ -222,6 +230,7 @@ const forSessionFrames = <T>(transition: T) => ({
   'frame.refresh': transition,
   'frame.signal': transition,
   'frame.presence': transition,
+  'frame.history': transition,
 });
 
 /** Frames that came while the token was being checked are handled once the session is active. */
@@ -305,7 +314,7 @@ export const connectionMachine = setup({
       throw new Error('verifyToken is provided by src/gateway/session.ts');
     }),
     /** Resolves once the node receives the user's messages. */
-    subscribeUser: fromPromise<void, { session: string; user: string }>(async () => {
+    subscribeUser: fromPromise<void, { session: string; user: string; since?: string }>(async () => {
       throw new Error('subscribeUser is provided by src/gateway/session.ts');
     }),
   },
@@ -341,6 +350,8 @@ export const connectionMachine = setup({
     /** A room this session has not joined, or may only read. */
     isToUnwritableRoom: ({ context }, to: Destination) =>
       'room' in to && (!context.joined.includes(to.room) || capabilityOf(context.rooms, to.room) !== 'rw'),
+    /** The user's own inbox, or a room the token grants (joining is not needed). */
+    isHistoryAllowed: ({ context }, room: string | undefined) => room === undefined || isAllowed(context.rooms, room),
     isExpiringSoon: ({ context }) =>
       expiresAtMs(context) - context.limits.expiryWarningMs <= context.now(),
     isTokenExpired: ({ context }) => closesAtMs(context) <= context.now(),
@@ -352,6 +363,7 @@ export const connectionMachine = setup({
       closeReason: 'closed by peer',
     })),
     storeToken: assign((_, token: string) => ({ token })),
+    storeSince: assign(({ context }, since: string | undefined) => ({ since: since ?? context.since })),
     acceptSession: assign((_, result: VerifyResult) =>
       result.outcome === 'ok'
         ? {
@@ -424,14 +436,15 @@ export const connectionMachine = setup({
     sendPong: (_, _p: { id?: FrameId }) => {},
     sendExpiring: effect,
     sendRefreshAck: (_, _p: { id: FrameId; exp: number }) => {},
-    subscribeRoomAndAck: (_, _p: { room: string; id: FrameId }) => {},
+    subscribeRoomAndAck: (_, _p: { room: string; id: FrameId; since?: string }) => {},
     unsubscribeRooms: (_, _p: { rooms: readonly string[] }) => {},
     releaseInterests: effect,
-    publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown }) => {},
     /** Publishes a signal (never stored); acks only when the frame had an `id`. */
     publishSignal: (_, _p: { id?: FrameId; to: Destination; body: unknown }) => {},
     /** Answers a `presence` frame with the users in the room, fleet-wide. */
     answerPresence: (_, _p: { id: FrameId; room: string }) => {},
+    publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown; key?: string }) => {},
+    sendHistory: (_, _p: { id: FrameId; room?: string; before?: string; limit: number }) => {},
     closeSocket: effect,
     terminateSocket: effect,
   },
@@ -452,6 +465,7 @@ export const connectionMachine = setup({
     jti: undefined,
     iat: undefined,
     held: [],
+    since: input.since,
     refreshId: undefined,
     strikes: 0,
     buckets: {
@@ -549,7 +563,10 @@ export const connectionMachine = setup({
           on: {
             'frame.auth': {
               target: 'authenticating',
-              actions: { type: 'storeToken', params: ({ event }) => event.token },
+              actions: [
+                { type: 'storeToken', params: ({ event }) => event.token },
+                { type: 'storeSince', params: ({ event }) => event.since },
+              ],
             },
             // Each one counts as a strike: a client cannot make the node answer without end.
             ...forSessionFrames([
@@ -656,7 +673,7 @@ export const connectionMachine = setup({
             subscribing: {
               invoke: {
                 src: 'subscribeUser',
-                input: ({ context }) => ({ session: context.session, user: context.user ?? '' }),
+                input: ({ context }) => ({ session: context.session, user: context.user ?? '', since: context.since }),
                 onDone: '#connection.open.active',
                 onError: [
                   {
@@ -728,7 +745,7 @@ export const connectionMachine = setup({
                   'takeSendToken',
                   {
                     type: 'publishAndAck',
-                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body }),
+                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body, key: event.key }),
                   },
                 ],
               },
@@ -756,7 +773,7 @@ export const connectionMachine = setup({
                   { type: 'addRoom', params: ({ event }) => event.room },
                   {
                     type: 'subscribeRoomAndAck',
-                    params: ({ event }) => ({ room: event.room, id: event.id }),
+                    params: ({ event }) => ({ room: event.room, id: event.id, since: event.since }),
                   },
                 ],
               },
@@ -842,6 +859,21 @@ export const connectionMachine = setup({
                   { type: 'answerPresence', params: ({ event }) => ({ id: event.id, room: event.room }) },
                 ],
               },
+            ],
+            // A page of stored messages: the user's own inbox, or a room the token grants.
+            'frame.history': [
+              ...refuseOverRate,
+              {
+                guard: { type: 'isHistoryAllowed', params: ({ event }) => event.room },
+                actions: [
+                  'takeSendToken',
+                  {
+                    type: 'sendHistory',
+                    params: ({ event }) => ({ id: event.id, room: event.room, before: event.before, limit: event.limit }),
+                  },
+                ],
+              },
+              ...refuseUngrantedRoom,
             ],
             'session.confirmed': { actions: 'confirmSession' },
             'session.revoked': {

@@ -37,6 +37,13 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     presenceHeartbeatMs: config.presenceHeartbeatMs,
     presenceNodeTimeoutMs: config.presenceNodeTimeoutMs,
     recording: recordingOptions(config),
+    delivery: config.delivery,
+    history: {
+      maxAgeS: config.historyMaxAgeS,
+      maxPerTarget: config.historyMaxPerTarget,
+      dedupeWindowS: config.dedupeWindowS,
+      replicas: config.streamReplicas,
+    },
     limits: {
       expiryWarningMs: config.expiryWarningMs,
       sendsPerSecond: config.sendsPerSecond,

@@ -7,6 +7,7 @@
  *   session.ts    one socket and its connection actor, and the effects the machine names
  *   sessions.ts   the node's sessions map: heartbeat, revocations, drain at shutdown
  *   relay.ts      a message heard on NATS, written to the local member sessions
+ *   ../durable/   DELIVERY=durable: streams, positions, resume, history, publishChat
  *   interest.ts   which NATS subjects this node is subscribed to, for whom
  *   degraded.ts   sessions admitted without the auth service, and their re-check
  *   publish.ts    the one publish path of chat messages (a session's send, the publish API) and signals
@@ -27,11 +28,13 @@ import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.
 import { limitedLog } from '../bounded-log.ts';
 import type { ConnectionActor } from './session.ts';
 import { Interest } from './interest.ts';
-import { createRelay } from './relay.ts';
-import { createPublisher } from './publish.ts';
-import { Presence } from './presence.ts';
+import { createSignalPublisher } from './signals.ts';
+import { CONTROL_MARK, Presence } from './presence.ts';
 import { servePublishApi, type PublishApiOptions } from './publish-api.ts';
 import { inboxPrefix } from '../bus/permissions.ts';
+import { Delivery } from '../durable/delivery.ts';
+import type { ChatMessage, DeliveryMode, Published } from '../durable/publish.ts';
+import type { StreamOptions } from '../durable/streams.ts';
 import { createUpgrades } from './upgrade.ts';
 import { closeRevoked, drainSessions, startHeartbeat } from './sessions.ts';
 import { silentLogger, type Logger } from '../log.ts';
@@ -114,6 +117,13 @@ export interface GatewayOptions {
   observers?: Observers;
   /** Record what the connection actors (all, one user's or one session's) and the breaker receive; see src/observe/recording.ts. @default off */
   recording?: RecordingOptions;
+  /**
+   * `durable`: every chat message is stored in JetStream before its ack (positions, resume,
+   * history, keys; see docs/durability.md); `ephemeral`: core NATS, at most once. @default 'ephemeral'
+   */
+  delivery?: DeliveryMode;
+  /** Retention, dedupe window and replicas of the message streams, used when they are made. */
+  history?: StreamOptions;
   log?: Logger;
 }
 
@@ -132,6 +142,12 @@ export interface Gateway {
   interest: Pick<Interest<Session>, 'size' | 'has'>;
   /** What the connection actors live through, for whoever listens (the inspector page). */
   observers: Observers;
+  /**
+   * Publishes one chat message exactly as a session's `send` does (durable: stored before it
+   * resolves, with `pos`; a `key` dedupes per `from` user), without a session: for server-side
+   * publishing. `from` must be a verified user id; the caller checks that it may send.
+   */
+  publishChat(message: ChatMessage): Promise<Published>;
   /** Stops accepting, closes every session with 1001, drains NATS. Idempotent and bounded. */
   close(): Promise<void>;
 }
@@ -222,10 +238,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   auth.breaker.on('breaker.halfOpened', () => metrics.breakerEntered('halfOpen'));
   auth.breaker.on('breaker.closed', () => metrics.breakerEntered('closed'));
 
+  // Live messages go through delivery (gap detection and `pos` when durable), then relay.ts. A
+  // presence control line (first byte `!`) goes to presence instead, before any decoding.
+  let delivery: Delivery | undefined;
   const interest: Interest<Session> = new Interest<Session>(
     nc,
-    createRelay(metrics, log, (subject, data) => presence.onRoomControl(subject, data)),
+    (_members, data, subject, msg) => {
+      if (data[0] === CONTROL_MARK) presence.onRoomControl(subject, data);
+      else delivery?.live(subject, msg);
+    },
     log,
+    (subject) => delivery?.released(subject),
   );
   const presence = new Presence({
     nc,
@@ -236,13 +259,30 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     maxUsers: options.presenceMaxUsers,
     inboxPrefix: inboxPrefix('gateway'),
     broadcast: (subject, frame, type) => {
-      for (const session of interest.members(subject)) session.write(frame, type);
+      for (const session of interest.members(subject) ?? []) session.write(frame, type);
     },
   });
-  await presence.start();
-  const publisher = createPublisher(nc, () => interest.flush());
+  try {
+    delivery = await Delivery.start({
+      nc,
+      mode: options.delivery ?? defaults.delivery,
+      history: options.history,
+      flush: () => interest.flush(),
+      members: (subject) => interest.members(subject),
+      delivered: (ts) => metrics.delivered(ts),
+      log,
+    });
+    await presence.start();
+  } catch (err) {
+    presence.stop();
+    auth.stop();
+    await recorder?.close();
+    await closeNats(nc);
+    throw err;
+  }
+  const signals = createSignalPublisher(nc, () => interest.flush());
   const publishApi: PublishApiOptions = {
-    publisher,
+    publish: (message) => delivery.publish(undefined, message),
     log,
     maxBytes: options.maxMessageBytes ?? defaults.maxMessageBytes,
     apiToken: options.apiToken,
@@ -259,7 +299,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     nc,
     sessions,
     interest,
-    publisher,
+    delivery,
+    signals,
     presence,
     verify: checkedVerify(options.verify ?? auth.verify, metrics, degraded),
     log,
@@ -284,7 +325,12 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   // Revocations heard on NATS close every affected session here.
   auth.onRevoked((r) => closeRevoked(sessions, auth.revocations, r));
 
-  const natsConnected = watchNats(nc, metrics, log, () => presence.resync());
+  // After a reconnect, what was published meanwhile comes from the streams (durable delivery), and
+  // presence republishes its state and asks the others again.
+  const natsConnected = watchNats(nc, metrics, log, () => {
+    void delivery.resync();
+    presence.resync();
+  });
   let closing: Promise<void> | undefined;
   const readiness = () => {
     const status = auth.status();
@@ -319,8 +365,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     maxMessageBytes: options.maxMessageBytes ?? defaults.maxMessageBytes,
     draining: () => Boolean(closing),
     sessionCount: () => sessions.size,
-    open: (ws, token) => {
-      const session = openSession(node, logic, ws, token);
+    open: (ws, token, since) => {
+      const session = openSession(node, logic, ws, token, since);
       recorder?.describe(session.actor, { authTimeout: node.authTimeoutMs });
     },
   });
@@ -356,6 +402,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     observers,
     auth,
     authStatus: () => auth.status(),
+    publishChat: (message) => delivery.publish(undefined, message),
     close: () => (closing ??= close()),
   };
 }

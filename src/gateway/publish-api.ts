@@ -7,7 +7,8 @@
  *   without API_TOKEN the path does not exist (404).
  *
  * Both take `{ "to": {"user"|"room": id}, "body": any, "from": NAME, "key"?: string }` and go
- * through the same `publishChat` as a session's `send` (publish.ts). Recipients get a normal
+ * through the same `publishChat` as a session's `send` (src/durable/publish.ts): stored, with a
+ * `pos`, and deduplicated by `key` under durable delivery. Recipients get a normal
  * `message` with `"from": NAME` and `"system": true`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -18,7 +19,8 @@ import { CallbackGuard } from '../bus/callback-guard.ts';
 import type { Logger } from '../log.ts';
 import { body, destination } from './codec.ts';
 import { bearerToken, json, sameSecret } from '../http.ts';
-import { PublishUnavailable, type Publisher, type Published } from './publish.ts';
+import { errorSummary } from '../bounded-log.ts';
+import type { ChatMessage, Published } from '../durable/publish.ts';
 import type { Destination } from '../../machines/connection.machine.ts';
 import { isValidId } from '../subjects.ts';
 
@@ -27,11 +29,11 @@ const publishRequest = z.strictObject({
   to: destination,
   body,
   from: z.string().refine(isValidId, 'must be 1–256 characters of well-formed Unicode'),
-  key: z.string().min(1).max(128).optional(),
+  key: z.string().min(1).max(64).optional(),
 });
 
 export type PublishErrorCode = 'bad_request' | 'too_large' | 'unavailable' | 'internal';
-export type PublishAnswer = Published | { error: { code: PublishErrorCode; message: string } };
+export type PublishAnswer = { msgId: string; pos?: string } | { error: { code: PublishErrorCode; message: string } };
 
 const failure = (code: PublishErrorCode, message: string): PublishAnswer => ({ error: { code, message } });
 
@@ -42,7 +44,8 @@ function describe(error: z.ZodError): string {
 }
 
 export interface PublishApiOptions {
-  publisher: Publisher;
+  /** The same publish as a session's `send` (src/durable/publish.ts through the node's Delivery). */
+  publish: (message: ChatMessage) => Promise<Published>;
   log: Logger;
   /** The largest request body, in bytes (MAX_MESSAGE_BYTES). */
   maxBytes: number;
@@ -63,18 +66,13 @@ export async function publishFrom(raw: Uint8Array, options: PublishApiOptions): 
   if (!parsed.success) return failure('bad_request', describe(parsed.error));
   const { to, from, key } = parsed.data;
   try {
-    return await options.publisher.publishChat({
-      origin: '',
-      from,
-      to: to as Destination,
-      body: parsed.data.body,
-      system: true,
-      key,
-    });
+    const published = await options.publish({ origin: '', from, to: to as Destination, body: parsed.data.body, system: true, key });
+    // A repeated key answers the first message's msgId and pos; whether it was a repeat is not the API's business.
+    return published.pos === undefined ? { msgId: published.msgId } : { msgId: published.msgId, pos: published.pos };
   } catch (err) {
-    if (err instanceof PublishUnavailable) return failure('unavailable', err.message);
-    options.log.error({ err }, 'publish api failed');
-    return failure('internal', 'internal error');
+    // NATS or the message store could not take it now (no responders, timeout, closed connection).
+    options.log.warn({ error: errorSummary(err) }, 'publish api could not publish');
+    return failure('unavailable', 'the message could not be stored or published now');
   }
 }
 

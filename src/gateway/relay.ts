@@ -1,43 +1,30 @@
 /**
- * Delivery, the last leg of a chat message (or signal): a message heard on a subject this node is
- * interested in is decoded once and written to every local member session but the one that sent it. The
+ * Delivery, the last leg of a chat message: a message heard on a subject this node is interested
+ * in has been decoded once (and, with durable delivery, given its `pos` and checked for gaps by
+ * src/durable/delivery.ts); its frame bytes are written to every local member session but the
+ * one that sent it. A member resuming that destination holds the frame instead (`divert`). The
  * first write counts the message's delivery latency (`chatgate_delivery_seconds`).
  */
-import { decodeChatMessage } from './codec.ts';
-import { CONTROL_MARK } from './presence.ts';
-import type { Deliver } from './interest.ts';
-import type { Metrics } from './metrics.ts';
-import type { Session } from './session.ts';
-import { limitedLog } from '../bounded-log.ts';
-import type { Logger } from '../log.ts';
+import type { ServerFrame } from './codec.ts';
 
-/**
- * `control`: a presence control line of another node (first byte `!`, presence.ts), handed over
- * before the chat decoder runs and never written to a socket.
- */
-export function createRelay(
-  metrics: Pick<Metrics, 'delivered'>,
-  log: Logger,
-  control: (subject: string, data: Uint8Array) => void = () => {},
-): Deliver<Session> {
-  const malformed = limitedLog(log);
-  return (members, data, subject) => {
-    if (data[0] === CONTROL_MARK) {
-      control(subject, data);
-      return;
+export interface RelayMember {
+  readonly id: string;
+  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history'): boolean;
+}
+
+export function relay<M extends RelayMember>(
+  members: Iterable<M>,
+  message: { origin: string; ts: number },
+  frame: Buffer,
+  divert: (member: M) => boolean,
+  delivered: ((publishedAtMs: number) => void) | undefined,
+): void {
+  let first = true;
+  for (const member of members) {
+    if (member.id === message.origin || divert(member)) continue;
+    if (member.write(frame, 'message') && first) {
+      delivered?.(message.ts);
+      first = false;
     }
-    const message = decodeChatMessage(data);
-    if (!message) {
-      malformed('warn', { bytes: data.length }, 'malformed chat message dropped');
-      return;
-    }
-    let first = true;
-    for (const session of members) {
-      if (session.id === message.origin) continue;
-      if (session.write(message.frame, message.type) && first) {
-        metrics.delivered(message.ts);
-        first = false;
-      }
-    }
-  };
+  }
 }

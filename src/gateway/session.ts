@@ -17,7 +17,7 @@ import {
 } from '../../machines/connection.machine.ts';
 import { ErrorCode, type ErrorCodeValue } from '../../machines/codes.ts';
 import { decodeClientFrame, encodeServerFrame, type ServerFrame } from './codec.ts';
-import type { Publisher } from './publish.ts';
+import type { SignalPublisher } from './signals.ts';
 import type { Presence } from './presence.ts';
 import type { Interest, Member } from './interest.ts';
 import type { Logger } from '../log.ts';
@@ -25,6 +25,7 @@ import type { Metrics } from './metrics.ts';
 import type { Observers } from '../observe/observe.ts';
 import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
+import type { Delivery, DeliveryMember } from '../durable/delivery.ts';
 
 /** What a node shares with its sessions. */
 export interface NodeContext {
@@ -32,9 +33,11 @@ export interface NodeContext {
   nc: NatsConnection;
   sessions: Map<string, Session>;
   interest: Interest<Session>;
+  /** Publishing, live delivery, resume and history (src/durable/delivery.ts). */
+  delivery: Delivery;
   verify: TokenVerifier;
-  /** The one publish path of chat messages and signals (publish.ts). */
-  publisher: Publisher;
+  /** Signals: published like messages, never stored (signals.ts). */
+  signals: SignalPublisher;
   /** The fleet's presence, fed by this node's joins and leaves (presence.ts). */
   presence: Presence;
   log: Logger;
@@ -59,7 +62,7 @@ export interface NodeContext {
 
 export type ConnectionActor = ActorRefFrom<typeof connectionMachine>;
 
-export class Session implements Member {
+export class Session implements Member, DeliveryMember {
   readonly id: string;
   readonly subjects = new Set<string>();
   readonly ws: WebSocket;
@@ -81,6 +84,8 @@ export class Session implements Member {
   alive = true;
   /** Rooms this session counts in presence (joined and subscribed). */
   readonly presentIn = new Set<string>();
+  /** The user inbox's resume, from `subscribeUser` until the welcome writes it. */
+  resumed: { recovered?: boolean; flush: (between?: () => void) => void } | undefined;
 
   constructor(ws: WebSocket, node: NodeContext) {
     this.id = nuid.next();
@@ -110,7 +115,7 @@ export class Session implements Member {
    * Writes one text frame, or closes the session with 4009 when the socket cannot keep up: the
    * bytes ws holds for this socket never grow past `maxBufferedBytes` plus one frame.
    */
-  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'signal'): boolean {
+  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history' | 'signal'): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return false;
     if (this.ws.bufferedAmount > this.#maxBufferedBytes) {
       this.actor.send({ type: 'socket.slow' });
@@ -140,11 +145,16 @@ export class Session implements Member {
   absentEverywhere(presence: Presence): void {
     for (const room of [...this.presentIn]) this.absent(presence, room);
   }
+
+  /** The node could not keep this session's messages whole: it closes with 4009 and resumes. */
+  lost(): void {
+    this.actor.send({ type: 'socket.slow' });
+  }
 }
 
 /** The connection machine with this node's effects. */
 export function connectionLogic(node: NodeContext) {
-  const { interest, publisher, presence } = node;
+  const { interest, nc, signals, presence } = node;
   /**
    * The one place an effect finds its session: by the id the actor carries. A session that has
    * already ended (its socket closed, the node forgot it) gets nothing done.
@@ -181,7 +191,7 @@ export function connectionLogic(node: NodeContext) {
         if (session) session.checkedToken = result.outcome === 'ok' ? input.token : undefined;
         return result;
       }),
-      subscribeUser: fromPromise(async ({ input }: { input: { session: string; user: string } }) => {
+      subscribeUser: fromPromise(async ({ input }: { input: { session: string; user: string; since?: string } }) => {
         const session = sessionOf(input.session);
         if (!session) return;
         session.setUser(input.user);
@@ -189,7 +199,8 @@ export function connectionLogic(node: NodeContext) {
         if (count >= node.maxSessionsPerUser) throw tooManySessions;
         node.userSessions.set(input.user, count + 1);
         session.countedUser = input.user;
-        await interest.join(subjects.user(input.user), session);
+        const subject = subjects.user(input.user);
+        session.resumed = await node.delivery.join(session, subject, input.since, () => interest.join(subject, session));
       }),
     },
     delays: { authTimeout: node.authTimeoutMs },
@@ -202,16 +213,22 @@ export function connectionLogic(node: NodeContext) {
       dropCheckedToken: withSession((session) => {
         session.checkedToken = undefined;
       }),
-      sendWelcome: withSession((session, context) =>
-        session.send({
+      // With `since`, the inbox's replay follows the welcome at once, then its live messages.
+      sendWelcome: withSession((session, context) => {
+        const resumed = session.resumed;
+        session.resumed = undefined;
+        const welcome: ServerFrame = {
           type: 'welcome',
           session: context.session,
           user: context.user!,
           node: node.nodeId,
           exp: context.exp!,
           degraded: context.degraded,
-        }),
-      ),
+        };
+        if (resumed?.recovered !== undefined) welcome.recovered = resumed.recovered;
+        session.send(welcome);
+        resumed?.flush();
+      }),
       sendAck: withSession((session, _context, { id }: { id: FrameId }) => session.send({ type: 'ack', id })),
       sendError: withSession(
         (session, _context, { id, code, message, retryAfterMs }: { id?: FrameId; code: ErrorCodeValue; message: string; retryAfterMs?: number }) =>
@@ -224,11 +241,12 @@ export function connectionLogic(node: NodeContext) {
       sendRefreshAck: withSession((session, _context, { id, exp }: { id: FrameId; exp: number }) =>
         session.send({ type: 'ack', id, exp }),
       ),
-      subscribeRoomAndAck: withSession((session, _context, { room, id }: { room: string; id: FrameId }) => {
+      // With `since`: the room's replay, then the ack with `recovered`, then its live messages.
+      subscribeRoomAndAck: withSession((session, _context, { room, id, since }: { room: string; id: FrameId; since?: string }) => {
         const subject = subjects.room(room);
-        interest.join(subject, session).then(
-          () => {
-            session.send({ type: 'ack', id });
+        node.delivery.join(session, subject, since, () => interest.join(subject, session)).then(
+          ({ recovered, flush }) => {
+            flush(() => session.send(recovered === undefined ? { type: 'ack', id } : { type: 'ack', id, recovered }));
             // Still joined (not left or closed meanwhile): the session counts in the room's presence.
             if (session.subjects.has(subject)) session.present(presence, room);
           },
@@ -238,26 +256,19 @@ export function connectionLogic(node: NodeContext) {
       unsubscribeRooms: withSession((session, _context, { rooms }: { rooms: readonly string[] }) => {
         for (const room of rooms) {
           interest.leave(subjects.room(room), session);
+          node.delivery.leave(session, subjects.room(room));
           session.absent(presence, room);
         }
       }),
       releaseInterests: withSession((session) => {
         interest.leaveAll(session);
+        node.delivery.leave(session);
         session.absentEverywhere(presence);
       }),
-      // A chat message, sending side: session → (machine decided) → publish.ts → subject. Delivery: relay.ts.
-      publishAndAck: withSession((session, context, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
-        // Room messages skip the sending session; user messages reach every session of the user.
-        const origin = 'room' in to ? session.id : '';
-        // Acknowledged only once the NATS server has the message.
-        publisher.publishChat({ origin, from: context.user!, to, body }).then(
-          ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
-          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
-        );
-      }),
       publishSignal: withSession((session, context, { id, to, body }: { id?: FrameId; to: Destination; body: unknown }) => {
+        // Like a message: a room signal skips the sending session.
         const origin = 'room' in to ? session.id : '';
-        publisher.publishSignal({ origin, from: context.user!, to, body }).then(
+        signals.publishSignal({ origin, from: context.user!, to, body }).then(
           () => {
             if (id !== undefined) session.send({ type: 'ack', id });
           },
@@ -270,6 +281,39 @@ export function connectionLogic(node: NodeContext) {
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
       }),
+      // A page of stored messages (durable delivery): the own inbox, or a room the machine found granted.
+      sendHistory: withSession(
+        (session, context, { id, room, before, limit }: { id: FrameId; room?: string; before?: string; limit: number }) => {
+          if (!node.delivery.store) {
+            replyError(session, ErrorCode.unavailable, 'history needs durable delivery (DELIVERY=durable)', id);
+            return;
+          }
+          const target = room === undefined ? { user: context.user! } : { room };
+          node.delivery.history(id, target, before, limit).then(
+            (text) =>
+              text === undefined
+                ? replyError(session, ErrorCode.badRequest, 'before: not a position of this destination', id)
+                : session.write(text, 'history'),
+            () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+          );
+        },
+      ),
+      // A chat message, sending side: session → (machine decided) → publishChat → bus. Delivery: relay.ts.
+      publishAndAck: withSession(
+        (session, context, { id, to, body, key }: { id: FrameId; to: Destination; body: unknown; key?: string }) => {
+          if (nc.isClosed() || nc.isDraining()) {
+            replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
+            return;
+          }
+          // Room messages skip the sending session; user messages reach every session of the user.
+          const origin = 'room' in to ? session.id : '';
+          // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
+          node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
+            ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
+            () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+          );
+        },
+      ),
       closeSocket: withSession((session, context) => {
         const ws = session.ws;
         if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
@@ -289,6 +333,7 @@ const frameTypeOf = {
   'frame.join': 'join',
   'frame.leave': 'leave',
   'frame.refresh': 'refresh',
+  'frame.history': 'history',
   'frame.ping': 'ping',
   'frame.signal': 'signal',
   'frame.presence': 'presence',
@@ -314,10 +359,12 @@ export function openSession(
   logic: ConnectionLogic,
   ws: WebSocket,
   token: string | undefined,
+  since?: string,
 ): Session {
   const session = new Session(ws, node);
   node.sessions.set(session.id, session);
   const input: ConnectionInput = { session: session.id, token, now: Date.now, limits: node.limits };
+  if (since !== undefined) input.since = since;
   const actor = createActor(logic, {
     input,
     inspect: node.observers?.inspector({ machine: 'connection', node: node.nodeId, session: session.id }, () =>

@@ -91,8 +91,9 @@ describe('publish api', () => {
       JSON.stringify({ to: { user: 'api-bob' }, body: { text: 'deploy done' }, from: 'ci-bot' }),
       { timeout: 5000 },
     );
-    const answer = reply.json<{ msgId: string }>();
-    expect(answer).toEqual({ msgId: expect.any(String) });
+    const answer = reply.json<{ msgId: string; pos: string }>();
+    // Durable delivery (the default): stored, with its position.
+    expect(answer).toEqual({ msgId: expect.any(String), pos: expect.any(String) });
     expect(await bob.next((f) => f.type === 'message')).toMatchObject({
       msgId: answer.msgId,
       from: 'ci-bot',
@@ -123,8 +124,19 @@ describe('publish api', () => {
     expect(await carol.request({ type: 'join', id: 'j', room })).toMatchObject({ type: 'ack' });
     const res = await post(gateways[0]!.port, JSON.stringify({ to: { room }, body: 'breaking', from: 'newsroom', key: 'k1' }));
     expect(res.status).toBe(200);
-    const { msgId } = (await res.json()) as { msgId: string };
-    expect(await carol.next((f) => f.type === 'message')).toMatchObject({ msgId, from: 'newsroom', system: true, body: 'breaking' });
+    const { msgId, pos } = (await res.json()) as { msgId: string; pos: string };
+    expect(await carol.next((f) => f.type === 'message')).toMatchObject({ msgId, pos, from: 'newsroom', system: true, body: 'breaking' });
+    // The same key again: the first message's msgId and pos, and nothing delivered twice.
+    const again = await post(gateways[0]!.port, JSON.stringify({ to: { room }, body: 'breaking', from: 'newsroom', key: 'k1' }));
+    expect(await again.json()).toEqual({ msgId, pos });
+    const barrier = await post(gateways[0]!.port, JSON.stringify({ to: { room }, body: 'after', from: 'newsroom' }));
+    expect(barrier.status).toBe(200);
+    await carol.next((f) => f.type === 'message' && f.body === 'after');
+    expect(carol.messages().map((m) => m.body)).toEqual(['breaking', 'after']);
+    // Stored like any other: the room's history has it, as a system message.
+    carol.send({ type: 'history', id: 'h', room, limit: 10 });
+    const history = await carol.next((f) => f.type === 'history');
+    expect((history.messages as Array<Record<string, unknown>>)[0]).toMatchObject({ msgId, pos, system: true, from: 'newsroom' });
   });
 
   it('publish api - HTTP bad inputs: 401 bad or no token, 400 bad body, 413 too large, 404 without API_TOKEN, 405 not POST', async () => {
