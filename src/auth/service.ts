@@ -94,6 +94,8 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     maxTokenLifetimeS: rules.maxLifetimeS,
     replicas: options.revocationReplicas,
     clockMarginS: options.clockMarginS,
+    onLongerMaxAge: (bucketMaxAgeMs: number, wantedMs: number) =>
+      log.warn({ bucketMaxAgeMs, wantedMs }, 'revocations bucket keeps revocations longer than this service’s setting: left as it is'),
   };
   const keepMs = revocationMaxAgeMs(bucketOptions);
   const revocations = new RevocationList();
