@@ -42,8 +42,12 @@ export type VerifyResult =
 
 /** Frames that only an authenticated session may send. */
 export type SessionFrameEvent =
-  /** `bytes`: the frame's size as received, counted against the send byte bucket (0 when absent). */
-  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number }
+  /**
+   * `bytes`: the frame's size as received, counted against the send byte bucket (0 when absent).
+   * `userRetryAfterMs`: the verdict of the sender's per-user budget on this node, given by the
+   * effect that received the frame: over 0 when the user's sessions here have sent too much.
+   */
+  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number; userRetryAfterMs?: number }
   | { type: 'frame.join'; id: FrameId; room: string }
   | { type: 'frame.leave'; id: FrameId; room: string }
   | { type: 'frame.refresh'; id: FrameId; token: string };
@@ -160,10 +164,14 @@ const sendBytesNow = (context: ConnectionContext) =>
 /** What a frame takes from the byte bucket: a `send` its size, other frames nothing. */
 const frameBytes = (event: ConnectionEvent) => (event.type === 'frame.send' ? (event.bytes ?? 0) : 0);
 
+/** The per-user budget's wait for this frame (0: the user's sessions may send it). */
+const userWaitMs = (event: ConnectionEvent) => (event.type === 'frame.send' ? (event.userRetryAfterMs ?? 0) : 0);
+
 /** How long until there is one send token and room for this frame's bytes again. */
 const retryAfterMs = (context: ConnectionContext, event: ConnectionEvent) =>
   Math.max(
     0,
+    userWaitMs(event),
     Math.ceil(((1 - sendTokensNow(context)) / context.limits.sendsPerSecond) * 1000),
     Math.ceil(((frameBytes(event) - sendBytesNow(context)) / context.limits.sendBytesPerSecond) * 1000),
   );
@@ -281,7 +289,7 @@ export const connectionMachine = setup({
     isHoldFull: ({ context }) => context.held.length >= context.limits.maxHeldFrames,
     isAbusive: ({ context }) => context.strikes + 1 > context.limits.maxStrikes,
     isOverSendRate: ({ context, event }) =>
-      sendTokensNow(context) < 1 || sendBytesNow(context) < frameBytes(event),
+      sendTokensNow(context) < 1 || sendBytesNow(context) < frameBytes(event) || userWaitMs(event) > 0,
     isTooManySessions: (_, error: unknown) => isTooManySessions(error),
     isRoomLimitReached: ({ context }) => context.joined.length >= context.limits.maxRooms,
     isRoomJoined: ({ context }, room: string) => context.joined.includes(room),
@@ -363,7 +371,7 @@ export const connectionMachine = setup({
     subscribeRoomAndAck: (_, _p: { room: string; id: FrameId }) => {},
     unsubscribeRooms: (_, _p: { rooms: readonly string[] }) => {},
     releaseInterests: effect,
-    publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown }) => {},
+    publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown; bytes: number }) => {},
     closeSocket: effect,
     terminateSocket: effect,
   },
@@ -652,7 +660,7 @@ export const connectionMachine = setup({
                   'takeSendToken',
                   {
                     type: 'publishAndAck',
-                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body }),
+                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body, bytes: event.bytes ?? 0 }),
                   },
                 ],
               },

@@ -29,6 +29,7 @@ import type { Metrics } from './metrics.ts';
 import type { Observers } from '../observe/observe.ts';
 import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
+import type { UserSendBudget } from './user-send-budget.ts';
 
 /** What a node shares with its sessions. */
 export interface NodeContext {
@@ -47,6 +48,8 @@ export interface NodeContext {
   maxSessionsPerUser: number;
   /** Sessions per user on this node, kept by the sessions themselves (see `openSession`). */
   userSessions: Map<string, number>;
+  /** Bytes each user's sessions on this node may send together (user-send-budget.ts). */
+  userSendBudget: UserSendBudget;
   metrics: Metrics;
   /** Holds the tokens of sessions admitted without the auth service, until they are re-checked (degraded.ts). */
   degraded: {
@@ -217,11 +220,12 @@ export function connectionLogic(node: NodeContext) {
       }),
       releaseInterests: withSession((session) => interest.leaveAll(session)),
       // A chat message, sending side: session → (machine decided) → bus → subject. Delivery: relay.ts.
-      publishAndAck: withSession((session, context, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
+      publishAndAck: withSession((session, context, { id, to, body, bytes }: { id: FrameId; to: Destination; body: unknown; bytes: number }) => {
         if (nc.isClosed() || nc.isDraining()) {
           replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
           return;
         }
+        node.userSendBudget.take(context.user!, bytes);
         const msgId = nuid.next();
         const subject = 'user' in to ? subjects.user(to.user) : subjects.room(to.room);
         // Room messages skip the sending session; user messages reach every session of the user.
@@ -266,7 +270,10 @@ function releaseSession(node: NodeContext, session: Session): void {
   session.countedUser = undefined;
   const left = (node.userSessions.get(user) ?? 1) - 1;
   if (left > 0) node.userSessions.set(user, left);
-  else node.userSessions.delete(user);
+  else {
+    node.userSessions.delete(user);
+    node.userSendBudget.forget(user);
+  }
 }
 
 /** Starts the actor of a new socket and wires the socket's events to it. */
@@ -324,7 +331,12 @@ export function openSession(
     const text = data.toString();
     const event = decodeClientFrame(text);
     // What the frame costs its recipients: counted against the session's send byte bucket.
-    if (event.type === 'frame.send') event.bytes = Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text);
+    if (event.type === 'frame.send') {
+      event.bytes = Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text);
+      // And against the user's budget on this node; the machine decides (before auth: no user yet).
+      const user = session.countedUser;
+      if (user !== undefined) event.userRetryAfterMs = node.userSendBudget.retryAfterMs(user, event.bytes);
+    }
     node.metrics.frameIn(frameTypeOf[event.type as keyof typeof frameTypeOf] ?? 'invalid');
     actor.send(event);
   });

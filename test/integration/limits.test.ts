@@ -233,6 +233,35 @@ describe('limits - frames (defect 8)', () => {
     expect(delivered).toBeLessThan(10);
   });
 
+  it('limits - one user with 100 sessions cannot force 4009 on another user: the user\u2019s send budget on the node refuses it', async () => {
+    stack = await startStack({ gateway: { handshakesPerIpPerSecond: 1000 } });
+    const { client: victim } = await stack.session(0, 'flooded');
+    const { client: reader } = await stack.session(0, 'flooded');
+    const { client: other } = await stack.session(0, 'flood-other');
+    // A victim session that reads nothing for now: what the node writes to it waits in its buffer.
+    (victim.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const attackers = [];
+    for (let i = 0; i < 100; i++) attackers.push((await stack.session(0, 'flooder')).client);
+    const body = 'x'.repeat(60_000);
+    // Four frames each: within every session's own byte bucket (SEND_BYTES_BURST 262144).
+    const started = Date.now();
+    const answers = attackers.flatMap((a) => [0, 1, 2, 3].map((n) => a.request({ type: 'send', id: n, to: { user: 'flooded' }, body }, 20_000)));
+    const answered = await Promise.all(answers);
+    // The barrier: a later message to the same user reaches the reading session after every
+    // accepted flood message was written to both of the user's sessions.
+    await sentinel(other, reader, 'flooded', 20_000);
+    const flooded = [...stack.gateways[0]!.sessions.values()].filter((s) => s.actor.getSnapshot().context.user === 'flooded');
+    expect(flooded).toHaveLength(2);
+    const refused = answered.filter((f) => f.type === 'error');
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.every((f) => f.code === 'rate_limited' && typeof f.retryAfterMs === 'number')).toBe(true);
+    // What got through: the user's burst plus its refill over the time the flood took, no more.
+    const elapsedS = (Date.now() - started) / 1000;
+    const delivered = reader.messages().filter((m) => m.from === 'flooder').length;
+    expect(delivered * body.length).toBeLessThanOrEqual(524_288 + 131_072 * elapsedS);
+    void victim;
+  }, 60_000);
+
   it('limits - refused frames are strikes: forbidden joins end in 1008, with one log line for the session', async () => {
     const lines: string[] = [];
     const destination = new Writable({
