@@ -247,6 +247,17 @@ const refuseOverRate = refuseFrame<SessionFrameEvent>(
   'isOverSendRate',
 );
 
+/** A ping over the session's frame rate. */
+const refusePingOverRate = refuseFrame<Extract<ConnectionEvent, { type: 'frame.ping' }>>(
+  ({ context, event }) => ({
+    id: event.id,
+    code: ErrorCode.rateLimited,
+    message: 'too many frames',
+    retryAfterMs: retryAfterMs(context, event),
+  }),
+  'isOverSendRate',
+);
+
 /** A join or leave of a room the token does not grant. */
 const refuseUngrantedRoom = refuseFrame<SessionFrameEvent>(({ event }) => ({
   id: event.id,
@@ -444,9 +455,12 @@ export const connectionMachine = setup({
             params: { code: CloseCode.goingAway, reason: 'node going away' },
           },
         },
-        'frame.ping': {
-          actions: { type: 'sendPong', params: ({ event }) => ({ id: event.id }) },
-        },
+        // A ping takes from the send bucket, in every state (before authentication too): over the
+        // rate it is refused and a strike, so a client cannot make the node answer without end.
+        'frame.ping': [
+          ...refusePingOverRate,
+          { actions: ['takeSendToken', { type: 'sendPong', params: ({ event }) => ({ id: event.id }) }] },
+        ],
         'frame.invalid': [
           {
             guard: 'isAbusive',
@@ -665,14 +679,14 @@ export const connectionMachine = setup({
                 ],
               },
             ],
-            // A join takes a token from the send bucket when it may subscribe on NATS. Joining a
-            // room already joined costs nothing and is acked, whatever the bucket holds.
+            // Every join takes a token from the send bucket, also one of a room already joined
+            // (acked, nothing else to do): no frame is answered at no cost.
             'frame.join': [
+              ...refuseOverRate,
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
-                actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
+                actions: ['takeSendToken', { type: 'sendAck', params: ({ event }) => ({ id: event.id }) }],
               },
-              ...refuseOverRate,
               ...refuseFrame<SessionFrameEvent>(
                 ({ context, event }) => ({
                   id: event.id,
@@ -694,18 +708,10 @@ export const connectionMachine = setup({
               },
               ...refuseUngrantedRoom,
             ],
-            // A leave takes a token when it unsubscribes; leaving a granted room not joined is
-            // acked at no cost.
+            // Every leave takes a token from the send bucket, also one of a granted room not joined
+            // (acked, nothing else to do).
             'frame.leave': [
-              ...refuseFrame<SessionFrameEvent>(
-                ({ context, event }) => ({
-                  id: event.id,
-                  code: ErrorCode.rateLimited,
-                  message: 'too many frames',
-                  retryAfterMs: retryAfterMs(context, event),
-                }),
-                and([{ type: 'isRoomJoined', params: ({ event }: { event: { room: string } }) => event.room }, 'isOverSendRate']),
-              ),
+              ...refuseOverRate,
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
                 actions: [
@@ -717,7 +723,7 @@ export const connectionMachine = setup({
               },
               {
                 guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },
-                actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
+                actions: ['takeSendToken', { type: 'sendAck', params: ({ event }) => ({ id: event.id }) }],
               },
               ...refuseUngrantedRoom,
             ],
