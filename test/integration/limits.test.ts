@@ -179,6 +179,44 @@ describe('limits - addresses and sessions (defect 8)', () => {
     expect((await stack.session(0, 'ip-4')).welcome).toMatchObject({ user: 'ip-4' });
   });
 
+  it('limits - refused upgrades log within the budget, and never a whole Origin', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(...chunk.toString().split('\n').filter(Boolean));
+        done();
+      },
+    });
+    stack = await startStack({
+      gateway: { allowedOrigins: ['https://chat.example'], handshakesPerIpPerSecond: 5, log: createLogger({ level: 'info', destination }) },
+    });
+    const port = stack.gateways[0]!.port;
+    /** A raw upgrade request; resolves with the status line. */
+    const upgrade = (origin: string) =>
+      new Promise<string>((resolve) => {
+        const socket = tcpConnect(port, '127.0.0.1');
+        let got = '';
+        socket.on('data', (d) => (got += d));
+        socket.on('close', () => resolve(got.split('\r\n')[0] ?? ''));
+        socket.on('error', () => resolve('error'));
+        socket.end(
+          `GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: ${origin}\r\n\r\n`,
+        );
+      });
+    const evil = 'https://evil.example/' + 'A'.repeat(15_000);
+    for (let i = 0; i < 50; i++) expect(await upgrade(evil)).toContain('403');
+    const origins = lines.filter((l) => l.includes('origin refused'));
+    expect(origins.length).toBeGreaterThan(0);
+    expect(origins.length).toBeLessThanOrEqual(10);
+    expect(origins.every((l) => l.length < 500 && l.includes('"originLength":15021'))).toBe(true);
+
+    let limited = 0;
+    for (let i = 0; i < 100; i++) if ((await upgrade('https://chat.example')).includes('429')) limited++;
+    expect(limited).toBeGreaterThan(10);
+    expect(lines.filter((l) => l.includes('handshake rate limited')).length).toBeLessThanOrEqual(10);
+  });
+
   it('limits - MAX_SESSIONS_PER_USER: one more session of the user closes with 1013 too many sessions', async () => {
     stack = await startStack({ gateway: { maxSessionsPerUser: 2 } });
     const first = await stack.session(0, 'many');
