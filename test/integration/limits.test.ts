@@ -247,6 +247,25 @@ describe('limits - addresses and sessions (defect 8)', () => {
     ]).finally(() => clearTimeout(timer));
     expect(received).toMatch(/^HTTP\/1\.1 408/);
   });
+
+  it('limits - the admin port cuts slow headers too (HTTP 408 after its HEADERS_TIMEOUT_MS)', async () => {
+    stack = await startStack();
+    const admin = await startAdminServer({ gateway: stack.gateways[0]!, port: 0, token: 'admin-token-for-slow-headers', headersTimeoutMs: 300 });
+    cleanups.push(() => admin.close());
+    const socket: Socket = tcpConnect(admin.port, '127.0.0.1');
+    cleanups.push(async () => void socket.destroy());
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('GET /api/counts HTTP/1.1\r\nHost: x\r\n');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      closed,
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('slow headers not cut within 5 s')), 5000))),
+    ]).finally(() => clearTimeout(timer));
+    expect(received).toMatch(/^HTTP\/1\.1 408/);
+  });
 });
 
 describe('limits - frames (defect 8)', () => {
