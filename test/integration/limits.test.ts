@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalJWKSet } from 'jose';
@@ -365,6 +365,26 @@ describe('limits - secrets hygiene (defect 9)', () => {
     const path = join(dir, 'node.recording.jsonl');
     stack = await startStack({ gateway: { recording: { to: 'file', path } } });
     expect((await stat(path)).mode & 0o777).toBe(0o600);
+  });
+
+  it('limits - an existing recording file readable by others is made 0600; a symlink planted there is refused, its target untouched', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chatgate-rec-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'node.recording.jsonl');
+    await writeFile(path, '', { mode: 0o644 });
+    await chmod(path, 0o644);
+    stack = await startStack({ gateway: { recording: { to: 'file', path } } });
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    await stack.stop();
+    stack = undefined;
+
+    const target = join(dir, 'elsewhere.txt');
+    await writeFile(target, 'precious\n', { mode: 0o644 });
+    const link = join(dir, 'planted.recording.jsonl');
+    await symlink(target, link);
+    await expect(startStack({ gateway: { recording: { to: 'file', path: link } } })).rejects.toThrow(/symbolic link/);
+    expect(await readFile(target, 'utf8')).toBe('precious\n');
+    expect((await stat(target)).mode & 0o777).toBe(0o644);
   });
 
   it('limits - the admin cookie is Secure when a trusted proxy says the page came over https, and only then', async () => {
