@@ -43,14 +43,17 @@ async function startDevNats(port: number, home: string, jetstreamDir: string, lo
 export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
   const log = createLogger({ level: config.logLevel });
   installLastResort(log);
-  // JetStream holds the revocations; its store survives dev runs that share CHATGATE_HOME.
-  const nats = await startDevNats(config.natsPort, config.home, config.jetstream ?? join(config.home, 'jetstream'), log);
-  const stops: Array<() => Promise<void>> = [() => nats.stop()];
+  const stops: Array<() => Promise<void>> = [];
   let stopping = false;
   const stopAll = async () => {
     stopping = true;
     for (const stop of stops.splice(0).reverse()) await stop().catch(() => {});
   };
+  // Before anything starts: a signal during start-up still stops every child started so far.
+  onShutdown(stopAll, config.shutdownTimeoutMs + 5000);
+  // JetStream holds the revocations; its store survives dev runs that share CHATGATE_HOME.
+  const nats = await startDevNats(config.natsPort, config.home, config.jetstream ?? join(config.home, 'jetstream'), log);
+  stops.push(() => nats.stop());
   try {
     const auth = await startAuthService({
       natsUrl: nats.url,
@@ -114,7 +117,6 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
       log.error('nats-server exited');
       void stopAll().then(() => process.exit(1));
     });
-    onShutdown(stopAll, config.shutdownTimeoutMs + 5000);
   } catch (err) {
     await stopAll();
     throw err;

@@ -15,10 +15,12 @@ import type { ErrorCodeValue } from '../../machines/codes.ts';
 import { MAX_ID_LENGTH } from '../subjects.ts';
 
 const frameId = z.union([z.string().max(128), z.number().int().safe()]);
+// Counted in UTF-16 code units, as `isValidId` and a token's `sub` are: zod's `max` counts code
+// points, which let a 257-unit id (256 code points) through.
 const id = z
   .string()
   .min(1)
-  .max(MAX_ID_LENGTH)
+  .refine((s) => s.length <= MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} UTF-16 code units`)
   .refine((s) => s.isWellFormed(), 'must be well-formed Unicode');
 const token = z.string().min(1);
 

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, generateKeyPair } from 'jose';
 import { startStack, type Stack } from '../harness/stack.ts';
+import { TestClient } from '../harness/client.ts';
+import { startGateway } from '../../src/gateway/gateway.ts';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -148,16 +150,70 @@ describe('auth - token rules', () => {
     expect(welcome.user).toBe('ok-jti');
   });
 
-  it('auth - a sub of 256 characters with dots, wildcards and unicode is welcomed', async () => {
-    const sub = `a.*.>. 😀 ${'é'.repeat(240)}`.slice(0, 256);
+  it('auth - a sub of 256 UTF-16 code units with dots, wildcards and unicode is welcomed; 257 is not', async () => {
+    // The emoji is two code units: 256 units are 255 code points, 257 units are 256 code points.
+    const sub = `a.*.>. 😀 ${'é'.repeat(246)}`;
+    expect(sub.length).toBe(256);
     const { welcome } = await stack.session(0, sub);
     expect(welcome.user).toBe(sub);
+    const over = `${sub}é`;
+    expect([...over]).toHaveLength(256);
+    expect(await closeCodeFor(await stack.token(over))).toBe(4001);
+  });
+
+  it('auth - a good token of 8192 characters is welcomed; one over 8192 closes with 4001', async () => {
+    // A valid token padded with a claim to just under and just over the limit.
+    const padded = async (sub: string, over: boolean) => {
+      for (let pad = 5900; ; pad += 1) {
+        // iat is required, and exp - iat at most MAX_TOKEN_LIFETIME_S (issue 9).
+        const now = nowS();
+        const token = await new SignJWT({ sub, iat: now, exp: now + 600, pad: 'p'.repeat(pad) })
+          .setProtectedHeader({ alg: 'ES256', kid: stack.keys.kid })
+          .setIssuer('chatgate')
+          .setAudience('chatgate')
+          .sign(stack.keys.privateKey);
+        if (over ? token.length > 8192 : token.length >= 8189) return token;
+      }
+    };
+    const fits = await padded('just-fits', false);
+    expect(fits.length).toBeLessThanOrEqual(8192);
+    const fitting = stack.client(0, { token: fits, via: 'frame' });
+    expect(await fitting.type('welcome')).toMatchObject({ user: 'just-fits' });
+    const tooLong = await padded('too-long', true);
+    expect(tooLong.length).toBeLessThan(8200);
+    expect(await closeCodeFor(tooLong, 'frame')).toBe(4001);
   });
 
   it('auth - a token that expires in ten years does not overflow the expiry timer', async () => {
-    const { client } = await stack.session(0, 'long-lived', { ttl: 10 * 365 * 24 * 3600 });
-    client.send({ type: 'ping', id: 'still-here' });
-    expect(await client.type('pong')).toEqual({ type: 'pong', id: 'still-here' });
-    expect(client.closeCode).toBeUndefined();
+    // A node of its own that pings every 50 ms, to count the session's steps over a few pings
+    // with nothing sent: an expiry timer past what a Node timer holds (~24.8 days) fires at once,
+    // and the session would re-arm it without end (and in a busy loop) instead of waiting.
+    const gateway = await startGateway({
+      natsUrl: stack.nats[0]!.url,
+      port: 0,
+      host: '127.0.0.1',
+      nodeId: 'long-lived-node',
+      heartbeatIntervalMs: 50,
+    });
+    const client = new TestClient(gateway.url, { token: await stack.token('long-lived', { ttl: 10 * 365 * 24 * 3600 }) });
+    try {
+      const welcome = await client.type('welcome');
+      const session = gateway.sessions.get(welcome.session as string)!;
+      let steps = 0;
+      const counting = session.actor.subscribe(() => void (steps += 1));
+      await new Promise<void>((resolve, reject) => {
+        let pings = 0;
+        client.ws.on('ping', () => void (++pings === 3 && resolve()));
+        client.ws.once('close', (code) => reject(new Error(`closed with ${code} before the node's third ping`)));
+      });
+      counting.unsubscribe();
+      expect(steps, 'session steps while idle').toBe(0);
+      client.send({ type: 'ping', id: 'still-here' });
+      expect(await client.type('pong')).toEqual({ type: 'pong', id: 'still-here' });
+      expect(client.closeCode).toBeUndefined();
+    } finally {
+      client.close();
+      await gateway.close();
+    }
   });
 });

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
@@ -26,6 +28,31 @@ afterAll(async () => {
 
 const nowS = () => Math.floor(Date.now() / 1000);
 
+/** The pids of `parent`'s child processes whose command is `comm`, from /proc (Linux). */
+async function childPids(parent: number, comm: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    // A process may end while we read: then it is not a child any more.
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state ppid ...; comm may hold spaces, so split after its closing parenthesis.
+    const match = /^(\d+) \((.*)\) \S+ (\d+)/.exec(stat);
+    if (match && match[2] === comm && Number(match[3]) === parent) pids.push(Number(match[1]));
+  }
+  return pids;
+}
+
+/** Whether `pid` is a live process: it exists and is not a zombie. */
+function isRunning(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false; // no such process
+  }
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+}
+
 describe('cli - token and jwks', () => {
   it('cli - token prints exactly one signed JWT with the claims asked for', async () => {
     const { code, stdout, stderr } = await runChatgate(
@@ -49,10 +76,24 @@ describe('cli - token and jwks', () => {
     expect(claims.rooms).toBe('*');
   });
 
-  it('cli - every option has an environment form', async () => {
+  it('cli - token options have an environment form (TOKEN_SUB, TOKEN_TTL)', async () => {
     const { code, stdout } = await runChatgate(['token'], { ...env, TOKEN_SUB: 'from-env', TOKEN_TTL: '5' });
     expect(code).toBe(0);
-    expect(decodeJwt(stdout.trim()).sub).toBe('from-env');
+    const claims = decodeJwt(stdout.trim());
+    expect(claims.sub).toBe('from-env');
+    expect(claims.exp! - claims.iat!).toBe(5);
+  });
+
+  it('cli - a flag beats its variable', async () => {
+    const { code, stdout } = await runChatgate(['token', '--sub', 'from-flag', '--ttl', '7'], {
+      ...env,
+      TOKEN_SUB: 'from-env',
+      TOKEN_TTL: '5',
+    });
+    expect(code).toBe(0);
+    const claims = decodeJwt(stdout.trim());
+    expect(claims.sub).toBe('from-flag');
+    expect(claims.exp! - claims.iat!).toBe(7);
   });
 
   it('cli - jwks prints the public JWK Set and no private part', async () => {
@@ -113,6 +154,46 @@ describe('cli - token and jwks', () => {
 });
 
 describe('cli - processes', () => {
+  it('cli - dev falls back to a free NATS port when 4222 is taken, but a port set on purpose that is taken is an error', async () => {
+    // The fallback is about the default port itself: 4222 is held here unless something already
+    // holds it (Debian's nats-server service does), which is the situation either way.
+    const holder = createServer();
+    await new Promise<void>((resolve) => {
+      holder.once('error', () => resolve());
+      holder.listen(4222, '127.0.0.1', () => resolve());
+    });
+    let natsPids: number[] = [];
+    try {
+      const dev = new ChatgateProcess(['dev'], { ...env, PORT: '0' });
+      await dev.waitFor(/nats port in use: dev mode uses a free port instead/);
+      const natsUrl = (await dev.waitFor(/NATS\s+(nats:\/\/\S+)/))[1]!;
+      natsPids = await childPids(dev.child.pid!, 'nats-server');
+      expect(new URL(natsUrl).port).not.toBe('4222');
+      // And it serves: a session on it is welcomed.
+      const url = (await dev.waitFor(/WebSocket\s+(ws:\/\/\S+)/))[1]!;
+      const token = (await runChatgate(['token', '--sub', 'dev-fallback'], env)).stdout.trim();
+      const client = new TestClient(url, { token, via: 'protocol' });
+      clients.push(client);
+      expect(await client.type('welcome')).toMatchObject({ user: 'dev-fallback' });
+      const code = await dev.stop();
+      expect(code, `signal ${dev.child.signalCode}; stderr ${dev.stderr}; stdout ${dev.stdout.slice(-500)}`).toBe(0);
+    } finally {
+      await new Promise((r) => holder.close(r));
+      // A dev process that died early may leave its nats-server behind: this test stops it.
+      for (const pid of natsPids) if (isRunning(pid)) process.kill(pid, 'SIGKILL');
+    }
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = String((taken.address() as AddressInfo).port);
+      const { code, stdout } = await runChatgate(['dev'], { ...env, PORT: '0', NATS_PORT: port });
+      expect(code).not.toBe(0);
+      expect(stdout).not.toContain('chatgate dev is running');
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
+  });
+
   it('cli - nats, auth and gateway run as processes and serve a session', async () => {
     const natsProc = new ChatgateProcess(['nats', '--port', '-1'], env);
     const natsUrl = (await natsProc.waitFor(/listening on (nats:\/\/\S+)/))[1]!;
@@ -134,13 +215,23 @@ describe('cli - processes', () => {
   it('cli - dev starts nats-server, auth and a gateway, prints the URL, and stops them all', async () => {
     const dev = new ChatgateProcess(['dev'], { ...env, PORT: '0', NATS_PORT: '-1' });
     const url = (await dev.waitFor(/WebSocket\s+(ws:\/\/\S+)/))[1]!;
-    const natsPid = Number((await dev.waitFor(/NATS\s+nats:\/\/\S+/)) && /"pid":(\d+)/.exec(dev.stdout)?.[1]);
-    expect(natsPid).toBeGreaterThan(0);
-    const token = (await runChatgate(['token', '--sub', 'dev-user', '--rooms', 'lobby'], env)).stdout.trim();
-    const client = new TestClient(url, { token, via: 'protocol' });
-    clients.push(client);
-    expect(await client.type('welcome')).toMatchObject({ user: 'dev-user', node: 'dev' });
-    expect(await dev.stop()).toBe(0);
-    expect(await client.closedWith()).toBe(1001);
+    await dev.waitFor(/NATS\s+nats:\/\/\S+/);
+    // The nats-server dev started: its child process of that name (read from /proc).
+    const natsPids = await childPids(dev.child.pid!, 'nats-server');
+    expect(natsPids).toHaveLength(1);
+    const natsPid = natsPids[0]!;
+    try {
+      const token = (await runChatgate(['token', '--sub', 'dev-user', '--rooms', 'lobby'], env)).stdout.trim();
+      const client = new TestClient(url, { token, via: 'protocol' });
+      clients.push(client);
+      expect(await client.type('welcome')).toMatchObject({ user: 'dev-user', node: 'dev' });
+      expect(await dev.stop()).toBe(0);
+      expect(await client.closedWith()).toBe(1001);
+      // Once dev has exited, its nats-server has exited too (gone, or a zombie not yet reaped).
+      expect(isRunning(natsPid), `nats-server ${natsPid} still runs after dev exited`).toBe(false);
+    } finally {
+      // A nats-server that dev left behind is this test's to stop.
+      if (isRunning(natsPid)) process.kill(natsPid, 'SIGKILL');
+    }
   });
 });

@@ -35,6 +35,7 @@ describe('delivery - across two nodes', () => {
     await sender.request({ type: 'send', id: 1, to: { user: 'd-ann' }, body: 'to ann' });
     for (const c of [u0, u1]) expect(await c.type('message')).toMatchObject({ from: 'd-cy', body: 'to ann' });
     await drained(1, other, 'd-ben');
+    await drained(1, sender, 'd-cy');
     expect(chat(other)).toEqual([]);
     expect(chat(sender)).toEqual([]);
   });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../harness/stack.ts';
-import { sentinel } from '../harness/sync.ts';
+import { isSentinel, sentinel } from '../harness/sync.ts';
 import { subjects } from '../../src/subjects.ts';
 
 let stack: Stack;
@@ -52,7 +52,9 @@ describe('frames - requests and replies', () => {
     await a.request({ type: 'send', id: 'm2', to: { room: 'r1' }, body: 'second' });
     await sentinel(a, b, 'f-room-b');
     expect(b.messages().map((m) => m.body)).toEqual(['first', expect.objectContaining({ sentinel: expect.any(String) })]);
-    expect(a.messages()).toEqual([]);
+    // The sender's own socket gets a barrier too before it is checked for room messages.
+    await sentinel(b, a, 'f-room-a');
+    expect(a.messages().filter((m) => !isSentinel(m))).toEqual([]);
   });
 
   it('frames - the node unsubscribes from a room when its last local member leaves', async () => {
@@ -76,10 +78,11 @@ describe('frames - requests and replies', () => {
     expect(await client.request({ type: 'refresh', id: 'r3', token: 'nope' })).toMatchObject({ code: 'unauthorized' });
   });
 
-  it('frames - expiring comes shortly before exp and the session closes with 4002 at exp', async () => {
-    const { client } = await stack.session(0, 'f-expiring', { ttl: 2 });
+  it('frames - expiring comes before the close, with the token\'s exp, and the session closes with 4002', async () => {
+    const { client, welcome } = await stack.session(0, 'f-expiring', { ttl: 2 });
     const expiring = await client.type('expiring', 5000);
-    expect(typeof expiring.exp).toBe('number');
+    expect(expiring.exp).toBe(welcome.exp);
+    expect(client.closeCode).toBeUndefined();
     expect(await client.closedWith(5000)).toBe(4002);
   });
 });
@@ -122,5 +125,20 @@ describe('frames - bad input', () => {
     await noisy.closedWith();
     expect(await victim.request({ type: 'send', id: 'ok', to: { user: 'f-victim' }, body: 'still fine' })).toMatchObject({ type: 'ack' });
     expect(await victim.type('message')).toMatchObject({ body: 'still fine' });
+  });
+});
+
+describe('frames - length limits', () => {
+  it('frames - a frame id of 128 characters is echoed, 129 is bad_request; a room id of 256 units is taken, 257 is bad_request', async () => {
+    const { client } = await stack.session(0, 'f-lengths', { rooms: '*' });
+    const id128 = 'i'.repeat(128);
+    client.send({ type: 'ping', id: id128 });
+    expect(await client.type('pong')).toEqual({ type: 'pong', id: id128 });
+    client.send({ type: 'ping', id: 'i'.repeat(129) });
+    expect(await client.next((f) => f.type === 'error')).toMatchObject({ code: 'bad_request' });
+    const room256 = `😀${'r'.repeat(254)}`;
+    expect(await client.request({ type: 'join', id: 'j256', room: room256 })).toEqual({ type: 'ack', id: 'j256' });
+    expect(await client.request({ type: 'join', id: 'j257', room: `${room256}r` })).toMatchObject({ type: 'error', id: 'j257', code: 'bad_request' });
+    expect(client.closeCode).toBeUndefined();
   });
 });

@@ -86,8 +86,19 @@ async function chatStillWorks(from: TestClient, to: TestClient, toUser: string, 
   expect(await to.next((f) => f.type === 'message' && f.body === body)).toBeDefined();
 }
 
+/** In the "slowed" test: the breaker's slow-call bound, under the request timeout ... */
+const SLOW_CALL_MS = 300;
+/** ... and how long the slowed auth service takes: slower than the bound, within the timeout. */
+const SLOWED_ANSWER_MS = 600;
+
 async function outageAndRecovery(fault: 'kill' | 'hang' | 'slow') {
-  stack = await startStack({ auth: false, gateway: { authRequestTimeoutMs: AUTH_REQUEST_TIMEOUT_MS } });
+  stack = await startStack({
+    auth: false,
+    gateway: {
+      authRequestTimeoutMs: AUTH_REQUEST_TIMEOUT_MS,
+      ...(fault === 'slow' ? { breaker: { slowCallMs: SLOW_CALL_MS } } : {}),
+    },
+  });
   let auth = await startAuthProcess(stack);
   const { client: alice } = await stack.session(0, 'r-alice');
   const { client: bob } = await stack.session(0, 'r-bob');
@@ -97,10 +108,12 @@ async function outageAndRecovery(fault: 'kill' | 'hang' | 'slow') {
 
   let slow: Awaited<ReturnType<typeof connect>> | undefined;
   const outageAt = Date.now();
-  if (fault === 'kill') auth.child.kill('SIGKILL');
+  // Slowed: the real service is gone and the only responder answers, correctly, but slowly.
+  if (fault === 'kill' || fault === 'slow') auth.child.kill('SIGKILL');
   else auth.child.kill('SIGSTOP');
   if (fault === 'slow') {
-    // A real responder in the auth queue group that answers correctly, but only after 3 s.
+    // A real responder in the auth queue group: each answer comes after the slow-call bound but
+    // before the request timeout, so every call succeeds and the breaker counts it as slow.
     slow = await connect({ servers: stack.nats[0]!.url });
     cleanups.push(() => slow!.close());
     const verify = createTokenVerifier(createLocalJWKSet(stack.keys.jwks));
@@ -108,19 +121,25 @@ async function outageAndRecovery(fault: 'kill' | 'hang' | 'slow') {
       queue: AUTH_QUEUE,
       callback: (_err, msg) => {
         const { token } = msg.json<{ token: string }>();
-        setTimeout(() => void verify(token).then((v) => msg.respond(JSON.stringify(v))), 3000);
+        setTimeout(() => void verify(token).then((v) => msg.respond(JSON.stringify(v))), SLOWED_ANSWER_MS);
       },
     });
     await slow.flush();
   }
 
   await connecting.until((a) => a.degraded === true, outageAt, 10_000);
-  await waitFor(stack.gateways[0]!.auth.breaker, (b) => b.matches('open'), { timeout: 10_000 });
+  const breaker = stack.gateways[0]!.auth.breaker;
+  await waitFor(breaker, (b) => b.matches('open'), { timeout: 10_000 });
+  if (fault === 'slow') {
+    // It opened on answers that came, slowly: the slow-success branch, not request timeouts.
+    const { counts } = breaker.getSnapshot().context;
+    expect(counts.slowCalls).toBeGreaterThan(0);
+  }
   await chatStillWorks(alice, bob, 'r-bob', `during ${fault}`);
 
   // The service comes back.
   if (slow) await slow.close();
-  if (fault === 'kill') auth = await startAuthProcess(stack);
+  if (fault === 'kill' || fault === 'slow') auth = await startAuthProcess(stack);
   else auth.child.kill('SIGCONT');
   const backAt = Date.now();
   const healthy = await connecting.until((a) => a.degraded === false, backAt, 12_000);
@@ -144,7 +163,7 @@ describe('resilience - auth outages', () => {
     await outageAndRecovery('hang');
   });
 
-  it('resilience - auth service slowed past the request timeout: treated as down, recovered when fast again', async () => {
+  it('resilience - auth service slower than the slow-call bound: its answers count as failures, the breaker opens, recovered when fast again', async () => {
     await outageAndRecovery('slow');
   });
 

@@ -586,3 +586,201 @@ describe('circuit breaker machine', () => {
     expect(state(b.actor)).toBe('closed');
   });
 });
+
+describe('circuit breaker machine - reports carry their generation', () => {
+  /** A call granted while closed, then a trip and a reset: closed again, in a later generation. */
+  function lateTicketInClosed() {
+    const b = start();
+    const ticket = requestTicket(b.actor)!;
+    b.actor.send({ type: 'breaker.trip' });
+    b.actor.send({ type: 'breaker.reset' });
+    expect(state(b.actor)).toBe('closed');
+    return { ...b, ticket };
+  }
+
+  it('breaker - each state entered has a later generation than the one before', () => {
+    const b = start();
+    const seen = [context(b.actor).generation];
+    failCalls(b.actor, 3); // open
+    seen.push(context(b.actor).generation);
+    b.clock.increment(context(b.actor).openWaitMs); // half-open
+    seen.push(context(b.actor).generation);
+    b.actor.send({ type: 'breaker.reset' }); // closed
+    seen.push(context(b.actor).generation);
+    expect(seen).toEqual([1, 2, 3, 4]);
+  });
+
+  it('breaker - in closed, stale failures are counted but neither trip it nor join the streak', () => {
+    const b = lateTicketInClosed();
+    for (let i = 0; i < 5; i++) {
+      b.actor.send({ type: 'call.failure', kind: 'timeout', durationMs: 5, generation: b.ticket });
+    }
+    expect(state(b.actor)).toBe('closed');
+    expect(context(b.actor).failureStreak).toBe(0);
+    expect(context(b.actor).window).toEqual([]);
+    expect(context(b.actor).counts.failures).toBe(5);
+    // A no-responders answer from the old generation does not open it either.
+    b.actor.send({ type: 'call.failure', kind: 'noResponders', durationMs: 5, generation: b.ticket });
+    expect(state(b.actor)).toBe('closed');
+  });
+
+  it('breaker - in closed, a stale success is counted but does not break the failure streak', () => {
+    const b = lateTicketInClosed();
+    const fresh = () => requestTicket(b.actor);
+    b.actor.send({ type: 'call.failure', kind: 'error', durationMs: 5, generation: fresh() });
+    b.actor.send({ type: 'call.failure', kind: 'error', durationMs: 5, generation: fresh() });
+    b.actor.send({ type: 'call.success', durationMs: 5, generation: b.ticket });
+    expect(context(b.actor).failureStreak).toBe(2);
+    expect(context(b.actor).counts.successes).toBe(1);
+    // Nor is a slow stale success a failure.
+    b.actor.send({ type: 'call.success', durationMs: 60_000, generation: b.ticket });
+    expect(context(b.actor).counts.slowCalls).toBe(0);
+    b.actor.send({ type: 'call.failure', kind: 'error', durationMs: 5, generation: fresh() });
+    expect(state(b.actor)).toBe('open');
+  });
+
+  it('breaker - a report of the current generation counts in closed', () => {
+    const b = lateTicketInClosed();
+    const ticket = requestTicket(b.actor);
+    expect(ticket).toBe(context(b.actor).generation);
+    b.actor.send({ type: 'call.failure', kind: 'error', durationMs: 5, generation: ticket });
+    expect(context(b.actor).failureStreak).toBe(1);
+  });
+
+  it('breaker - a trial that succeeds frees its slot: with one back, exactly one more is let through', () => {
+    const b = start({ halfOpenMaxCalls: 3, halfOpenSuccesses: 3 });
+    toHalfOpen(b);
+    const tickets = [requestTicket(b.actor), requestTicket(b.actor), requestTicket(b.actor)];
+    expect(tickets.every((t) => t !== undefined)).toBe(true);
+    expect(requestCall(b.actor)).toBe(false);
+    expect(context(b.actor).trialsInFlight).toBe(3);
+    b.actor.send({ type: 'call.success', durationMs: 5, generation: tickets[0] });
+    expect(context(b.actor).trialsInFlight).toBe(2);
+    expect(requestCall(b.actor)).toBe(true);
+    expect(requestCall(b.actor)).toBe(false);
+    expect(context(b.actor).trialsInFlight).toBe(3);
+  });
+
+  it('breaker - a failure older than the window no longer counts toward the rate', () => {
+    // Four failures, then the window passes; four successes and one failure: 1 of 5, under 50 %.
+    const b = start({ consecutiveFailures: 100, minimumCalls: 5, failureRateThreshold: 0.5, windowMs: 10_000 });
+    for (let i = 0; i < 4; i++) {
+      requestCall(b.actor);
+      fail(b.actor);
+    }
+    b.clock.increment(10_001);
+    for (let i = 0; i < 4; i++) {
+      requestCall(b.actor);
+      succeed(b.actor);
+    }
+    requestCall(b.actor);
+    fail(b.actor);
+    expect(state(b.actor)).toBe('closed');
+    expect(context(b.actor).window.reduce((n, bucket) => n + bucket.calls, 0)).toBe(5);
+  });
+});
+
+describe('circuit breaker machine - counts and events on every way out', () => {
+  it('breaker - a fresh breaker has an empty window, no trials and no counts', () => {
+    const { actor } = start();
+    expect(context(actor)).toMatchObject({ window: [], failureStreak: 0, trialsInFlight: 0, trialSuccesses: 0 });
+    expect(Object.values(context(actor).counts).every((n) => n === 0)).toBe(true);
+  });
+
+  it('breaker - outside half-open no trial is in flight, whatever is reported', () => {
+    const b = start();
+    failCalls(b.actor, 1);
+    expect(context(b.actor).trialsInFlight).toBe(0);
+    failCalls(b.actor, 1);
+    expect(context(b.actor).trialsInFlight).toBe(0);
+    succeed(b.actor);
+    expect(context(b.actor).trialsInFlight).toBe(0);
+    succeed(b.actor, 5000);
+    expect(context(b.actor).trialsInFlight).toBe(0);
+    b.actor.send({ type: 'breaker.trip' });
+    fail(b.actor);
+    succeed(b.actor, 5000);
+    expect(state(b.actor)).toBe('open');
+    expect(context(b.actor).trialsInFlight).toBe(0);
+  });
+
+  it('breaker - a slow trial is counted as a slow call and a failure', () => {
+    const b = start({ slowCallMs: 1000 });
+    toHalfOpen(b);
+    const before = context(b.actor).counts;
+    requestCall(b.actor);
+    succeed(b.actor, 1200);
+    expect(context(b.actor).counts).toMatchObject({ slowCalls: before.slowCalls + 1, failures: before.failures + 1, successes: before.successes });
+  });
+
+  it('breaker - a stale success in half-open is counted as a success', () => {
+    const b = start();
+    const late = requestTicket(b.actor);
+    toHalfOpen(b);
+    const successes = context(b.actor).counts.successes;
+    b.actor.send({ type: 'call.success', durationMs: 5, generation: late });
+    expect(context(b.actor).counts.successes).toBe(successes + 1);
+  });
+
+  it('breaker - breaker.reset from open and from half-open counts the close and emits it as manual', () => {
+    const b = start();
+    b.actor.send({ type: 'breaker.trip' });
+    b.actor.send({ type: 'breaker.reset' });
+    expect(context(b.actor).counts.closed).toBe(1);
+    toHalfOpen(b);
+    b.emitted.length = 0;
+    b.actor.send({ type: 'breaker.reset' });
+    expect(state(b.actor)).toBe('closed');
+    expect(context(b.actor).counts.closed).toBe(2);
+    expect(b.emitted).toEqual([{ type: 'breaker.closed', reason: 'manual' }]);
+  });
+
+  it('breaker - closing on probes counts the close and every probe success', async () => {
+    const b = start({ halfOpenSuccesses: 2, probeIntervalMs: 1000 }, { probe: async () => {} });
+    toHalfOpen(b);
+    for (let i = 0; i < 2; i++) {
+      b.clock.increment(1000);
+      await settle();
+    }
+    expect(state(b.actor)).toBe('closed');
+    expect(context(b.actor).counts).toMatchObject({ closed: 1, probes: 2 });
+    expect(context(b.actor).trialSuccesses).toBe(2);
+  });
+
+  it('breaker - without a probe provided by src/, the built-in one fails and the breaker opens again', async () => {
+    const clock = new SimulatedClock();
+    const actor = createActor(circuitBreakerMachine, { input: { now: () => clock.now(), random: () => 0, options: {} }, clock });
+    actor.start();
+    try {
+      actor.send({ type: 'breaker.trip' });
+      clock.increment(context(actor).openWaitMs);
+      expect(actor.getSnapshot().matches({ halfOpen: 'idle' })).toBe(true);
+      clock.increment(defaultBreakerOptions.probeIntervalMs);
+      await settle();
+      expect(state(actor)).toBe('open');
+      expect(context(actor).tripReason).toBe('probeFailed');
+    } finally {
+      actor.stop();
+    }
+  });
+});
+
+describe('circuit breaker machine - a clock that goes back', () => {
+  it('breaker - buckets from the future are forgotten when the clock goes back', () => {
+    // The breaker reads `now()` (wall-clock time), which can go back; its timers do not.
+    let now = 50_000;
+    const actor = createActor(circuitBreakerMachine, {
+      input: { now: () => now, random: () => 0, options: { consecutiveFailures: 100 } },
+      clock: new SimulatedClock(),
+    });
+    actor.start();
+    requestCall(actor);
+    fail(actor);
+    expect(context(actor).window).toHaveLength(1);
+    now = 20_000;
+    requestCall(actor);
+    succeed(actor);
+    expect(context(actor).window).toEqual([{ start: 20_000, calls: 1, failures: 0 }]);
+    actor.stop();
+  });
+});

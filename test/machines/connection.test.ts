@@ -1447,3 +1447,131 @@ test('connection - a user over its session limit closes with 1013 too many sessi
   expectClosing(h, CloseCode.tryAgainLater, 'too many sessions');
   expect(h.calls('sendWelcome')).toEqual([]);
 });
+
+// Pinned by mutants that survived (issue 10): each test below fails with its mutant.
+
+/** Every way a token check can end, from a token presented in an `auth` frame. */
+const authEndings: Record<string, (h: Harness) => Promise<void>> = {
+  ok: async (h) => h.verify(ok(claims(h.clock))),
+  expired: async (h) => h.verify({ outcome: 'expired', reason: 'test' }),
+  unavailable: async (h) => h.verify({ outcome: 'unavailable', reason: 'test' }),
+  invalid: async (h) => h.verify({ outcome: 'invalid', reason: 'test' }),
+  'check failed': async (h) => h.failVerify(new Error('bug')),
+  'peer closed': async (h) => h.send({ type: 'socket.closed', code: CloseCode.normal }),
+  'node shutdown': async (h) => h.send({ type: 'node.shutdown' }),
+  'binary frame': async (h) => h.send({ type: 'frame.binary' }),
+  'too many held frames': async (h) => {
+    for (let i = 0; i < 40 && JSON.stringify(h.value()) === JSON.stringify(CHECKING); i++) {
+      h.send({ type: 'frame.send', id: i, to: { user: 'bob' }, body: i });
+    }
+  },
+};
+
+for (const [ending, end] of Object.entries(authEndings)) {
+  test(`connection - the raw token leaves the context when the check ends: ${ending}`, async () => {
+    for (const how of ['frame', 'upgrade'] as const) {
+      const h = how === 'upgrade' ? start({ token: 'raw-secret' }) : start();
+      if (how === 'frame') h.send({ type: 'frame.auth', token: 'raw-secret' });
+      expect(h.value()).toEqual(CHECKING);
+      expect(h.context().token).toBe('raw-secret');
+      await end(h);
+      expect(JSON.stringify(h.value())).not.toBe(JSON.stringify(CHECKING));
+      expect(h.context().token, `${ending} (${how})`).toBeUndefined();
+      expect(JSON.stringify(h.actor.getSnapshot().context)).not.toContain('raw-secret');
+    }
+  });
+}
+
+test('connection - a send refused as forbidden still takes from the send bucket', async () => {
+  const h = await activeSession({ limits: { sendBurst: 2, sendsPerSecond: 1 } });
+  h.send({ type: 'frame.send', id: 1, to: { room: 'lobby' }, body: 'x' });
+  h.send({ type: 'frame.send', id: 2, to: { room: 'lobby' }, body: 'x' });
+  expect(h.calls('sendError').map((p) => (p as { code: string }).code)).toEqual([ErrorCode.forbidden, ErrorCode.forbidden]);
+  h.send({ type: 'frame.send', id: 3, to: { user: 'bob' }, body: 'x' });
+  expect(h.calls('publishAndAck')).toEqual([]);
+  expect(h.calls('sendError').at(-1)).toMatchObject({ id: 3, code: ErrorCode.rateLimited });
+});
+
+test('connection - a session is not degraded until a degraded verdict says so', async () => {
+  const h = start();
+  expect(h.context().degraded).toBe(false);
+  h.send({ type: 'frame.auth', token: 'tok' });
+  await h.activate(claims(h.clock), false);
+  expect(h.calls('sendWelcome')).toHaveLength(1);
+  expect(h.effects.find((e) => e.type === 'sendWelcome')!.context.degraded).toBe(false);
+  const d = start({ token: 'tok' });
+  await d.activate(claims(d.clock), true);
+  expect(d.effects.find((e) => e.type === 'sendWelcome')!.context.degraded).toBe(true);
+});
+
+test('connection - a fresh connection has no user, no rooms, nothing joined and a full send bucket', () => {
+  const h = start();
+  expect(h.context()).toMatchObject({
+    user: undefined,
+    rooms: [],
+    joined: [],
+    held: [],
+    degraded: false,
+    strikes: 0,
+    sendTokens: 100,
+  });
+});
+
+test('connection - with the default SEND_BURST a session may send 100 at once, and the 101st is rate_limited', async () => {
+  const h = start({ token: 'tok' });
+  await h.activate();
+  for (let i = 0; i < 100; i++) h.send({ type: 'frame.send', id: i, to: { user: 'bob' }, body: i });
+  expect(h.calls('publishAndAck')).toHaveLength(100);
+  h.send({ type: 'frame.send', id: 100, to: { user: 'bob' }, body: 100 });
+  expect(h.calls('publishAndAck')).toHaveLength(100);
+  expect(h.calls('sendError').at(-1)).toMatchObject({ id: 100, code: ErrorCode.rateLimited });
+});
+
+test('connection - MAX_TIMER_MS is the longest delay a Node timer holds', () => {
+  expect(MAX_TIMER_MS).toBe(2_147_483_647);
+});
+
+test('connection - without effects provided by src/, a token check fails and closes with 1011', async () => {
+  const clock = new SimulatedClock();
+  const actor = createActor(connectionMachine, { clock, input: { session: SESSION, token: 'tok', now: () => clock.now() } });
+  const errors: unknown[] = [];
+  actor.subscribe({ error: (err) => errors.push(err) });
+  actor.start();
+  try {
+    await flush();
+    expect(actor.getSnapshot().value).toBe('closing');
+    expect(actor.getSnapshot().context.closeCode).toBe(CloseCode.internalError);
+    expect(errors).toEqual([]);
+  } finally {
+    actor.stop();
+  }
+});
+
+test('connection - without effects provided by src/, the user subscription fails and closes with 1013', async () => {
+  const clock = new SimulatedClock();
+  clock.set(T0);
+  const logic = connectionMachine.provide({
+    actors: { verifyToken: fromPromise<VerifyResult, { token: string; session: string }>(async () => ok(claims(clock))) },
+  });
+  const actor = createActor(logic, { clock, input: { session: SESSION, token: 'tok', now: () => clock.now() } });
+  actor.start();
+  try {
+    await flush();
+    await flush();
+    expect(actor.getSnapshot().value).toBe('closing');
+    expect(actor.getSnapshot().context).toMatchObject({ closeCode: CloseCode.tryAgainLater, closeReason: 'messaging unavailable' });
+  } finally {
+    actor.stop();
+  }
+});
+
+test('connection - after a refresh is acked, the next refresh is checked too', async () => {
+  const h = await activeSession();
+  h.send({ type: 'frame.refresh', id: 'r1', token: 'tok2' });
+  await h.verify(ok(claims(h.clock, { ttlMs: 2 * HOUR, rooms: ['lobby', 'dev'] })));
+  h.send({ type: 'frame.refresh', id: 'r2', token: 'tok3' });
+  expect(h.value()).toEqual(REFRESHING);
+  await h.verify(ok(claims(h.clock, { ttlMs: 3 * HOUR, rooms: ['lobby', 'dev'] })));
+  expect(h.calls('sendRefreshAck').map((p) => (p as { id: string }).id)).toEqual(['r1', 'r2']);
+  expect(h.calls('sendError')).toEqual([]);
+});

@@ -3,10 +3,12 @@
  * machine (see ./connection.model.ts) is played against a real gateway over a real WebSocket,
  * with a real nats-server and the real auth service.
  *
- * The machine is also the oracle. Each step of a path is replayed through the machine's pure
- * `transition`, with the frame ids the test really sends, and the effects it returns (`sendPong`,
- * `sendError`, `sendWelcome`, `publishAndAck`, `closeSocket`, …) are turned into the frames and
- * close codes docs/protocol.md promises for them; the test waits (bounded) for each of those on
+ * Two oracles. Error codes and close codes come from the contract, not from the machine:
+ * `documented` says, for each event in each state, which error (with the frame's id) and which
+ * close code docs/protocol.md promises, and a test checks each of those codes is in the doc's
+ * tables with that meaning; so a wrong code in the machine fails here. The other frames (pong,
+ * ack, welcome, message, expiring) come from replaying each step through the machine's pure
+ * `transition`, with the frame ids the test really sends; the test waits (bounded) for each on
  * the socket. After each step the state reached is checked through probes, events that the
  * machine answers without leaving the state (a `ping`, an `auth` after the token, a `join` before
  * it, …), and at the end no frame may have come that the machine did not announce.
@@ -18,6 +20,7 @@
  * is the outcome the path asked for.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initialTransition, transition } from 'xstate';
@@ -158,6 +161,8 @@ interface World {
   /** The jti of the token the session was admitted with. */
   jti: string | undefined;
   shutdown: Promise<void> | undefined;
+  /** The close code docs/protocol.md promises for the close under way. */
+  closeCode?: number;
 }
 
 const hasEvent = (path: ModelPath, match: (e: ModelEvent) => boolean) => path.events.some(match);
@@ -186,6 +191,9 @@ async function startWorld(path: ModelPath): Promise<World> {
     // The auth timer fires in the one path that waits for it; no other path may meet it.
     authTimeoutMs: hasEvent(path, (e) => e.type === internalEvent.authTimeout) ? 200 : 60_000,
     limits: { expiryWarningMs: EXPIRY_WARNING_MS },
+    // The session closes at `exp` itself, as the machine's expiry timer says: no clock tolerance
+    // (CLOCK_TOLERANCE_S, issue 9) on top, which would move the close past the bounded wait.
+    clockToleranceS: 0,
     // No path has a degraded session: a check that cannot reach the auth service is `unavailable`.
     degradedPolicy: 'reject',
     verify: latch.around(() => gateway!.auth.verify),
@@ -230,11 +238,8 @@ function expectedFrames(
         out.push(frame(p.id === undefined ? { type: 'pong' } : { type: 'pong', id: p.id }));
         break;
       case 'sendError':
-        // `message` is for people; the code and the id are the contract.
-        out.push({
-          what: `error ${p.code} with id ${p.id}`,
-          test: (f) => f.type === 'error' && f.code === p.code && f.id === p.id,
-        });
+        // Which code, and whether an error comes at all, is the contract's (`documented` below),
+        // not the machine's: an error frame the contract does not promise stays unconsumed.
         break;
       case 'sendAck':
       case 'subscribeRoomAndAck':
@@ -282,6 +287,99 @@ function expectedFrames(
     }
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The oracle: what docs/protocol.md promises for an event, independent of the machine
+
+/** The close codes the model's events lead to, with the meaning docs/protocol.md gives each. */
+const documentedClose = {
+  normal: { code: 1000, meaning: 'normal closure' },
+  goingAway: { code: 1001, meaning: 'node going away' },
+  binary: { code: 1003, meaning: 'binary frame' },
+  lost: { code: 1006, meaning: 'connection lost' },
+  tooBig: { code: 1009, meaning: 'frame too large' },
+  tryAgainLater: { code: 1013, meaning: 'try again later' },
+  invalidToken: { code: 4001, meaning: 'invalid token' },
+  tokenExpired: { code: 4002, meaning: 'token expired' },
+  authTimeout: { code: 4008, meaning: 'auth timeout' },
+} as const;
+/** The error codes of docs/protocol.md's error table that the model's events lead to. */
+const documentedErrors = ['bad_request', 'unauthorized', 'forbidden', 'unavailable'] as const;
+type DocumentedError = (typeof documentedErrors)[number];
+
+/**
+ * What the contract promises when `event` happens in state `prev`: the error frame (with the
+ * frame's id) and the close code, read from the tables of docs/protocol.md ("Error codes",
+ * "Close codes") and written here by hand, so a wrong code in the machine fails the path.
+ */
+function documented(event: ModelEvent, prev: ModelSnapshot): { error?: DocumentedError; close?: number } {
+  if (!isOpen(prev)) return {};
+  const awaiting = prev.matches({ open: 'awaitingAuth' });
+  const checking = prev.matches({ open: 'authenticating' });
+  const active = prev.matches({ open: 'active' });
+  const e = event as ModelEvent & Record<string, any>;
+  switch (event.type) {
+    case 'frame.auth':
+      // `auth` after a token was already presented.
+      return awaiting ? {} : { error: 'bad_request' };
+    case 'frame.join':
+    case 'frame.leave':
+    case 'frame.send':
+      if (awaiting) return { error: 'unauthorized' };
+      if (checking) return {}; // held until the verdict
+      // The model's tokens grant ROOM only; `send` to a room needs it joined.
+      if (event.type === 'frame.send' && 'room' in e.to) {
+        return prev.context.joined.includes(e.to.room) ? {} : { error: 'forbidden' };
+      }
+      if (event.type !== 'frame.send' && e.room !== ROOM) return { error: 'forbidden' };
+      return {};
+    case 'frame.refresh':
+      if (awaiting) return { error: 'unauthorized' };
+      return prev.matches({ open: { active: { refresh: 'verifying' } } }) ? { error: 'bad_request' } : {};
+    case 'frame.invalid':
+      return { error: 'bad_request' };
+    case 'frame.binary':
+      return { close: documentedClose.binary.code };
+    case 'frame.tooLarge':
+      return { close: documentedClose.tooBig.code };
+    case 'socket.closed':
+      return { close: e.code };
+    case 'node.shutdown':
+      return { close: documentedClose.goingAway.code };
+    case 'session.revoked':
+      return active ? { close: documentedClose.invalidToken.code } : {};
+    case 'heartbeat.lost':
+      return { close: documentedClose.lost.code };
+    case internalEvent.authTimeout:
+      return { close: documentedClose.authTimeout.code };
+    case internalEvent.untilExpiry:
+      return { close: documentedClose.tokenExpired.code };
+    case internalEvent.verified: {
+      // Every gateway of the model has DEGRADED_POLICY=reject: no token check, no session.
+      const outcome = (event as DoneEvent).output!.outcome;
+      if (outcome === 'invalid') return { close: documentedClose.invalidToken.code };
+      if (outcome === 'expired') return { close: documentedClose.tokenExpired.code };
+      if (outcome === 'unavailable') return { close: documentedClose.tryAgainLater.code };
+      return {};
+    }
+    case internalEvent.refreshVerified: {
+      const result = (event as DoneEvent).output!;
+      if (result.outcome === 'invalid' || result.outcome === 'expired') return { error: 'unauthorized' };
+      if (result.outcome === 'unavailable') return { error: 'unavailable' };
+      if (result.outcome === 'ok' && result.claims.sub !== prev.context.user) return { error: 'forbidden' };
+      return {};
+    }
+    default:
+      return {};
+  }
+}
+
+/** The id of the frame a documented error answers: the event's own, or the refresh being checked. */
+function errorIdFor(event: ModelEvent, prev: ModelSnapshot): string | number | undefined {
+  if ('id' in event) return (event as { id: string }).id;
+  if (event.type === internalEvent.refreshVerified) return prev.context.refreshId;
+  return undefined;
 }
 
 async function take(world: World, expected: Expected): Promise<void> {
@@ -469,17 +567,27 @@ class Player {
 
     await perform(world, event, prev, next, later);
     for (const expected of expectedFrames(actions, next, world)) await take(world, expected);
+    const promised = documented(event, prev);
+    if (promised.error !== undefined) {
+      const id = errorIdFor(event, prev);
+      // `message` is for people; the code and the id are the contract.
+      await take(world, {
+        what: `error ${promised.error} with id ${id} (docs/protocol.md)`,
+        test: (f) => f.type === 'error' && f.code === promised.error && f.id === id,
+      });
+    }
+    if (promised.close !== undefined) world.closeCode = promised.close;
 
     const paused = later[0]?.type === internalEvent.closeGrace;
-    if (isOpen(prev) && !isOpen(next) && !paused) {
-      expect(await world.client.closedWith(WAIT_MS), 'close code').toBe(next.context.closeCode);
+    if (promised.close !== undefined && !paused) {
+      expect(await world.client.closedWith(WAIT_MS), 'close code (docs/protocol.md)').toBe(promised.close);
     }
     if (event.type === internalEvent.closeGrace) {
       // The client never answered: the node cuts the connection when the grace is over.
       expect(world.client.ws.readyState, 'the client still waits').toBe(world.client.ws.OPEN);
       await until('the node has let the session go', () => world.gateway.sessions.size === 0, CLOSE_GRACE_WAIT_MS);
       resumeReading(world.client);
-      expect(await world.client.closedWith(WAIT_MS), 'close code').toBe(next.context.closeCode);
+      expect(await world.client.closedWith(WAIT_MS), 'close code (docs/protocol.md)').toBe(world.closeCode);
     }
     if (next.status === 'done') {
       await until('the node has let the session go', () => world.gateway.sessions.size === 0);
@@ -512,6 +620,26 @@ async function play(path: ModelPath): Promise<void> {
 }
 
 const paths = modelPaths();
+/**
+ * The paths the model generates today (one per transition of its abstract graph). Fewer means a
+ * change to the machine or the model has cut transitions out of the test; raise it when it grows.
+ */
+const MIN_PATHS = 43;
+
+describe('model - the oracle is the contract', () => {
+  const protocol = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+  it('model - every close code the oracle expects is in docs/protocol.md with that meaning', () => {
+    for (const { code, meaning } of Object.values(documentedClose)) {
+      expect(protocol, `${code} ${meaning}`).toContain(`| ${code} | ${meaning} |`);
+    }
+  });
+  it('model - every error code the oracle expects is in docs/protocol.md', () => {
+    for (const code of documentedErrors) expect(protocol, code).toMatch(new RegExp(`^\\| \`${code}\` \\|`, 'm'));
+  });
+  it(`model - the model generates at least ${MIN_PATHS} paths`, () => {
+    expect(paths.length).toBeGreaterThanOrEqual(MIN_PATHS);
+  });
+});
 
 describe('model - paths through the connection machine against a real gateway', () => {
   for (const path of paths) {
