@@ -382,7 +382,7 @@ export const connectionMachine = setup({
     subscribeRoomAndAck: (_, _p: { room: string; id: FrameId }) => {},
     unsubscribeRooms: (_, _p: { rooms: readonly string[] }) => {},
     releaseInterests: effect,
-    publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown; bytes: number }) => {},
+    publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown }) => {},
     closeSocket: effect,
     terminateSocket: effect,
   },
@@ -674,7 +674,7 @@ export const connectionMachine = setup({
                   'takeSendToken',
                   {
                     type: 'publishAndAck',
-                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body, bytes: event.bytes ?? 0 }),
+                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body }),
                   },
                 ],
               },

@@ -11,6 +11,7 @@ import {
   connectionMachine,
   tooManySessions,
   type ConnectionContext,
+  type ConnectionEvent,
   type ConnectionInput,
   type ConnectionLimits,
   type Destination,
@@ -220,12 +221,15 @@ export function connectionLogic(node: NodeContext) {
       }),
       releaseInterests: withSession((session) => interest.leaveAll(session)),
       // A chat message, sending side: session → (machine decided) → bus → subject. Delivery: relay.ts.
-      publishAndAck: withSession((session, context, { id, to, body, bytes }: { id: FrameId; to: Destination; body: unknown; bytes: number }) => {
+      publishAndAck: ({ context, event }: { context: ConnectionContext; event: ConnectionEvent }, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
         if (nc.isClosed() || nc.isDraining()) {
           replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
           return;
         }
-        node.userSendBudget.take(context.user!, bytes);
+        // The machine let the frame through: its bytes come out of the user's budget on this node.
+        if (event.type === 'frame.send') node.userSendBudget.take(context.user!, event.bytes ?? 0);
         const msgId = nuid.next();
         const subject = 'user' in to ? subjects.user(to.user) : subjects.room(to.room);
         // Room messages skip the sending session; user messages reach every session of the user.
@@ -236,7 +240,7 @@ export function connectionLogic(node: NodeContext) {
           () => session.send({ type: 'ack', id, msgId }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
-      }),
+      },
       closeSocket: withSession((session, context) => {
         const ws = session.ws;
         if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {

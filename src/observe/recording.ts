@@ -166,9 +166,10 @@ async function openRecordingFile(path: string): Promise<WriteStream> {
   }
   try {
     const info = await handle.stat();
-    if (!info.isFile()) throw refuse('not a regular file');
+    // A FIFO (a reader that takes the recording as it comes) is fine; its mode is its creator's.
+    if (!info.isFile() && !info.isFIFO()) throw refuse('not a regular file or FIFO');
     if (typeof process.getuid === 'function' && info.uid !== process.getuid()) throw refuse('owned by another user');
-    if ((info.mode & 0o077) !== 0) await handle.chmod(0o600);
+    if (info.isFile() && (info.mode & 0o077) !== 0) await handle.chmod(0o600);
   } catch (err) {
     await handle.close();
     throw err instanceof ChatgateError ? err : refuse((err as NodeJS.ErrnoException).code ?? 'cannot check it');

@@ -382,8 +382,8 @@ test('connection - frames sent while authenticating are replayed in order after 
   expect(h.effects.map((e) => [e.type, e.params])).toEqual([
     ['sendWelcome', undefined],
     ['subscribeRoomAndAck', { room: 'lobby', id: 1 }],
-    ['publishAndAck', { id: 2, to: { room: 'lobby' }, body: { text: 'first' }, bytes: 0 }],
-    ['publishAndAck', { id: 3, to: { user: 'bob' }, body: 'second', bytes: 0 }],
+    ['publishAndAck', { id: 2, to: { room: 'lobby' }, body: { text: 'first' } }],
+    ['publishAndAck', { id: 3, to: { user: 'bob' }, body: 'second' }],
     ['unsubscribeRooms', { rooms: ['lobby'] }],
     ['sendAck', { id: 4 }],
   ]);
@@ -691,7 +691,7 @@ test('connection - send to a user is published and acked', async () => {
   const h = await activeSession();
   h.send({ type: 'frame.send', id: 1, to: { user: 'bob' }, body: { text: 'hi', n: [1, 2] } });
   expect(h.effects.slice(1).map((e) => [e.type, e.params])).toEqual([
-    ['publishAndAck', { id: 1, to: { user: 'bob' }, body: { text: 'hi', n: [1, 2] }, bytes: 0 }],
+    ['publishAndAck', { id: 1, to: { user: 'bob' }, body: { text: 'hi', n: [1, 2] } }],
   ]);
 });
 
@@ -699,7 +699,7 @@ test('connection - send to a joined room is published and acked', async () => {
   const h = await activeSession();
   h.send({ type: 'frame.join', id: 1, room: 'lobby' });
   h.send({ type: 'frame.send', id: 2, to: { room: 'lobby' }, body: 'hello room' });
-  expect(h.calls('publishAndAck')).toEqual([{ id: 2, to: { room: 'lobby' }, body: 'hello room', bytes: 0 }]);
+  expect(h.calls('publishAndAck')).toEqual([{ id: 2, to: { room: 'lobby' }, body: 'hello room' }]);
 });
 
 test('connection - send to a room not joined is forbidden, even when the token grants it', async () => {
@@ -750,7 +750,7 @@ test('connection - a send over the user\u2019s budget on the node is rate_limite
   const h = await activeSession({ ttlMs: DAY });
   h.send({ type: 'frame.send', id: 1, to: { user: 'bob' }, body: 1, bytes: 100, userRetryAfterMs: 250 });
   h.send({ type: 'frame.send', id: 2, to: { user: 'bob' }, body: 2, bytes: 100, userRetryAfterMs: 0 });
-  expect(h.calls('publishAndAck')).toEqual([{ id: 2, to: { user: 'bob' }, body: 2, bytes: 100 }]);
+  expect(h.calls('publishAndAck')).toEqual([{ id: 2, to: { user: 'bob' }, body: 2 }]);
   expect(h.calls('sendError')).toEqual([
     { id: 1, code: ErrorCode.rateLimited, message: 'too many sends', retryAfterMs: 250 },
   ]);
@@ -940,7 +940,7 @@ test('connection - other frames are served while a refresh is in flight', async 
   h.send({ type: 'frame.send', id: 2, to: { room: 'lobby' }, body: 'x' });
   expect(h.value()).toEqual(REFRESHING);
   expect(h.calls('subscribeRoomAndAck')).toEqual([{ room: 'lobby', id: 1 }]);
-  expect(h.calls('publishAndAck')).toEqual([{ id: 2, to: { room: 'lobby' }, body: 'x', bytes: 0 }]);
+  expect(h.calls('publishAndAck')).toEqual([{ id: 2, to: { room: 'lobby' }, body: 'x' }]);
 });
 
 test('connection - refresh with a token that no longer grants a joined room unsubscribes that room', async () => {
