@@ -24,6 +24,7 @@ import { startAuthService, type AuthService } from '../../src/auth/service.ts';
 import { ensureRevocationBucket, storeRevocation } from '../../src/auth/revocation-store.ts';
 import { revocationKey } from '../../src/auth/revocations.ts';
 import { createLogger } from '../../src/log.ts';
+import { startGateway } from '../../src/gateway/gateway.ts';
 import { AUTH_QUEUE, REVOCATIONS_BUCKET, subjects } from '../../src/subjects.ts';
 
 const STREAM = `KV_${REVOCATIONS_BUCKET}`;
@@ -122,5 +123,39 @@ describe('bus - reflection through the auth role’s replies', () => {
 
     expect(violations).toEqual(expect.arrayContaining([`$JS.API.STREAM.PURGE.${STREAM}`, `$JS.API.STREAM.DELETE.${STREAM}`]));
     expect(await bucketState(authNc, key)).toEqual(before);
+  });
+
+  it('bus - what lands on auth.jwks.announce that is no key set (a push consumer can deliver there) is logged within the budget', async () => {
+    services.push(await startAuthService({ natsUrl: server!.url, home }));
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _e, cb) {
+        for (const l of String(chunk).split('\n')) if (l) lines.push(l);
+        cb();
+      },
+    });
+    const gateway = await startGateway({ natsUrl: server!.url, natsHome: home, port: 0, host: '127.0.0.1', log: createLogger({ destination }) });
+    try {
+      // A later subscription on the gateway's own connection: once it has the barrier, the
+      // gateway's key set subscription has handled everything published before it.
+      let barrier!: () => void;
+      const seen = new Promise<void>((resolve) => (barrier = resolve));
+      gateway.nc.subscribe(subjects.authJwksAnnounce, {
+        callback: (_err, msg) => {
+          if (msg.string() === 'barrier') barrier();
+        },
+      });
+      await gateway.nc.flush();
+      const authNc = await as('auth');
+      for (let i = 0; i < 50; i++) authNc.publish(subjects.authJwksAnnounce, '');
+      authNc.publish(subjects.authJwksAnnounce, 'barrier');
+      await authNc.flush();
+      await seen;
+      const malformed = lines.filter((l) => l.includes('malformed key set announced'));
+      expect(malformed.length).toBeGreaterThan(0);
+      expect(malformed.length).toBeLessThanOrEqual(11);
+    } finally {
+      await gateway.close();
+    }
   });
 });
