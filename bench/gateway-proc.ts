@@ -4,16 +4,16 @@
  * says which and why). Answers the bench's control requests (CPU time, memory after GC, CPU
  * profile, heap snapshot, session count, shutdown). Start with `--expose-gc`.
  *
- *   args: <natsUrl> <nodeId>
+ *   args: <natsUrl> <nodeId> [durable|ephemeral]   (DELIVERY; default durable)
  */
 import { startGateway } from '../src/gateway/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { processHandlers, serveControl } from './control.ts';
 import { benchGatewayOptions } from './gateway-options.ts';
 
-const [natsUrl, nodeId] = process.argv.slice(2);
-if (!natsUrl || !nodeId) {
-  process.stderr.write('usage: gateway-proc.ts <natsUrl> <nodeId>\n');
+const [natsUrl, nodeId, delivery = 'durable'] = process.argv.slice(2);
+if (!natsUrl || !nodeId || (delivery !== 'durable' && delivery !== 'ephemeral')) {
+  process.stderr.write('usage: gateway-proc.ts <natsUrl> <nodeId> [durable|ephemeral]\n');
   process.exit(2);
 }
 
@@ -25,6 +25,7 @@ const gateway = await startGateway({
   port: 0,
   host: '127.0.0.1',
   shutdownTimeoutMs: 3000,
+  delivery,
   log,
   ...benchGatewayOptions,
 });

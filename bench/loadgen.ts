@@ -17,7 +17,8 @@ import { loadSigningKeys, type SigningKeys } from '../src/auth/keys.ts';
 import { mintToken } from '../src/auth/tokens.ts';
 import { serveControl } from './control.ts';
 
-export type SystemKind = 'chatgate' | 'relay';
+/** `chatgate`: DELIVERY=durable (the default); `ephemeral`: chatgate with DELIVERY=ephemeral; `relay`: the baseline. */
+export type SystemKind = 'chatgate' | 'ephemeral' | 'relay';
 
 export interface ConnectRequest {
   kind: SystemKind;
@@ -79,7 +80,7 @@ const tokens = new Map<string, string>();
 function openSession(kind: SystemKind, url: string, user: string): Promise<{ ws: WebSocket; degraded: boolean }> {
   return new Promise((resolve, reject) => {
     let ws: WebSocket;
-    if (kind === 'chatgate') {
+    if (kind !== 'relay') {
       const token = tokens.get(user);
       if (!token) return reject(new Error(`no token minted for ${user}`));
       ws = new WebSocket(url, ['chatgate.v1'], {
@@ -123,6 +124,7 @@ function openSession(kind: SystemKind, url: string, user: string): Promise<{ ws:
 /** Idle sessions, per system: both systems' can be open at once. */
 const idle = new Map<SystemKind, WebSocket[]>([
   ['chatgate', []],
+  ['ephemeral', []],
   ['relay', []],
 ]);
 
@@ -182,6 +184,7 @@ interface Pair {
 /** Open pairs per system; `pairs` are the ones of the system being measured. */
 const pairSets = new Map<SystemKind, Pair[]>([
   ['chatgate', []],
+  ['ephemeral', []],
   ['relay', []],
 ]);
 let pairs: Pair[] = [];
@@ -206,7 +209,7 @@ function resetCounts(): void {
 function frameFor(pair: Pair, t: number): string {
   const id = pair.sent;
   const body = { t, s: filler };
-  return pair.kind === 'chatgate'
+  return pair.kind !== 'relay'
     ? JSON.stringify({ type: 'send', id, to: { user: pair.to }, body })
     : JSON.stringify({ id, to: pair.to, body });
 }

@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: chatgate against a bare `ws` relay over NATS (bench/relay.ts), side by side in
- * one run, on this machine. A script that prints figures; it asserts nothing.
+ * `npm run bench`: chatgate with DELIVERY=durable (the default, column `durable`) and with
+ * DELIVERY=ephemeral (column `ephemeral`) against a bare `ws` relay over NATS (bench/relay.ts),
+ * side by side in one run, on this machine. A script that prints figures; it asserts nothing.
  *
  *   npm run bench                                        # the default run, about 3 minutes
  *   npm run bench -- --rounds 6 --duration 10 --idle 20000   # longer, steadier
@@ -67,7 +68,7 @@ const USAGE = `usage: npm run bench -- [options]
   --latency-duration S       latency measurement per slice, seconds (default 5)
   --body-bytes N             filler characters in each message body (default 100)
   --loadgens N               load generator processes, 1 or 2 (default 2)
-  --only chatgate|relay      measure one system (no ratios)
+  --only chatgate|ephemeral|relay   measure one system (no ratios); chatgate is DELIVERY=durable
   --phases LIST              which phases to run, of idle,throughput,latency (default all three)
   --cpu-prof DIR             write .cpuprofile files (first round only): node A and chatgate's auth
                              service while the idle sessions connect, nodes A and B over the
@@ -133,8 +134,8 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isFinite(n) || n < min || n > max) fail(`--${name} must be a number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
     return n;
   };
-  if (values.only !== undefined && values.only !== 'chatgate' && values.only !== 'relay') {
-    fail(`--only is chatgate or relay, got ${JSON.stringify(values.only)}`);
+  if (values.only !== undefined && !['chatgate', 'ephemeral', 'relay'].includes(values.only)) {
+    fail(`--only is chatgate, ephemeral or relay, got ${JSON.stringify(values.only)}`);
   }
   const phases = values.phases.split(',').map((p) => p.trim());
   if (!phases.every((p): p is Phase => (PHASES as string[]).includes(p))) {
@@ -154,7 +155,7 @@ function parseOptions(argv: string[]): Options {
     latencyDurationMs: num('latency-duration', values['latency-duration'], 0.5) * 1000,
     bodyBytes: num('body-bytes', values['body-bytes'], 0, 60_000),
     loadgens,
-    systems: values.only ? [values.only as SystemKind] : ['chatgate', 'relay'],
+    systems: values.only ? [values.only as SystemKind] : (['chatgate', 'ephemeral', 'relay'] as SystemKind[]),
     phases: new Set(phases as Phase[]),
     cpuProf: values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined,
     heapSnapshot: values['heap-snapshot'] ? resolve(values['heap-snapshot']) : undefined,
@@ -331,14 +332,18 @@ async function main() {
 
     const systems: System[] = [];
     for (const kind of options.systems) {
-      const nats = await startNatsServer({ port: -1 });
+      // JetStream for each system (durable delivery stores there; the others leave it idle).
+      const jetstreamDir = await mkdtemp(join(tmpdir(), `chatgate-bench-js-${kind}-`));
+      cleanups.push(() => rm(jetstreamDir, { recursive: true, force: true }));
+      const nats = await startNatsServer({ port: -1, jetstreamDir });
       cleanups.push(() => nats.stop());
       let nodes: NodeProcess[];
       let auth: ChildProcess | undefined;
-      if (kind === 'chatgate') {
+      if (kind !== 'relay') {
         auth = spawn('auth', './auth-proc.ts', [nats.url, home]);
         await auth.ready;
-        nodes = ['a', 'b'].map((n) => spawn(`gateway-${n}`, './gateway-proc.ts', [nats.url, `gw-${n}`]));
+        const delivery = kind === 'ephemeral' ? 'ephemeral' : 'durable';
+        nodes = ['a', 'b'].map((n) => spawn(`gateway-${n}`, './gateway-proc.ts', [nats.url, `gw-${n}`, delivery]));
       } else {
         nodes = ['a', 'b'].map((n) => spawn(`relay-${n}`, './relay.ts', [nats.url, `relay-${n}`]));
       }
@@ -364,7 +369,7 @@ async function main() {
         pairs: Array.from({ length: share(options.pairs, i, L) }, (_, k) => ({ sender: `s${i}-${k}`, receiver: `r${i}-${k}` })),
       };
     });
-    if (options.systems.includes('chatgate')) {
+    if (options.systems.some((k) => k !== 'relay')) {
       progress('minting tokens');
       await Promise.all(
         loadgens.map((lg, i) =>
@@ -587,6 +592,7 @@ async function main() {
             options: { ...options, phases: [...options.phases] },
             figures: Object.fromEntries([...results].map(([k, r]) => [k, figuresOf(r)])),
             ratios: Object.fromEntries(ROWS.map((row) => [row.key, roundRatios(results, row.key)])),
+            ephemeralRatios: Object.fromEntries(ROWS.map((row) => [row.key, roundRatios(results, row.key, 'ephemeral')])),
             results: Object.fromEntries(results),
           },
           null,
@@ -642,9 +648,9 @@ function figuresOf(r: SystemResults): Partial<Figures> {
   return f;
 }
 
-/** chatgate/relay per round (each round's two slices ran seconds apart), for one figure. */
-function roundRatios(results: Map<SystemKind, SystemResults>, key: FigureKey): number[] {
-  const c = results.get('chatgate');
+/** `of`/relay per round (each round's slices ran seconds apart), for one figure. */
+function roundRatios(results: Map<SystemKind, SystemResults>, key: FigureKey, of: SystemKind = 'chatgate'): number[] {
+  const c = results.get(of);
   const r = results.get('relay');
   if (!c || !r) return [];
   if (key === 'rssPerConnKiB' || key === 'heapPerConnKiB') {
@@ -673,16 +679,24 @@ interface Row {
   label: string;
   key: FigureKey;
   digits: number;
-  /** Target on chatgate/relay, and which way is better. */
+  /** Target on chatgate/relay (ephemeral), and which way is better. */
   target?: { ratio: number; atLeast: boolean };
+  /** Target of durable delivery on durable/relay (issue 12). */
+  durableTarget?: { ratio: number; atLeast: boolean };
 }
 
 const ROWS: Row[] = [
   { label: 'connect rate (authenticated sessions/s)', key: 'connectRate', digits: 0, target: { ratio: 0.6, atLeast: true } },
   { label: '  server CPU per connect, nodes + auth (ms)', key: 'cpuMsPerConnect', digits: 2 },
-  { label: 'throughput, cross-node 1:1 (msgs/s)', key: 'throughput', digits: 0, target: { ratio: 0.7, atLeast: true } },
+  {
+    label: 'throughput, cross-node 1:1 (msgs/s)',
+    key: 'throughput',
+    digits: 0,
+    target: { ratio: 0.7, atLeast: true },
+    durableTarget: { ratio: 0.5, atLeast: true },
+  },
   { label: 'latency p50 (ms)', key: 'p50', digits: 2 },
-  { label: 'latency p99 (ms)', key: 'p99', digits: 2, target: { ratio: 1.5, atLeast: false } },
+  { label: 'latency p99 (ms)', key: 'p99', digits: 2, target: { ratio: 1.5, atLeast: false }, durableTarget: { ratio: 3, atLeast: false } },
   { label: 'latency p99.9 (ms)', key: 'p999', digits: 2 },
   { label: 'server CPU per 1,000 msgs, both nodes (ms)', key: 'cpuMsPer1k', digits: 1 },
   { label: '  nats-server CPU per 1,000 msgs (ms)', key: 'natsCpuMsPer1k', digits: 1 },
@@ -700,32 +714,39 @@ function renderReport(
   results: Map<SystemKind, SystemResults>,
 ): string {
   const c = results.get('chatgate');
+  const e = results.get('ephemeral');
   const r = results.get('relay');
   const fc = c ? figuresOf(c) : {};
+  const fe = e ? figuresOf(e) : {};
   const fr = r ? figuresOf(r) : {};
   const fmt = (v: number | undefined, digits: number) =>
     v === undefined || !Number.isFinite(v) ? 'n/a' : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-  const lines: string[][] = [['', 'chatgate', 'relay', 'chatgate/relay', 'rounds: min-max', 'target', '']];
-  for (const row of ROWS) {
-    const ratios = roundRatios(results, row.key);
+  const lines: string[][] = [
+    ['', 'durable', 'ephemeral', 'relay', 'durable/relay', 'rounds', 'target', '', 'ephemeral/relay', 'rounds', 'target', ''],
+  ];
+  /** Median ratio, its per-round range, the target and the verdict, of `of`/relay. */
+  const compare = (row: Row, of: SystemKind, goal: Row['target']) => {
+    const ratios = roundRatios(results, row.key, of);
     const ratio = ratios.length ? median(ratios) : undefined;
     const range = ratios.length > 1 ? `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}` : '';
     let target = '';
     let verdict = '';
-    if (row.target) {
-      target = `${row.target.atLeast ? '>=' : '<='} ${row.target.ratio}x`;
+    if (goal) {
+      target = `${goal.atLeast ? '>=' : '<='} ${goal.ratio}x`;
       if (ratio !== undefined && Number.isFinite(ratio)) {
-        verdict = (row.target.atLeast ? ratio >= row.target.ratio : ratio <= row.target.ratio) ? 'met' : 'NOT MET';
+        verdict = (goal.atLeast ? ratio >= goal.ratio : ratio <= goal.ratio) ? 'met' : 'NOT MET';
       }
     }
+    return [ratio === undefined || !Number.isFinite(ratio) ? 'n/a' : `${ratio.toFixed(2)}x`, range, target, verdict];
+  };
+  for (const row of ROWS) {
     lines.push([
       row.label,
       fmt(fc[row.key], row.digits),
+      fmt(fe[row.key], row.digits),
       fmt(fr[row.key], row.digits),
-      ratio === undefined || !Number.isFinite(ratio) ? 'n/a' : `${ratio.toFixed(2)}x`,
-      range,
-      target,
-      verdict,
+      ...compare(row, 'chatgate', row.durableTarget),
+      ...compare(row, 'ephemeral', row.target),
     ]);
   }
   const widths = lines[0]!.map((_, col) => Math.max(...lines.map((l) => l[col]!.length)));
@@ -755,7 +776,7 @@ function renderReport(
     `warm-up ${options.warmupMs / 1000} s per slice; ${options.bodyBytes}-char bodies; ${options.loadgens} load generator process(es); ${seconds.toFixed(0)} s in all`;
   return [
     '',
-    `chatgate vs bare ws relay over NATS - ${startedAt.toISOString()}`,
+    `chatgate (durable = DELIVERY=durable, ephemeral = DELIVERY=ephemeral) vs bare ws relay over NATS - ${startedAt.toISOString()}`,
     `machine: ${host.cpu}, ${host.cores} cores, ${host.memoryGiB} GiB, ${host.kernel}, Node ${host.node}, ${host.nats}`,
     `load average (1 min) at start ${load[0]!.toFixed(2)}, at end ${load[1]!.toFixed(2)}; figures are totals over all rounds, ` +
       `ratios the median of the per-round ratios`,

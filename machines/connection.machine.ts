@@ -47,14 +47,18 @@ export type SessionFrameEvent =
    * `userRetryAfterMs`: the verdict of the sender's per-user budget on this node, given by the
    * effect that received the frame: over 0 when the user's sessions here have sent too much.
    */
-  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number; userRetryAfterMs?: number }
-  | { type: 'frame.join'; id: FrameId; room: string }
+  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number; key?: string; userRetryAfterMs?: number }
+  /** `since`: a position to resume the room from (durable delivery); opaque here. */
+  | { type: 'frame.join'; id: FrameId; room: string; since?: string }
+  /** A page of stored messages of a room, or of the user's inbox when `room` is absent. */
+  | { type: 'frame.history'; id: FrameId; room?: string; before?: string; limit: number }
   | { type: 'frame.leave'; id: FrameId; room: string }
   | { type: 'frame.refresh'; id: FrameId; token: string };
 
 export type ConnectionEvent =
   | SessionFrameEvent
-  | { type: 'frame.auth'; token: string }
+  /** `since`: a position to resume the user's inbox from (durable delivery); opaque here. */
+  | { type: 'frame.auth'; token: string; since?: string }
   | { type: 'frame.ping'; id?: FrameId }
   | { type: 'frame.invalid'; id?: FrameId; reason: string }
   | { type: 'frame.binary' }
@@ -108,6 +112,8 @@ export interface ConnectionInput {
   session: string;
   /** A token that came with the upgrade request (header or subprotocol). */
   token?: string;
+  /** A position to resume the user's inbox from (`?since=` on the upgrade URL). */
+  since?: string;
   /** Milliseconds since the epoch; `Date.now` in production, a simulated clock in tests. */
   now: () => number;
   limits?: Partial<ConnectionLimits>;
@@ -127,6 +133,8 @@ export interface ConnectionContext {
   jti: string | undefined;
   iat: number | undefined;
   held: SessionFrameEvent[];
+  /** Where the user's inbox resumes from: the upgrade URL's or the auth frame's `since`. */
+  since: string | undefined;
   /** The id of the `refresh` frame being checked. */
   refreshId: FrameId | undefined;
   strikes: number;
@@ -185,6 +193,7 @@ const forSessionFrames = <T>(transition: T) => ({
   'frame.join': transition,
   'frame.leave': transition,
   'frame.refresh': transition,
+  'frame.history': transition,
 });
 
 /** Frames that came while the token was being checked are handled once the session is active. */
@@ -279,7 +288,7 @@ export const connectionMachine = setup({
       throw new Error('verifyToken is provided by src/gateway/session.ts');
     }),
     /** Resolves once the node receives the user's messages. */
-    subscribeUser: fromPromise<void, { session: string; user: string }>(async () => {
+    subscribeUser: fromPromise<void, { session: string; user: string; since?: string }>(async () => {
       throw new Error('subscribeUser is provided by src/gateway/session.ts');
     }),
   },
@@ -307,6 +316,8 @@ export const connectionMachine = setup({
     isToUnjoinedRoom: ({ context }, to: Destination) =>
       'room' in to && !context.joined.includes(to.room),
     isRoomAllowed: ({ context }, room: string) => isAllowed(context.rooms, room),
+    /** The user's own inbox, or a room the token grants (joining is not needed). */
+    isHistoryAllowed: ({ context }, room: string | undefined) => room === undefined || isAllowed(context.rooms, room),
     isExpiringSoon: ({ context }) =>
       expiresAtMs(context) - context.limits.expiryWarningMs <= context.now(),
     isTokenExpired: ({ context }) => closesAtMs(context) <= context.now(),
@@ -318,6 +329,7 @@ export const connectionMachine = setup({
       closeReason: 'closed by peer',
     })),
     storeToken: assign((_, token: string) => ({ token })),
+    storeSince: assign(({ context }, since: string | undefined) => ({ since: since ?? context.since })),
     acceptSession: assign((_, result: VerifyResult) =>
       result.outcome === 'ok'
         ? {
@@ -379,10 +391,11 @@ export const connectionMachine = setup({
     sendPong: (_, _p: { id?: FrameId }) => {},
     sendExpiring: effect,
     sendRefreshAck: (_, _p: { id: FrameId; exp: number }) => {},
-    subscribeRoomAndAck: (_, _p: { room: string; id: FrameId }) => {},
+    subscribeRoomAndAck: (_, _p: { room: string; id: FrameId; since?: string }) => {},
     unsubscribeRooms: (_, _p: { rooms: readonly string[] }) => {},
     releaseInterests: effect,
-    publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown }) => {},
+    publishAndAck: (_, _p: { id: FrameId; to: Destination; body: unknown; key?: string }) => {},
+    sendHistory: (_, _p: { id: FrameId; room?: string; before?: string; limit: number }) => {},
     closeSocket: effect,
     terminateSocket: effect,
   },
@@ -403,6 +416,7 @@ export const connectionMachine = setup({
     jti: undefined,
     iat: undefined,
     held: [],
+    since: input.since,
     refreshId: undefined,
     strikes: 0,
     sendTokens: input.limits?.sendBurst ?? defaultConnectionLimits.sendBurst,
@@ -500,7 +514,10 @@ export const connectionMachine = setup({
           on: {
             'frame.auth': {
               target: 'authenticating',
-              actions: { type: 'storeToken', params: ({ event }) => event.token },
+              actions: [
+                { type: 'storeToken', params: ({ event }) => event.token },
+                { type: 'storeSince', params: ({ event }) => event.since },
+              ],
             },
             // Each one counts as a strike: a client cannot make the node answer without end.
             ...forSessionFrames([
@@ -607,7 +624,7 @@ export const connectionMachine = setup({
             subscribing: {
               invoke: {
                 src: 'subscribeUser',
-                input: ({ context }) => ({ session: context.session, user: context.user ?? '' }),
+                input: ({ context }) => ({ session: context.session, user: context.user ?? '', since: context.since }),
                 onDone: '#connection.open.active',
                 onError: [
                   {
@@ -674,7 +691,7 @@ export const connectionMachine = setup({
                   'takeSendToken',
                   {
                     type: 'publishAndAck',
-                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body }),
+                    params: ({ event }) => ({ id: event.id, to: event.to, body: event.body, key: event.key }),
                   },
                 ],
               },
@@ -702,7 +719,7 @@ export const connectionMachine = setup({
                   { type: 'addRoom', params: ({ event }) => event.room },
                   {
                     type: 'subscribeRoomAndAck',
-                    params: ({ event }) => ({ room: event.room, id: event.id }),
+                    params: ({ event }) => ({ room: event.room, id: event.id, since: event.since }),
                   },
                 ],
               },
@@ -724,6 +741,21 @@ export const connectionMachine = setup({
               {
                 guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },
                 actions: ['takeSendToken', { type: 'sendAck', params: ({ event }) => ({ id: event.id }) }],
+              },
+              ...refuseUngrantedRoom,
+            ],
+            // A page of stored messages: the user's own inbox, or a room the token grants.
+            'frame.history': [
+              ...refuseOverRate,
+              {
+                guard: { type: 'isHistoryAllowed', params: ({ event }) => event.room },
+                actions: [
+                  'takeSendToken',
+                  {
+                    type: 'sendHistory',
+                    params: ({ event }) => ({ id: event.id, room: event.room, before: event.before, limit: event.limit }),
+                  },
+                ],
               },
               ...refuseUngrantedRoom,
             ],

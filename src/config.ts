@@ -132,6 +132,45 @@ const adminToken = {
   schema: z.string().min(16, 'use at least 16 characters'),
 } satisfies OptionSpec;
 
+/** Durable delivery (src/durable/, docs/durability.md), for `gateway` and `dev`. */
+const deliveryOptions = {
+  delivery: {
+    flag: '--delivery <mode>',
+    env: 'DELIVERY',
+    description: 'durable: store each chat message in JetStream before its ack (positions, resume, history, keys); ephemeral: core NATS, at most once',
+    default: defaults.delivery,
+    schema: z.enum(['durable', 'ephemeral']),
+  },
+  historyMaxAgeS: {
+    flag: '--history-max-age-s <s>',
+    env: 'HISTORY_MAX_AGE_S',
+    description: 'how long the message streams keep a message, in seconds (set when a stream is made)',
+    default: String(defaults.historyMaxAgeS),
+    schema: positiveInt,
+  },
+  historyMaxPerTarget: {
+    flag: '--history-max-per-target <n>',
+    env: 'HISTORY_MAX_PER_TARGET',
+    description: 'messages kept per user inbox and per room (set when a stream is made)',
+    default: String(defaults.historyMaxPerTarget),
+    schema: positiveInt.max(100_000),
+  },
+  dedupeWindowS: {
+    flag: '--dedupe-window-s <s>',
+    env: 'DEDUPE_WINDOW_S',
+    description: 'how long a send key deduplicates, in seconds (set when a stream is made)',
+    default: String(defaults.dedupeWindowS),
+    schema: positiveInt.max(86_400),
+  },
+  streamReplicas: {
+    flag: '--stream-replicas <n>',
+    env: 'STREAM_REPLICAS',
+    description: 'copies of each message stream: 1 on one server, 3 on a cluster (set when a stream is made)',
+    default: String(defaults.streamReplicas),
+    schema: z.coerce.number().int().min(1).max(5),
+  },
+} satisfies Record<string, OptionSpec>;
+
 const gatewayLimits = {
   authTimeoutMs: {
     flag: '--auth-timeout-ms <ms>',
@@ -359,6 +398,7 @@ export const commandOptions = {
       schema: text,
     },
     ...gatewayLimits,
+    ...deliveryOptions,
     ...recordingOptions,
     adminPort: {
       flag: '--admin-port <n>',
@@ -468,6 +508,7 @@ export const commandOptions = {
     },
     home,
     ...gatewayLimits,
+    ...deliveryOptions,
     ...recordingOptions,
     adminPort: {
       flag: '--admin-port <n>',

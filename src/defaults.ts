@@ -35,6 +35,16 @@ export const defaults = {
   userSendBytesBurst: 524_288,
   maxStrikes: 10,
   maxSessionsPerUser: 100,
+  /** DELIVERY: `ephemeral` (core NATS, at most once) or `durable` (JetStream, docs/durability.md). */
+  delivery: 'durable',
+  /** How long the message streams keep a message, in seconds. */
+  historyMaxAgeS: 86_400,
+  /** Messages kept per user inbox and per room. */
+  historyMaxPerTarget: 1000,
+  /** How long a send `key` deduplicates, in seconds. */
+  dedupeWindowS: 120,
+  /** Copies of each message stream. */
+  streamReplicas: 1,
   maxSessionsPerIp: 1000,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,

@@ -16,7 +16,7 @@ export const ChatgateErrorCode = {
   natsCredentials: 'nats_credentials',
   /** NATS refused this process's credentials, or has none for an anonymous client. */
   natsAuthorization: 'nats_authorization',
-  /** The NATS server has no JetStream, which revocations need. */
+  /** The NATS server has no JetStream, which revocations and durable delivery need. */
   noJetStream: 'no_jetstream',
   /** The revocations bucket does not exist (yet): an auth service makes it when it starts. */
   noRevocationBucket: 'no_revocation_bucket',

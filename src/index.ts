@@ -26,6 +26,7 @@ export type { BreakerOptions, BreakerEvent, BreakerEmitted, FailureKind } from '
 export { CloseCode, ErrorCode, closeCodeMeaning, errorCodeMeaning } from '../machines/codes.ts';
 export { startGateway, upgradeToken, SUBPROTOCOL } from './gateway/gateway.ts';
 export type { Gateway, GatewayOptions } from './gateway/gateway.ts';
+export type { ChatMessage, Published, DeliveryMode } from './durable/publish.ts';
 export { startAuthService } from './auth/service.ts';
 export type { AuthService, AuthServiceOptions } from './auth/service.ts';
 export { startNatsServer, findNatsServer } from './bus/nats-server.ts';

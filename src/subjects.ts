@@ -44,6 +44,13 @@ export const subjects = {
   user: (id: string) => `${PREFIX}.user.${encodeId(id)}`,
   /** Messages to every session that joined one room. */
   room: (id: string) => `${PREFIX}.room.${encodeId(id)}`,
+  /**
+   * Durable delivery (`DELIVERY=durable`): a message to a user is published here with JetStream
+   * into the stream `CHATGATE_USERS`, which stores it and republishes it to `user(id)`.
+   */
+  storedUser: (id: string) => `${PREFIX}.msg.user.${encodeId(id)}`,
+  /** Durable delivery: a message to a room, stored in `CHATGATE_ROOMS` and republished to `room(id)`. */
+  storedRoom: (id: string) => `${PREFIX}.msg.room.${encodeId(id)}`,
   /** Recording lines of one gateway node (see src/observe/recording.ts); `recordingAll` for every node. */
   recording: (node: string) => `${PREFIX}.recording.${encodeId(node)}`,
   recordingAll: `${PREFIX}.recording.*`,
@@ -54,6 +61,10 @@ export const subjects = {
  * `$KV.chatgate-revocations.>`): made and written by the auth role, read and watched by gateways.
  */
 export const REVOCATIONS_BUCKET = 'chatgate-revocations';
+
+/** The JetStream streams of durable delivery: one for every user inbox, one for every room. */
+export const USERS_STREAM = 'CHATGATE_USERS';
+export const ROOMS_STREAM = 'CHATGATE_ROOMS';
 
 /** The queue group of the auth services: each request is answered by one of them. */
 export const AUTH_QUEUE = 'chatgate-auth';

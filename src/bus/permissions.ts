@@ -20,9 +20,13 @@
  * (`CONSUMER.CREATE.<stream>.<name>.<filter>`, `CONSUMER.INFO` when it resets) that pushes to an
  * inbox and asks for flow control replies on `$JS.FC.<stream>.…`.
  *
- * Later features (durable delivery will add message streams) add their subjects here.
+ * Durable delivery (`DELIVERY=durable`, src/durable/) adds, for the gateway only: JetStream
+ * publishes to the stored subjects (`js.publish` is a PUB whose reply is the PubAck), and on
+ * exactly the two message streams `STREAM.CREATE` (`jsm.streams.add`, idempotent), `STREAM.INFO`
+ * (an existing stream with other settings) and `STREAM.MSG.GET` (leader reads: the resume barrier,
+ * catching up, history). No update, purge, delete, consumer or direct get: see docs/security.md.
  */
-import { AUTH_QUEUE, REVOCATIONS_BUCKET, subjects } from '../subjects.ts';
+import { AUTH_QUEUE, REVOCATIONS_BUCKET, ROOMS_STREAM, USERS_STREAM, subjects } from '../subjects.ts';
 
 export { REVOCATIONS_BUCKET };
 
@@ -55,6 +59,8 @@ const everyId = (subject: string) => subject.slice(0, subject.lastIndexOf('.') +
 const USERS = everyId(subjects.user('x'));
 const ROOMS = everyId(subjects.room('x'));
 const RECORDINGS = subjects.recordingAll;
+const STORED_USERS = everyId(subjects.storedUser('x'));
+const STORED_ROOMS = everyId(subjects.storedRoom('x'));
 
 /** One right, with the reason it is there (the reasons are in docs/security.md). */
 export interface Grant {
@@ -77,6 +83,17 @@ export interface RolePermissions {
 }
 
 const js = (api: string, why: string): Grant => ({ subject: `$JS.API.${api}`, why });
+
+/** What a gateway needs for durable delivery, on each message stream. */
+const durableDelivery: Grant[] = [
+  { subject: STORED_USERS, why: 'store a message to a user (durable delivery; the reply is the PubAck)' },
+  { subject: STORED_ROOMS, why: 'store a message to a room (durable delivery; the reply is the PubAck)' },
+  ...[USERS_STREAM, ROOMS_STREAM].flatMap((stream) => [
+    js(`STREAM.CREATE.${stream}`, 'make the message stream when it does not exist (never update it)'),
+    js(`STREAM.INFO.${stream}`, 'read an existing message stream’s settings and epoch'),
+    js(`STREAM.MSG.GET.${stream}`, 'leader reads: resume barrier, catching up, history'),
+  ]),
+];
 
 /** What every role that reads the revocations bucket needs. */
 const readRevocations: Grant[] = [
@@ -124,6 +141,7 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       { subject: ROOMS, why: 'a session sends to a room' },
       { subject: RECORDINGS, why: 'recording to NATS (`RECORD_TO=nats`)' },
       ...readRevocations,
+      ...durableDelivery,
     ],
     allowResponses: false,
   },

@@ -38,6 +38,13 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     clockToleranceS: config.clockToleranceS,
     metricsToken: config.metricsToken,
     recording: recordingOptions(config),
+    delivery: config.delivery,
+    history: {
+      maxAgeS: config.historyMaxAgeS,
+      maxPerTarget: config.historyMaxPerTarget,
+      dedupeWindowS: config.dedupeWindowS,
+      replicas: config.streamReplicas,
+    },
     limits: {
       expiryWarningMs: config.expiryWarningMs,
       sendsPerSecond: config.sendsPerSecond,

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import type { ConnectionEvent, Destination, FrameId } from '../../machines/connection.machine.ts';
 import type { ErrorCodeValue } from '../../machines/codes.ts';
 import { MAX_ID_LENGTH } from '../subjects.ts';
+import { MAX_POSITION_LENGTH, decodePosition } from '../durable/positions.ts';
 
 const frameId = z.union([z.string().max(128), z.number().int().safe()]);
 // Counted in UTF-16 code units, as `isValidId` and a token's `sub` are: zod's `max` counts code
@@ -23,6 +24,21 @@ const id = z
   .refine((s) => s.length <= MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} UTF-16 code units`)
   .refine((s) => s.isWellFormed(), 'must be well-formed Unicode');
 const token = z.string().min(1);
+/**
+ * A `since` (resume position) is opaque and never refuses a frame: anything but a string of at
+ * most 64 characters becomes `''`, which is no position (`recovered: false`).
+ */
+const since = z
+  .unknown()
+  .optional()
+  .transform((v) => (v === undefined ? undefined : typeof v === 'string' && v.length <= MAX_POSITION_LENGTH ? v : ''));
+/** A `before` position of `history`: a well-formed position, or the frame is a bad request. */
+const before = z
+  .string()
+  .refine((v) => decodePosition(v) !== undefined, 'not a position');
+/** The most messages one `history` frame returns, and how many when it does not say. */
+export const HISTORY_MAX_LIMIT = 100;
+export const HISTORY_DEFAULT_LIMIT = 50;
 
 /** The deepest a `send` frame's `body` may nest arrays and objects: `"x"` is 0 levels, `[[1]]` 2. */
 export const MAX_BODY_DEPTH = 32;
@@ -41,7 +57,7 @@ export function nestsDeeperThan(value: unknown, max: number): boolean {
 }
 
 const clientFrame = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('auth'), token }),
+  z.object({ type: z.literal('auth'), token, since }),
   z.object({
     type: z.literal('send'),
     id: frameId,
@@ -50,8 +66,20 @@ const clientFrame = z.discriminatedUnion('type', [
       .unknown()
       .refine((b) => b !== undefined, 'body is required')
       .refine((b) => !nestsDeeperThan(b, MAX_BODY_DEPTH), `nests deeper than ${MAX_BODY_DEPTH} levels`),
+    /** Idempotency key (durable delivery): 1–64 characters. */
+    key: z.string().min(1).max(64).optional(),
   }),
-  z.object({ type: z.literal('join'), id: frameId, room: id }),
+  z.object({ type: z.literal('join'), id: frameId, room: id, since }),
+  z
+    .object({
+      type: z.literal('history'),
+      id: frameId,
+      room: id.optional(),
+      user: z.literal(true).optional(),
+      before: before.optional(),
+      limit: z.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
+    })
+    .refine((f) => (f.room === undefined) !== (f.user === undefined), 'give either room or user: true'),
   z.object({ type: z.literal('leave'), id: frameId, room: id }),
   z.object({ type: z.literal('refresh'), id: frameId, token }),
   z.object({ type: z.literal('ping'), id: frameId.optional() }),
@@ -89,11 +117,23 @@ export function decodeClientFrame(text: string): ConnectionEvent {
   const frame = result.data;
   switch (frame.type) {
     case 'auth':
-      return { type: 'frame.auth', token: frame.token };
+      return frame.since === undefined
+        ? { type: 'frame.auth', token: frame.token }
+        : { type: 'frame.auth', token: frame.token, since: frame.since };
     case 'send':
-      return { type: 'frame.send', id: frame.id, to: frame.to as Destination, body: frame.body };
+      return frame.key === undefined
+        ? { type: 'frame.send', id: frame.id, to: frame.to as Destination, body: frame.body }
+        : { type: 'frame.send', id: frame.id, to: frame.to as Destination, body: frame.body, key: frame.key };
     case 'join':
-      return { type: 'frame.join', id: frame.id, room: frame.room };
+      return frame.since === undefined
+        ? { type: 'frame.join', id: frame.id, room: frame.room }
+        : { type: 'frame.join', id: frame.id, room: frame.room, since: frame.since };
+    case 'history': {
+      const event: ConnectionEvent = { type: 'frame.history', id: frame.id, limit: frame.limit ?? HISTORY_DEFAULT_LIMIT };
+      if (frame.room !== undefined) event.room = frame.room;
+      if (frame.before !== undefined) event.before = frame.before;
+      return event;
+    }
     case 'leave':
       return { type: 'frame.leave', id: frame.id, room: frame.room };
     case 'refresh':
@@ -105,8 +145,8 @@ export function decodeClientFrame(text: string): ConnectionEvent {
 
 /** Server → client frames. */
 export type ServerFrame =
-  | { type: 'welcome'; session: string; user: string; node: string; exp: number; degraded: boolean }
-  | { type: 'ack'; id: FrameId; msgId?: string; exp?: number }
+  | { type: 'welcome'; session: string; user: string; node: string; exp: number; degraded: boolean; recovered?: boolean }
+  | { type: 'ack'; id: FrameId; msgId?: string; exp?: number; pos?: string; recovered?: boolean }
   | { type: 'error'; code: ErrorCodeValue; message: string; id?: FrameId; retryAfterMs?: number }
   | { type: 'expiring'; exp: number }
   | { type: 'pong'; id?: FrameId };

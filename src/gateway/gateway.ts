@@ -7,6 +7,7 @@
  *   session.ts    one socket and its connection actor, and the effects the machine names
  *   sessions.ts   the node's sessions map: heartbeat, revocations, drain at shutdown
  *   relay.ts      a message heard on NATS, written to the local member sessions
+ *   ../durable/   DELIVERY=durable: streams, positions, resume, history, publishChat
  *   interest.ts   which NATS subjects this node is subscribed to, for whom
  *   degraded.ts   sessions admitted without the auth service, and their re-check
  *   ops-http.ts   the node's HTTP server: /healthz, /readyz, /metrics
@@ -24,7 +25,9 @@ import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.
 import { limitedLog } from '../bounded-log.ts';
 import type { ConnectionActor } from './session.ts';
 import { Interest } from './interest.ts';
-import { createRelay } from './relay.ts';
+import { Delivery } from '../durable/delivery.ts';
+import type { ChatMessage, DeliveryMode, Published } from '../durable/publish.ts';
+import type { StreamOptions } from '../durable/streams.ts';
 import { createUpgrades } from './upgrade.ts';
 import { closeRevoked, drainSessions, startHeartbeat } from './sessions.ts';
 import { silentLogger, type Logger } from '../log.ts';
@@ -105,6 +108,13 @@ export interface GatewayOptions {
   observers?: Observers;
   /** Record what the connection actors (all, one user's or one session's) and the breaker receive; see src/observe/recording.ts. @default off */
   recording?: RecordingOptions;
+  /**
+   * `durable`: every chat message is stored in JetStream before its ack (positions, resume,
+   * history, keys; see docs/durability.md); `ephemeral`: core NATS, at most once. @default 'ephemeral'
+   */
+  delivery?: DeliveryMode;
+  /** Retention, dedupe window and replicas of the message streams, used when they are made. */
+  history?: StreamOptions;
   log?: Logger;
 }
 
@@ -123,6 +133,12 @@ export interface Gateway {
   interest: Pick<Interest<Session>, 'size' | 'has'>;
   /** What the connection actors live through, for whoever listens (the inspector page). */
   observers: Observers;
+  /**
+   * Publishes one chat message exactly as a session's `send` does (durable: stored before it
+   * resolves, with `pos`; a `key` dedupes per `from` user), without a session: for server-side
+   * publishing. `from` must be a verified user id; the caller checks that it may send.
+   */
+  publishChat(message: ChatMessage): Promise<Published>;
   /** Stops accepting, closes every session with 1001, drains NATS. Idempotent and bounded. */
   close(): Promise<void>;
 }
@@ -158,7 +174,7 @@ function checkedVerify(verify: TokenVerifier, metrics: Metrics, degraded: Degrad
 }
 
 /** The node's NATS connection state, for readiness and the reconnect counter. */
-function watchNats(nc: NatsConnection, metrics: Metrics, log: Logger): () => boolean {
+function watchNats(nc: NatsConnection, metrics: Metrics, log: Logger, reconnected: () => void): () => boolean {
   let natsConnected = true;
   void (async () => {
     for await (const status of nc.status()) {
@@ -167,6 +183,7 @@ function watchNats(nc: NatsConnection, metrics: Metrics, log: Logger): () => boo
         natsConnected = true;
         metrics.natsReconnected();
         log.warn({ server: nc.getServer() }, 'nats reconnected');
+        reconnected();
       }
     }
   })();
@@ -212,7 +229,30 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   auth.breaker.on('breaker.halfOpened', () => metrics.breakerEntered('halfOpen'));
   auth.breaker.on('breaker.closed', () => metrics.breakerEntered('closed'));
 
-  const interest = new Interest<Session>(nc, createRelay(metrics, log), log);
+  // Live messages go through delivery (gap detection and `pos` when durable), then relay.ts.
+  let delivery: Delivery | undefined;
+  const interest = new Interest<Session>(
+    nc,
+    (_members, _data, subject, msg) => delivery?.live(subject, msg),
+    log,
+    (subject) => delivery?.released(subject),
+  );
+  try {
+    delivery = await Delivery.start({
+      nc,
+      mode: options.delivery ?? defaults.delivery,
+      history: options.history,
+      flush: () => interest.flush(),
+      members: (subject) => interest.members(subject),
+      delivered: (ts) => metrics.delivered(ts),
+      log,
+    });
+  } catch (err) {
+    auth.stop();
+    await recorder?.close();
+    await closeNats(nc);
+    throw err;
+  }
   const degraded = createDegradedSessions({
     sessions,
     auth,
@@ -224,6 +264,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     nc,
     sessions,
     interest,
+    delivery,
     verify: checkedVerify(options.verify ?? auth.verify, metrics, degraded),
     log,
     metrics,
@@ -251,7 +292,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   // Revocations heard on NATS close every affected session here.
   auth.onRevoked((r) => closeRevoked(sessions, auth.revocations, r));
 
-  const natsConnected = watchNats(nc, metrics, log);
+  // After a reconnect, what was published meanwhile comes from the streams (durable delivery).
+  const natsConnected = watchNats(nc, metrics, log, () => void delivery.resync());
   let closing: Promise<void> | undefined;
   const readiness = () => {
     const status = auth.status();
@@ -286,8 +328,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     maxMessageBytes: options.maxMessageBytes ?? defaults.maxMessageBytes,
     draining: () => Boolean(closing),
     sessionCount: () => sessions.size,
-    open: (ws, token) => {
-      const session = openSession(node, logic, ws, token);
+    open: (ws, token, since) => {
+      const session = openSession(node, logic, ws, token, since);
       recorder?.describe(session.actor, { authTimeout: node.authTimeoutMs });
     },
   });
@@ -320,6 +362,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     observers,
     auth,
     authStatus: () => auth.status(),
+    publishChat: (message) => delivery.publish(undefined, message),
     close: () => (closing ??= close()),
   };
 }

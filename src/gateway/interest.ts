@@ -6,7 +6,7 @@
  * join and publish in the same tick), and only then adds the member: a session is acknowledged
  * only when it can really receive.
  */
-import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { silentLogger, type Logger } from '../log.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
 
@@ -17,7 +17,8 @@ export interface Member {
   readonly subjects: Set<string>;
 }
 
-export type Deliver<M extends Member> = (members: ReadonlySet<M>, data: Uint8Array) => void;
+/** One message heard on `subject`; `members` are its local members now. */
+export type Deliver<M extends Member> = (members: ReadonlySet<M>, data: Uint8Array, subject: string, msg: Msg) => void;
 
 interface Entry<M> {
   sub: Subscription;
@@ -31,11 +32,13 @@ export class Interest<M extends Member> {
   readonly #deliver: Deliver<M>;
   readonly #entries = new Map<string, Entry<M>>();
   readonly #guard: CallbackGuard;
+  readonly #onRelease: ((subject: string) => void) | undefined;
   #nextFlush: Promise<void> | undefined;
 
   /** `log` takes the one bounded line of a subscription error or of a delivery that threw. */
-  constructor(nc: NatsConnection, deliver: Deliver<M>, log: Logger = silentLogger) {
+  constructor(nc: NatsConnection, deliver: Deliver<M>, log: Logger = silentLogger, onRelease?: (subject: string) => void) {
     this.#nc = nc;
+    this.#onRelease = onRelease;
     this.#deliver = deliver;
     this.#guard = new CallbackGuard(log);
   }
@@ -47,6 +50,11 @@ export class Interest<M extends Member> {
 
   has(subject: string): boolean {
     return this.#entries.has(subject);
+  }
+
+  /** The local members of `subject` now. */
+  members(subject: string): ReadonlySet<M> | undefined {
+    return this.#entries.get(subject)?.members;
   }
 
   /** One flush for every caller in the same tick: the server has seen all that came before. */
@@ -65,7 +73,7 @@ export class Interest<M extends Member> {
     if (!entry) {
       const members = new Set<M>();
       const sub = this.#nc.subscribe(subject, {
-        callback: this.#guard.callback('interest', (msg) => this.#deliver(members, msg.data)),
+        callback: this.#guard.callback('interest', (msg) => this.#deliver(members, msg.data, subject, msg)),
       });
       entry = { sub, members, pending: 0 };
       this.#entries.set(subject, entry);
@@ -98,5 +106,6 @@ export class Interest<M extends Member> {
     if (this.#entries.get(subject) !== entry) return;
     this.#entries.delete(subject);
     entry.sub.unsubscribe();
+    this.#onRelease?.(subject);
   }
 }

@@ -1,30 +1,30 @@
 /**
  * Delivery, the last leg of a chat message: a message heard on a subject this node is interested
- * in is decoded once and written to every local member session but the one that sent it. The
+ * in has been decoded once (and, with durable delivery, given its `pos` and checked for gaps by
+ * src/durable/delivery.ts); its frame bytes are written to every local member session but the
+ * one that sent it. A member resuming that destination holds the frame instead (`divert`). The
  * first write counts the message's delivery latency (`chatgate_delivery_seconds`).
  */
-import { decodeChatMessage } from './codec.ts';
-import type { Deliver } from './interest.ts';
-import type { Metrics } from './metrics.ts';
-import type { Session } from './session.ts';
-import { limitedLog } from '../bounded-log.ts';
-import type { Logger } from '../log.ts';
+import type { ServerFrame } from './codec.ts';
 
-export function createRelay(metrics: Pick<Metrics, 'delivered'>, log: Logger): Deliver<Session> {
-  const malformed = limitedLog(log);
-  return (members, data) => {
-    const message = decodeChatMessage(data);
-    if (!message) {
-      malformed('warn', { bytes: data.length }, 'malformed chat message dropped');
-      return;
+export interface RelayMember {
+  readonly id: string;
+  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history'): boolean;
+}
+
+export function relay<M extends RelayMember>(
+  members: Iterable<M>,
+  message: { origin: string; ts: number },
+  frame: Buffer,
+  divert: (member: M) => boolean,
+  delivered: ((publishedAtMs: number) => void) | undefined,
+): void {
+  let first = true;
+  for (const member of members) {
+    if (member.id === message.origin || divert(member)) continue;
+    if (member.write(frame, 'message') && first) {
+      delivered?.(message.ts);
+      first = false;
     }
-    let first = true;
-    for (const session of members) {
-      if (session.id === message.origin) continue;
-      if (session.write(message.frame, 'message') && first) {
-        metrics.delivered(message.ts);
-        first = false;
-      }
-    }
-  };
+  }
 }

@@ -20,7 +20,6 @@ import {
 import { ErrorCode, type ErrorCodeValue } from '../../machines/codes.ts';
 import {
   decodeClientFrame,
-  encodeChatMessage,
   encodeServerFrame,
   type ServerFrame,
 } from './codec.ts';
@@ -31,6 +30,7 @@ import type { Observers } from '../observe/observe.ts';
 import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import type { UserSendBudget } from './user-send-budget.ts';
+import type { Delivery, DeliveryMember } from '../durable/delivery.ts';
 
 /** What a node shares with its sessions. */
 export interface NodeContext {
@@ -38,6 +38,8 @@ export interface NodeContext {
   nc: NatsConnection;
   sessions: Map<string, Session>;
   interest: Interest<Session>;
+  /** Publishing, live delivery, resume and history (src/durable/delivery.ts). */
+  delivery: Delivery;
   verify: TokenVerifier;
   log: Logger;
   limits: ConnectionLimits;
@@ -63,7 +65,7 @@ export interface NodeContext {
 
 export type ConnectionActor = ActorRefFrom<typeof connectionMachine>;
 
-export class Session implements Member {
+export class Session implements Member, DeliveryMember {
   readonly id: string;
   readonly subjects = new Set<string>();
   readonly ws: WebSocket;
@@ -83,6 +85,8 @@ export class Session implements Member {
   countedUser: string | undefined;
   /** Cleared by each heartbeat sweep, set again by a pong or any frame. */
   alive = true;
+  /** The user inbox's resume, from `subscribeUser` until the welcome writes it. */
+  resumed: { recovered?: boolean; flush: (between?: () => void) => void } | undefined;
 
   constructor(ws: WebSocket, node: NodeContext) {
     this.id = nuid.next();
@@ -112,7 +116,7 @@ export class Session implements Member {
    * Writes one text frame, or closes the session with 4009 when the socket cannot keep up: the
    * bytes ws holds for this socket never grow past `maxBufferedBytes` plus one frame.
    */
-  write(data: string | Buffer, type: ServerFrame['type'] | 'message'): boolean {
+  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history'): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return false;
     if (this.ws.bufferedAmount > this.#maxBufferedBytes) {
       this.actor.send({ type: 'socket.slow' });
@@ -125,6 +129,11 @@ export class Session implements Member {
 
   send(frame: ServerFrame): void {
     this.write(encodeServerFrame(frame), frame.type);
+  }
+
+  /** The node could not keep this session's messages whole: it closes with 4009 and resumes. */
+  lost(): void {
+    this.actor.send({ type: 'socket.slow' });
   }
 }
 
@@ -167,7 +176,7 @@ export function connectionLogic(node: NodeContext) {
         if (session) session.checkedToken = result.outcome === 'ok' ? input.token : undefined;
         return result;
       }),
-      subscribeUser: fromPromise(async ({ input }: { input: { session: string; user: string } }) => {
+      subscribeUser: fromPromise(async ({ input }: { input: { session: string; user: string; since?: string } }) => {
         const session = sessionOf(input.session);
         if (!session) return;
         session.setUser(input.user);
@@ -175,7 +184,8 @@ export function connectionLogic(node: NodeContext) {
         if (count >= node.maxSessionsPerUser) throw tooManySessions;
         node.userSessions.set(input.user, count + 1);
         session.countedUser = input.user;
-        await interest.join(subjects.user(input.user), session);
+        const subject = subjects.user(input.user);
+        session.resumed = await node.delivery.join(session, subject, input.since, () => interest.join(subject, session));
       }),
     },
     delays: { authTimeout: node.authTimeoutMs },
@@ -188,16 +198,22 @@ export function connectionLogic(node: NodeContext) {
       dropCheckedToken: withSession((session) => {
         session.checkedToken = undefined;
       }),
-      sendWelcome: withSession((session, context) =>
-        session.send({
+      // With `since`, the inbox's replay follows the welcome at once, then its live messages.
+      sendWelcome: withSession((session, context) => {
+        const resumed = session.resumed;
+        session.resumed = undefined;
+        const welcome: ServerFrame = {
           type: 'welcome',
           session: context.session,
           user: context.user!,
           node: node.nodeId,
           exp: context.exp!,
           degraded: context.degraded,
-        }),
-      ),
+        };
+        if (resumed?.recovered !== undefined) welcome.recovered = resumed.recovered;
+        session.send(welcome);
+        resumed?.flush();
+      }),
       sendAck: withSession((session, _context, { id }: { id: FrameId }) => session.send({ type: 'ack', id })),
       sendError: withSession(
         (session, _context, { id, code, message, retryAfterMs }: { id?: FrameId; code: ErrorCodeValue; message: string; retryAfterMs?: number }) =>
@@ -210,18 +226,47 @@ export function connectionLogic(node: NodeContext) {
       sendRefreshAck: withSession((session, _context, { id, exp }: { id: FrameId; exp: number }) =>
         session.send({ type: 'ack', id, exp }),
       ),
-      subscribeRoomAndAck: withSession((session, _context, { room, id }: { room: string; id: FrameId }) => {
-        interest.join(subjects.room(room), session).then(
-          () => session.send({ type: 'ack', id }),
+      // With `since`: the room's replay, then the ack with `recovered`, then its live messages.
+      subscribeRoomAndAck: withSession((session, _context, { room, id, since }: { room: string; id: FrameId; since?: string }) => {
+        const subject = subjects.room(room);
+        node.delivery.join(session, subject, since, () => interest.join(subject, session)).then(
+          ({ recovered, flush }) =>
+            flush(() => session.send(recovered === undefined ? { type: 'ack', id } : { type: 'ack', id, recovered })),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
       }),
       unsubscribeRooms: withSession((session, _context, { rooms }: { rooms: readonly string[] }) => {
-        for (const room of rooms) interest.leave(subjects.room(room), session);
+        for (const room of rooms) {
+          interest.leave(subjects.room(room), session);
+          node.delivery.leave(session, subjects.room(room));
+        }
       }),
-      releaseInterests: withSession((session) => interest.leaveAll(session)),
-      // A chat message, sending side: session → (machine decided) → bus → subject. Delivery: relay.ts.
-      publishAndAck: ({ context, event }: { context: ConnectionContext; event: ConnectionEvent }, { id, to, body }: { id: FrameId; to: Destination; body: unknown }) => {
+      releaseInterests: withSession((session) => {
+        interest.leaveAll(session);
+        node.delivery.leave(session);
+      }),
+      // A page of stored messages (durable delivery): the own inbox, or a room the machine found granted.
+      sendHistory: withSession(
+        (session, context, { id, room, before, limit }: { id: FrameId; room?: string; before?: string; limit: number }) => {
+          if (!node.delivery.store) {
+            replyError(session, ErrorCode.unavailable, 'history needs durable delivery (DELIVERY=durable)', id);
+            return;
+          }
+          const target = room === undefined ? { user: context.user! } : { room };
+          node.delivery.history(id, target, before, limit).then(
+            (text) =>
+              text === undefined
+                ? replyError(session, ErrorCode.badRequest, 'before: not a position of this destination', id)
+                : session.write(text, 'history'),
+            () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+          );
+        },
+      ),
+      // A chat message, sending side: session → (machine decided) → publishChat → bus. Delivery: relay.ts.
+      publishAndAck: (
+        { context, event }: { context: ConnectionContext; event: ConnectionEvent },
+        { id, to, body, key }: { id: FrameId; to: Destination; body: unknown; key?: string },
+      ) => {
         const session = sessionOf(context.session);
         if (!session) return;
         if (nc.isClosed() || nc.isDraining()) {
@@ -230,14 +275,11 @@ export function connectionLogic(node: NodeContext) {
         }
         // The machine let the frame through: its bytes come out of the user's budget on this node.
         if (event.type === 'frame.send') node.userSendBudget.take(context.user!, event.bytes ?? 0);
-        const msgId = nuid.next();
-        const subject = 'user' in to ? subjects.user(to.user) : subjects.room(to.room);
         // Room messages skip the sending session; user messages reach every session of the user.
         const origin = 'room' in to ? session.id : '';
-        nc.publish(subject, encodeChatMessage(origin, { msgId, from: context.user!, to, body, ts: Date.now() }));
-        // Acknowledged only once the NATS server has the message.
-        interest.flush().then(
-          () => session.send({ type: 'ack', id, msgId }),
+        // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
+        node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
+          ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
       },
@@ -260,6 +302,7 @@ const frameTypeOf = {
   'frame.join': 'join',
   'frame.leave': 'leave',
   'frame.refresh': 'refresh',
+  'frame.history': 'history',
   'frame.ping': 'ping',
   'frame.invalid': 'invalid',
 } as const;
@@ -286,10 +329,12 @@ export function openSession(
   logic: ConnectionLogic,
   ws: WebSocket,
   token: string | undefined,
+  since?: string,
 ): Session {
   const session = new Session(ws, node);
   node.sessions.set(session.id, session);
   const input: ConnectionInput = { session: session.id, token, now: Date.now, limits: node.limits };
+  if (since !== undefined) input.since = since;
   const actor = createActor(logic, {
     input,
     inspect: node.observers?.inspector({ machine: 'connection', node: node.nodeId, session: session.id }, () =>

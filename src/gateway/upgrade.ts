@@ -11,6 +11,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { IpLimiter } from './ip-limiter.ts';
 import type { Metrics } from './metrics.ts';
 import { requestUrl } from '../request-target.ts';
+import { MAX_POSITION_LENGTH } from '../durable/positions.ts';
 import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
 import { bearerToken } from '../http.ts';
 import type { Logger } from '../log.ts';
@@ -26,6 +27,16 @@ export function originFields(origin: string | undefined): { originLength: number
 
 export const SUBPROTOCOL = 'chatgate.v1';
 const BEARER_PROTOCOL_PREFIX = 'bearer.';
+
+/**
+ * `?since=` of the upgrade URL: a resume position is opaque, and anything longer than one could
+ * be is no position (`''`: `recovered: false`), never a refusal.
+ */
+export function upgradeSince(url: URL): string | undefined {
+  const since = url.searchParams.get('since');
+  if (since === null) return undefined;
+  return since.length <= MAX_POSITION_LENGTH ? since : '';
+}
 
 /** The token that came with the upgrade request: Authorization header or `bearer.` subprotocol. */
 export function upgradeToken(req: IncomingMessage): string | undefined {
@@ -73,7 +84,7 @@ function destroySocket(this: Duplex): void {
 type RefusalStatus = 400 | 403 | 404 | 426 | 429;
 export type Admission =
   | { refused: { status: RefusalStatus; text: string } }
-  | { refused?: undefined; ip: string; token: string | undefined };
+  | { refused?: undefined; ip: string; token: string | undefined; since: string | undefined };
 
 function refuse(socket: Duplex, status: RefusalStatus, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -95,7 +106,8 @@ export interface UpgradeOptions {
   /** Sessions open on this node. */
   sessionCount(): number;
   /** Makes the session of an admitted socket. */
-  open(ws: WebSocket, token: string | undefined): void;
+  /** `since`: the upgrade URL's resume position (durable delivery), if any. */
+  open(ws: WebSocket, token: string | undefined, since: string | undefined): void;
 }
 
 export interface Upgrades {
@@ -152,13 +164,13 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       return { refused: { status: 429, text: 'Too Many Requests' } };
     }
     if (options.draining()) return { refused: { status: 426, text: 'Upgrade Required' } };
-    return { ip, token: upgradeToken(req) };
+    return { ip, token: upgradeToken(req), since: upgradeSince(url) };
   };
 
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const admission = admit(req);
     if (admission.refused) return refuse(socket, admission.refused.status, admission.refused.text);
-    const { ip, token } = admission;
+    const { ip, token, since } = admission;
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       if (options.sessionCount() >= maxConnections) {
         metrics.rateLimited('connections');
@@ -169,7 +181,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       }
       ipSessions.set(ip, (ipSessions.get(ip) ?? 0) + 1);
       ws.once('close', () => releaseIp(ip));
-      options.open(ws, token);
+      options.open(ws, token, since);
     });
   };
 

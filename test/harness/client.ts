@@ -12,6 +12,8 @@ export interface ConnectOptions {
   token?: string;
   headers?: Record<string, string>;
   protocols?: string[];
+  /** Query parameters of the upgrade URL (`since`). */
+  query?: Record<string, string>;
 }
 
 export class TestClient {
@@ -29,7 +31,9 @@ export class TestClient {
     let protocols = options.protocols;
     if (options.token && via === 'header') headers.authorization = `Bearer ${options.token}`;
     if (options.token && via === 'protocol') protocols = ['chatgate.v1', `bearer.${options.token}`];
-    this.ws = new WebSocket(url, protocols ?? [], { headers });
+    const target = new URL(url);
+    for (const [k, v] of Object.entries(options.query ?? {})) target.searchParams.set(k, v);
+    this.ws = new WebSocket(target, protocols ?? [], { headers });
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve());
       this.ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));

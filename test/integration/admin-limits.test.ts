@@ -52,15 +52,22 @@ describe('admin - limits', () => {
   });
 
   it('admin - more than five login attempts a second from one address get 429', async () => {
+    const started = performance.now();
     const attempts = await Promise.all(
-      Array.from({ length: 12 }, () =>
+      Array.from({ length: 20 }, () =>
         fetch(`${admin.url}login`, { method: 'POST', body: new URLSearchParams({ token: 'wrong' }), redirect: 'manual' }),
       ),
     );
+    const elapsedS = (performance.now() - started) / 1000;
     const statuses = attempts.map((r) => r.status);
-    expect(statuses.filter((s) => s === 401).length).toBeGreaterThanOrEqual(5);
-    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(6);
-    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(6);
+    const refused = statuses.filter((s) => s === 401).length;
+    const limited = statuses.filter((s) => s === 429).length;
+    expect(refused + limited).toBe(20);
+    // A burst of five, then five a second: on a loaded machine the twenty take a while, and the
+    // bucket refills meanwhile, so the bound grows with the time they took.
+    expect(refused).toBeGreaterThanOrEqual(5);
+    expect(refused).toBeLessThanOrEqual(5 + Math.ceil(5 * elapsedS));
+    expect(limited).toBeGreaterThan(0);
   });
 
   it('admin - pages carry a Content-Security-Policy that allows only their own origin', async () => {

@@ -27,7 +27,9 @@ import { authorizationConfig } from '../../src/bus/server-config.ts';
 import { REVOCATIONS_BUCKET, type BusRole } from '../../src/bus/permissions.ts';
 import { closeNats, connectNats } from '../../src/bus/connection.ts';
 import { ChatgateError, ChatgateErrorCode } from '../../src/errors.ts';
-import { AUTH_QUEUE, subjects } from '../../src/subjects.ts';
+import { AUTH_QUEUE, ROOMS_STREAM, USERS_STREAM, subjects } from '../../src/subjects.ts';
+import { DurableStore } from '../../src/durable/store.ts';
+import { silentLogger } from '../../src/log.ts';
 
 let home: string;
 let server: NatsServer | undefined;
@@ -427,5 +429,39 @@ describe('bus - a locked-down cluster', () => {
       await Promise.all(opened.map((nc) => closeNats(nc)));
       await cluster.stop();
     }
+  });
+});
+
+describe('bus - the message streams of durable delivery', () => {
+  it('bus - the gateway role makes the streams, stores and reads messages, and can neither change nor erase them; other roles cannot touch them', async () => {
+    const gateway = await as('gateway');
+    const store = await DurableStore.open(gateway.nc, { maxPerTarget: 10 }, silentLogger);
+    // Every gateway that starts makes them again: the first one made them.
+    const again = await DurableStore.open((await as('gateway')).nc, { maxPerTarget: 10 }, silentLogger);
+    expect(again.epochs).toEqual(store.epochs);
+    const ack = await store.publish(subjects.storedUser('alice'), 'stored');
+    expect(await store.lastSeq('user', subjects.storedUser('alice'))).toBe(ack.seq);
+    expect((await store.next('user', subjects.storedUser('alice'), 1))?.string()).toBe('stored');
+
+    const jsm = await jetstreamManager(gateway.nc, { checkAPI: false });
+    for (const stream of [USERS_STREAM, ROOMS_STREAM]) {
+      await expect(jsm.streams.update(stream, { max_age: 1 })).rejects.toThrow();
+      await expect(jsm.streams.purge(stream)).rejects.toThrow();
+      await expect(jsm.streams.delete(stream)).rejects.toThrow();
+      await expect(jsm.streams.deleteMessage(stream, ack.seq)).rejects.toThrow();
+      await expect(jsm.consumers.add(stream, { name: 'mallory' })).rejects.toThrow();
+    }
+    await expect(jsm.streams.add({ name: 'MALLORY', subjects: ['mallory.>'] })).rejects.toThrow();
+
+    for (const role of ['auth', 'api'] as const) {
+      const other = await as(role);
+      await expect(DurableStore.open(other.nc, {}, silentLogger)).rejects.toThrow();
+      other.nc.publish(subjects.storedUser('alice'), 'injected');
+      await other.refused(subjects.storedUser('alice'));
+      const m = await jetstreamManager(other.nc, { checkAPI: false });
+      await expect(m.streams.getMessage(USERS_STREAM, { seq: ack.seq })).rejects.toThrow();
+    }
+    // Nothing but the gateway's message was stored.
+    expect(await store.lastSeq('user', subjects.storedUser('alice'))).toBe(ack.seq);
   });
 });

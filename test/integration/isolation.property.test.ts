@@ -3,6 +3,12 @@
  * sessions spread over two gateway nodes on two servers of a NATS cluster, random joins and
  * sends. Every session must receive exactly the messages the delivery rules name, no more, no
  * fewer.
+ *
+ * With durable delivery (R3 streams) the same holds for what is stored: some sends carry keys
+ * shared between users (a key dedupes only its own user's sends), each session's `history` of
+ * its inbox and of every granted room holds exactly that destination's messages, an ungranted
+ * room's history is refused, and a session that resumes with another user's position (or a
+ * room's) gets nothing of anyone else's.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -17,7 +23,11 @@ let run = 0;
 
 beforeAll(async () => {
   // The barrier sessions send a sentinel for every check: no send rate limit here.
-  stack = await startStack({ nodes: 2, cluster: true, gateway: { limits: { sendsPerSecond: 1e6, sendBurst: 1e6 } } });
+  stack = await startStack({
+    nodes: 2,
+    cluster: true,
+    gateway: { delivery: 'durable', history: { replicas: 3 }, limits: { sendsPerSecond: 1e6, sendBurst: 1e6 } },
+  });
   barrier = [(await stack.session(0, 'iso-barrier-0')).client, (await stack.session(1, 'iso-barrier-1')).client];
 });
 afterAll(async () => {
@@ -49,7 +59,7 @@ const scenario = fc
         { minLength: 2, maxLength: 6 },
       ),
       sends: fc.array(
-        fc.record({ from: fc.nat(5), toUser: fc.boolean(), target: fc.nat(10) }),
+        fc.record({ from: fc.nat(5), toUser: fc.boolean(), target: fc.nat(10), key: fc.option(fc.constantFrom('k1', 'k2', '*', '.>')) }),
         { minLength: 5, maxLength: 25 },
       ),
     }),
@@ -82,22 +92,39 @@ it('isolation - every delivery across two nodes obeys the rules, with exact coun
 
         const expected = open.map(() => [] as string[]);
         const sentBy = new Map<string, { from: string; to: unknown }>();
+        /** The first ack of each (user, kind, key): a repeat gets it again and is delivered nowhere. */
+        const firstAck = new Map<string, { msgId: unknown; pos: unknown }>();
+        const stored = new Map<string, string[]>();
+        const positions: string[] = [];
         for (const [n, send] of sends.entries()) {
           const from = open[send.from % open.length]!;
           const body = `m${run}-${n}`;
           let to: { user: string } | { room: string };
-          if (send.toUser || from.joined.length === 0) {
+          const toUser = send.toUser || from.joined.length === 0;
+          const dedupe = send.key === null ? undefined : `${from.user}|${toUser}|${send.key}`;
+          const repeat = dedupe === undefined ? undefined : firstAck.get(dedupe);
+          if (toUser) {
             const u = send.target % users.length;
             to = { user: userId(u) };
-            open.forEach((s, i) => s.user === u && expected[i]!.push(body));
+            if (!repeat) open.forEach((s, i) => s.user === u && expected[i]!.push(body));
           } else {
             const r = from.joined[send.target % from.joined.length]!;
             to = { room: roomId(r) };
-            open.forEach((s, i) => s !== from && s.joined.includes(r) && expected[i]!.push(body));
+            if (!repeat) open.forEach((s, i) => s !== from && s.joined.includes(r) && expected[i]!.push(body));
           }
           sentBy.set(body, { from: userId(from.user), to });
-          const ack = await from.client.request({ type: 'send', id: n, to, body });
+          const frame: Record<string, unknown> & { id: number } = { type: 'send', id: n, to, body };
+          if (send.key !== null) frame.key = send.key;
+          const ack = await from.client.request(frame);
           expect(ack).toMatchObject({ type: 'ack', id: n });
+          positions.push(ack.pos as string);
+          if (repeat) {
+            expect({ msgId: ack.msgId, pos: ack.pos }).toEqual(repeat);
+          } else {
+            if (dedupe !== undefined) firstAck.set(dedupe, { msgId: ack.msgId, pos: ack.pos });
+            const dest = JSON.stringify(to);
+            stored.set(dest, [...(stored.get(dest) ?? []), body]);
+          }
         }
         // Everything both nodes published has now reached every socket.
         for (const s of open) {
@@ -112,6 +139,29 @@ it('isolation - every delivery across two nodes obeys the rules, with exact coun
           }
           expect(got.map((m) => m.body).sort()).toEqual([...expected[i]!].sort());
           deliveries += got.length;
+        }
+        // What is stored is reachable only through the own inbox and granted rooms.
+        const page = async (c: TestClient, id: string, target: Record<string, unknown>) => {
+          c.send({ type: 'history', id, limit: 100, ...target });
+          return c.next((f) => (f.type === 'history' || f.type === 'error') && f.id === id);
+        };
+        const chatOnly = (frames: unknown) => (frames as Array<{ body: unknown }>).filter((m) => !isSentinel(m as never)).map((m) => m.body);
+        for (const [i, s] of open.entries()) {
+          const inbox = await page(s.client, `hu${i}`, { user: true });
+          expect(chatOnly(inbox.messages)).toEqual(stored.get(JSON.stringify({ user: userId(s.user) })) ?? []);
+          for (const r of rooms.keys()) {
+            const h = await page(s.client, `hr${i}-${r}`, { room: roomId(r) });
+            if (s.grant.includes(r)) expect(chatOnly(h.messages)).toEqual(stored.get(JSON.stringify({ room: roomId(r) })) ?? []);
+            else expect(h).toMatchObject({ type: 'error', code: 'forbidden' });
+          }
+          // Resuming with any position seen in this run (another user's, a room's) replays only the own inbox.
+          const since = positions[i % positions.length]!;
+          const back = stack.client(s.node, { token: await stack.token(userId(s.user), { rooms: s.grant.map(roomId) }), query: { since } });
+          await back.type('welcome');
+          for (const b of barrier) await sentinel(b, back, userId(s.user));
+          const own = new Set(stored.get(JSON.stringify({ user: userId(s.user) })) ?? []);
+          for (const m of back.messages().filter((f) => !isSentinel(f))) expect(own.has(m.body as string)).toBe(true);
+          back.close();
         }
       } finally {
         for (const s of open) s.client.close();

@@ -16,7 +16,7 @@ import { startNats, type NatsServer } from '../harness/nats.ts';
 import { startTcpProxy } from '../harness/tcp-proxy.ts';
 import { TestClient } from '../harness/client.ts';
 import { runChatgate, stopAll } from '../harness/process.ts';
-import { startGateway, type Gateway } from '../../src/gateway/gateway.ts';
+import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway/gateway.ts';
 import { startAuthService, type AuthService } from '../../src/auth/service.ts';
 import { closeNats, connectNats } from '../../src/bus/connection.ts';
 import { loadSigningKeys } from '../../src/auth/keys.ts';
@@ -78,9 +78,9 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 }
 
 /** A gateway of the stack's keys on any NATS URL (a proxy), stopped after the test. */
-async function extraGateway(natsUrl: string, nodeId: string): Promise<Gateway> {
+async function extraGateway(natsUrl: string, nodeId: string, options: Partial<GatewayOptions> = {}): Promise<Gateway> {
   return later(
-    await startGateway({ natsUrl, port: 0, host: '127.0.0.1', nodeId, authRequestTimeoutMs: 500 }),
+    await startGateway({ natsUrl, port: 0, host: '127.0.0.1', nodeId, authRequestTimeoutMs: 500, ...options }),
     (g) => g.close(),
   );
 }
@@ -275,7 +275,11 @@ describe('revocations - acknowledged only once stored', () => {
     const keys = await loadSigningKeys(home);
     const core = later(await startNats({ jetstream: false }), (s) => s.stop());
     later(await startAuthService({ natsUrl: core.url, home }), (a) => a.close());
-    const gateway = await extraGateway(core.url, 'core-only');
+    // Durable delivery needs JetStream: a gateway refuses to start without it; ephemeral serves.
+    await expect(startGateway({ natsUrl: core.url, port: 0, host: '127.0.0.1', delivery: 'durable' })).rejects.toMatchObject({
+      code: 'no_jetstream',
+    });
+    const gateway = await extraGateway(core.url, 'core-only', { delivery: 'ephemeral' });
     expect(gateway.authStatus().revocationsWatch).toBe('noJetStream');
     const client = clientOf(gateway, await mintToken(keys, { sub: 'g-user' }));
     expect(await client.type('welcome')).toMatchObject({ degraded: false });

@@ -134,6 +134,7 @@ function start(options: { token?: string; limits?: Partial<ConnectionLimits> } =
       unsubscribeRooms: record('unsubscribeRooms'),
       releaseInterests: record('releaseInterests'),
       publishAndAck: record('publishAndAck'),
+      sendHistory: record('sendHistory'),
       closeSocket: record('closeSocket'),
       terminateSocket: record('terminateSocket'),
     },
@@ -618,6 +619,42 @@ test('connection - malformed frames count before auth too, with 10 strikes by de
   expect(h.calls('sendError')).toHaveLength(10);
   h.send({ type: 'frame.invalid', reason: 'frame is not JSON' });
   expectClosing(h, CloseCode.policyViolation);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Durable delivery: since, history, key
+
+test('connection - the auth frame’s since reaches the inbox subscription; a later auth frame cannot change it', async () => {
+  const h = start();
+  h.send({ type: 'frame.auth', token: 'tok-a', since: 'AAAAAAAA-7' });
+  h.send({ type: 'frame.auth', token: 'tok-b', since: 'BBBBBBBB-9' });
+  await h.verify(ok(claims(h.clock, { rooms: ['lobby'] }), false));
+  expect(h.subscribeCalls.map((s) => s.input)).toEqual([{ session: SESSION, user: 'alice', since: 'AAAAAAAA-7' }]);
+});
+
+test('connection - history of the own inbox or a granted room is read (one send token); an ungranted room is forbidden, with a strike', async () => {
+  const h = await activeSession({ rooms: ['lobby'], limits: { sendBurst: 2, sendsPerSecond: 1 } });
+  h.send({ type: 'frame.history', id: 1, limit: 50 });
+  h.send({ type: 'frame.history', id: 3, room: 'secret', limit: 50 });
+  h.send({ type: 'frame.history', id: 2, room: 'lobby', before: 'AAAAAAAA-3', limit: 2 });
+  h.send({ type: 'frame.history', id: 4, room: 'lobby', limit: 50 });
+  expect(h.effects.slice(1).map((e) => [e.type, e.params])).toEqual([
+    ['sendHistory', { id: 1, room: undefined, before: undefined, limit: 50 }],
+    ['sendError', { id: 3, code: ErrorCode.forbidden, message: 'the token does not grant this room' }],
+    ['sendHistory', { id: 2, room: 'lobby', before: 'AAAAAAAA-3', limit: 2 }],
+    ['sendError', { id: 4, code: ErrorCode.rateLimited, message: 'too many frames', retryAfterMs: 1000 }],
+  ]);
+  expect(h.context().strikes).toBe(2);
+});
+
+test('connection - join with since and send with key pass them to the effects', async () => {
+  const h = await activeSession({ rooms: ['lobby'] });
+  h.send({ type: 'frame.join', id: 1, room: 'lobby', since: 'AAAAAAAA-5' });
+  h.send({ type: 'frame.send', id: 2, to: { user: 'bob' }, body: 'hi', key: 'k-1' });
+  expect(h.effects.slice(1).map((e) => [e.type, e.params])).toEqual([
+    ['subscribeRoomAndAck', { room: 'lobby', id: 1, since: 'AAAAAAAA-5' }],
+    ['publishAndAck', { id: 2, to: { user: 'bob' }, body: 'hi', key: 'k-1' }],
+  ]);
 });
 
 // ---------------------------------------------------------------------------------------------

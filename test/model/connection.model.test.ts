@@ -247,8 +247,10 @@ function expectedFrames(
         break;
       case 'publishAndAck':
         out.push({
-          what: `ack ${p.id} with a msgId`,
-          test: (f) => f.type === 'ack' && f.id === p.id && typeof f.msgId === 'string' && Object.keys(f).length === 3,
+          // Durable delivery (the default): the stored message's position too.
+          what: `ack ${p.id} with a msgId and a pos`,
+          test: (f) =>
+            f.type === 'ack' && f.id === p.id && typeof f.msgId === 'string' && typeof f.pos === 'string' && Object.keys(f).length === 4,
         });
         // To a user: every session of that user, the sender's own included.
         if ('user' in p.to && p.to.user === USER) {

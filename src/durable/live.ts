@@ -1,0 +1,156 @@
+/**
+ * The live path of durable delivery on one node: the messages a stream republishes to the live
+ * subjects arrive with their stream sequence (`Nats-Sequence`) and the previous sequence of the
+ * same destination (`Nats-Last-Sequence`). Per subject the node keeps the last sequence it passed
+ * on; a message whose previous one is newer than that means the node missed something (a NATS
+ * reconnect, a slow consumer): the subject pauses, the missing messages are read from the stream
+ * leader and passed on in order, then what arrived meanwhile. A message at or below the last
+ * sequence is a repeat and is dropped. After a reconnect, `resync` asks the leader for the newest
+ * sequence of every subject and catches up the same way, so a quiet destination is not skipped
+ * either. When catching up fails, `lost` is told the subject: its sessions must resume.
+ *
+ * Messages without a sequence (ephemeral delivery) pass through untouched.
+ */
+import type { Msg } from '@nats-io/nats-core';
+import type { Logger } from '../log.ts';
+import { errorSummary, limitedLog } from '../bounded-log.ts';
+import type { DurableStore } from './store.ts';
+import { storedOf } from './streams.ts';
+
+/** Passes one message on to the subject's sessions; `seq` is 0 for an ephemeral message. */
+export type Emit = (subject: string, seq: number, data: Uint8Array) => void;
+
+interface Queued {
+  seq: number;
+  prev: number;
+  data: Uint8Array;
+}
+
+interface Track {
+  /** The last sequence passed on; undefined until the first message. */
+  last: number | undefined;
+  /** While catching up: what arrived meanwhile, in order. */
+  backlog: Queued[] | undefined;
+}
+
+/** The longest backlog one subject may queue while catching up; past it, the subject is lost. */
+const MAX_BACKLOG = 10_000;
+/** Subjects checked at once by `resync`. */
+const RESYNC_CONCURRENCY = 16;
+
+export class LiveSequencer {
+  readonly #store: DurableStore;
+  readonly #emit: Emit;
+  readonly #lost: (subject: string) => void;
+  readonly #tracks = new Map<string, Track>();
+  readonly #failed: ReturnType<typeof limitedLog>;
+
+  constructor(store: DurableStore, emit: Emit, lost: (subject: string) => void, log: Logger) {
+    this.#store = store;
+    this.#emit = emit;
+    this.#lost = lost;
+    this.#failed = limitedLog(log);
+  }
+
+  /** One message heard on the live subject `subject`. */
+  accept(subject: string, msg: Msg): void {
+    const header = msg.headers?.get('Nats-Sequence');
+    if (!header) {
+      this.#emit(subject, 0, msg.data);
+      return;
+    }
+    const seq = Number(header);
+    const prev = Number(msg.headers?.get('Nats-Last-Sequence') ?? 0);
+    if (!Number.isSafeInteger(seq) || seq < 1 || !Number.isSafeInteger(prev) || prev < 0) return;
+    let track = this.#tracks.get(subject);
+    if (!track) this.#tracks.set(subject, (track = { last: undefined, backlog: undefined }));
+    if (track.backlog) {
+      if (track.backlog.length >= MAX_BACKLOG) return this.#lose(subject, track);
+      track.backlog.push({ seq, prev, data: msg.data });
+      return;
+    }
+    if (track.last !== undefined && seq <= track.last) return;
+    if (track.last !== undefined && prev > track.last) {
+      track.backlog = [{ seq, prev, data: msg.data }];
+      void this.#catchUp(subject, track);
+      return;
+    }
+    track.last = seq;
+    this.#emit(subject, seq, msg.data);
+  }
+
+  /** The node no longer listens on `subject`. */
+  forget(subject: string): void {
+    this.#tracks.delete(subject);
+  }
+
+  /** The last sequence passed on for `subject`, if any. */
+  last(subject: string): number | undefined {
+    return this.#tracks.get(subject)?.last;
+  }
+
+  /** After a NATS reconnect: catches up every subject whose newest message is past what it passed on. */
+  async resync(): Promise<void> {
+    const subjects = [...this.#tracks.keys()];
+    const work = async () => {
+      for (let subject = subjects.pop(); subject !== undefined; subject = subjects.pop()) {
+        const track = this.#tracks.get(subject);
+        const where = storedOf(subject);
+        if (!track || track.backlog || track.last === undefined || !where) continue;
+        try {
+          const top = await this.#store.lastSeq(where.kind, where.stored);
+          if (top > track.last && !track.backlog && this.#tracks.get(subject) === track) {
+            track.backlog = [];
+            await this.#catchUp(subject, track, top);
+          }
+        } catch (err) {
+          this.#failed('warn', { subject, error: errorSummary(err) }, 'resync failed');
+          this.#lose(subject, track);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: RESYNC_CONCURRENCY }, work));
+  }
+
+  /** Reads what the node missed from the stream, then drains the backlog (up to `to` at least). */
+  async #catchUp(subject: string, track: Track, to = 0): Promise<void> {
+    const where = storedOf(subject);
+    try {
+      if (!where) throw new Error('not a durable subject');
+      for (;;) {
+        const head = track.backlog![0];
+        const target = head ? (head.prev > track.last! ? head.prev : 0) : to > track.last! ? to : 0;
+        if (target > 0) {
+          const missed = await this.#store.range(where.kind, where.stored, track.last! + 1, target);
+          if (this.#tracks.get(subject) !== track) return;
+          for (const m of missed) {
+            if (m.seq <= track.last!) continue;
+            track.last = m.seq;
+            this.#emit(subject, m.seq, m.data);
+          }
+          // Gone from the stream (retention) before it could be read: the sessions must resume.
+          if (track.last! < target) throw new Error('missed messages are no longer retained');
+        }
+        const next = track.backlog!.shift();
+        if (!next) break;
+        if (next.seq <= track.last!) continue;
+        if (next.prev > track.last!) {
+          track.backlog!.unshift(next);
+          continue;
+        }
+        track.last = next.seq;
+        this.#emit(subject, next.seq, next.data);
+      }
+      track.backlog = undefined;
+    } catch (err) {
+      this.#failed('warn', { subject, error: errorSummary(err) }, 'catching up failed');
+      this.#lose(subject, track);
+    }
+  }
+
+  #lose(subject: string, track: Track): void {
+    track.backlog = undefined;
+    track.last = undefined;
+    this.#lost(subject);
+  }
+}

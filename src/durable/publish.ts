@@ -1,0 +1,114 @@
+/**
+ * The one way a chat message is published, for a session's `send` and for the server-side
+ * publish API alike: `publishChat`. With `DELIVERY=ephemeral` it is a core NATS publish to the
+ * live subject, confirmed by a flush shared by everything published in the same tick. With
+ * `DELIVERY=durable` it is a JetStream publish to the stored subject, confirmed by the stream's
+ * acknowledgement (no flush); the stream republishes it to the live subject. A `key` makes it
+ * idempotent: the same user's same key within the dedupe window is stored once, and every
+ * attempt gets the first one's `msgId` and `pos`.
+ *
+ * `SendOrder` keeps one sender's messages in order across failures: its publishes go one after
+ * another, and once one fails, those already queued behind it fail unpublished.
+ */
+import { createHash } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { nuid } from '@nats-io/nats-core';
+import type { Destination } from '../../machines/connection.machine.ts';
+import { encodeChatMessage } from '../gateway/codec.ts';
+import { subjects } from '../subjects.ts';
+import type { DurableStore } from './store.ts';
+
+export type DeliveryMode = 'durable' | 'ephemeral';
+
+export interface ChatMessage {
+  from: string;
+  to: Destination;
+  body: unknown;
+  /** The sending session: room messages skip it. Empty for none (user messages, the publish API). */
+  origin?: string;
+  /** Idempotency key, 1–64 characters (durable delivery only). */
+  key?: string;
+}
+
+export interface Published {
+  msgId: string;
+  /** The message's position in its destination (durable delivery only). */
+  pos?: string;
+  /** A repeat of a key already stored: nothing was delivered again. */
+  duplicate?: boolean;
+}
+
+export interface Publisher {
+  readonly mode: DeliveryMode;
+  publishChat(message: ChatMessage): Promise<Published>;
+}
+
+/** The JetStream message id of a user's key: a digest, so keys of different users never meet. */
+export function dedupeId(user: string, key: string): string {
+  return createHash('sha256').update(user).update('\0').update(key).digest('base64url');
+}
+
+export function createPublisher(options: {
+  nc: NatsConnection;
+  /** Durable delivery when given. */
+  store?: DurableStore;
+  /** Resolves once the server has everything published so far (ephemeral acks). */
+  flush: () => Promise<void>;
+}): Publisher {
+  const { nc, store, flush } = options;
+  if (!store) {
+    return {
+      mode: 'ephemeral',
+      async publishChat({ from, to, body, origin = '' }) {
+        const msgId = nuid.next();
+        const subject = 'user' in to ? subjects.user(to.user) : subjects.room(to.room);
+        nc.publish(subject, encodeChatMessage(origin, { msgId, from, to, body, ts: Date.now() }));
+        await flush();
+        return { msgId };
+      },
+    };
+  }
+  return {
+    mode: 'durable',
+    async publishChat({ from, to, body, origin = '', key }) {
+      const kind = 'user' in to ? 'user' : 'room';
+      const subject = 'user' in to ? subjects.storedUser(to.user) : subjects.storedRoom(to.room);
+      const dedupe = key === undefined ? undefined : dedupeId(from, key);
+      // A keyed message's id derives from the key: a repeat is answered without reading the first.
+      const msgId = dedupe === undefined ? nuid.next() : `k${dedupe.slice(0, 21)}`;
+      const ack = await store.publish(subject, encodeChatMessage(origin, { msgId, from, to, body, ts: Date.now() }), dedupe);
+      const published: Published = { msgId, pos: store.position(kind, ack.seq) };
+      if (ack.duplicate) published.duplicate = true;
+      return published;
+    },
+  };
+}
+
+/** One sender's publishes, one after another; after a failure, those queued behind it fail too. */
+export class SendOrder {
+  #tail: Promise<unknown> = Promise.resolve();
+  #pending = 0;
+  #failed = false;
+
+  run<T>(publish: () => Promise<T>): Promise<T> {
+    this.#pending += 1;
+    const result = this.#tail.then(() => {
+      if (this.#failed) throw new Error('an earlier send of this session failed');
+      return publish().catch((err: unknown) => {
+        this.#failed = true;
+        throw err;
+      });
+    });
+    this.#tail = result.then(
+      () => this.#settle(),
+      () => this.#settle(),
+    );
+    return result;
+  }
+
+  #settle(): void {
+    this.#pending -= 1;
+    // Once everything queued has settled, a new send starts afresh.
+    if (this.#pending === 0) this.#failed = false;
+  }
+}

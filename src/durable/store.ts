@@ -1,0 +1,115 @@
+/**
+ * The message store of durable delivery: JetStream publishes into the two streams, and the reads
+ * that resume and history need. Every read is a `STREAM.MSG.GET`, which only the stream leader
+ * answers (never a direct get, whose follower copies may lag): `last_by_subj` is the resume
+ * barrier, `next_by_subj` walks one destination forward. See docs/durability.md.
+ */
+import type { NatsConnection } from '@nats-io/nats-core';
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+  type MsgRequest,
+  type PubAck,
+  type StoredMsg,
+} from '@nats-io/jetstream';
+import type { Logger } from '../log.ts';
+import { jserrors } from '@nats-io/jetstream/internal';
+import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
+import { durableStreams, ensureStreams, streamDefaults, type Epochs, type StreamKind, type StreamOptions } from './streams.ts';
+import { decodePosition, encodePosition } from './positions.ts';
+
+export interface StoreOptions extends StreamOptions {
+  /** How long a JetStream publish may wait for its acknowledgement. @default 5000 */
+  publishTimeoutMs?: number;
+}
+
+export class DurableStore {
+  readonly epochs: Epochs;
+  readonly maxPerTarget: number;
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  readonly #publishTimeoutMs: number;
+
+  private constructor(js: JetStreamClient, jsm: JetStreamManager, epochs: Epochs, options: StoreOptions) {
+    this.#js = js;
+    this.#jsm = jsm;
+    this.epochs = epochs;
+    this.maxPerTarget = options.maxPerTarget ?? streamDefaults.maxPerTarget;
+    this.#publishTimeoutMs = options.publishTimeoutMs ?? 5000;
+  }
+
+  /** Makes sure both streams exist (see streams.ts) and reads their epochs. */
+  static async open(nc: NatsConnection, options: StoreOptions, log: Logger): Promise<DurableStore> {
+    const jsm = await jetstreamManager(nc).catch((err: unknown) => {
+      if (!(err instanceof jserrors.JetStreamNotEnabled)) throw err;
+      throw new ChatgateError(
+        ChatgateErrorCode.noJetStream,
+        'JetStream is not enabled on this NATS server: DELIVERY=durable needs it (nats-server -js, or chatgate nats), or set DELIVERY=ephemeral',
+        { cause: err },
+      );
+    });
+    const epochs = await ensureStreams(jsm, options, log);
+    return new DurableStore(jetstream(nc), jsm, epochs, options);
+  }
+
+  /** Stores `payload` on `subject` (a stored subject of subjects.ts); `msgId` deduplicates. */
+  publish(subject: string, payload: string | Uint8Array, msgId?: string): Promise<PubAck> {
+    return this.#js.publish(subject, payload, msgId === undefined
+      ? { timeout: this.#publishTimeoutMs }
+      : { timeout: this.#publishTimeoutMs, msgID: msgId });
+  }
+
+  position(kind: StreamKind, seq: number): string {
+    return encodePosition(this.epochs[kind], seq);
+  }
+
+  /** The sequence in `pos` when it is a position of this stream's epoch; undefined otherwise. */
+  sequenceOf(kind: StreamKind, pos: unknown): number | undefined {
+    const p = decodePosition(pos);
+    return p && p.epoch === this.epochs[kind] ? p.seq : undefined;
+  }
+
+  /** The sequence of the newest message on `subject`, 0 when it has none: a leader read. */
+  async lastSeq(kind: StreamKind, subject: string): Promise<number> {
+    const m = await this.#jsm.streams.getMessage(durableStreams[kind].name, { last_by_subj: subject });
+    return m?.seq ?? 0;
+  }
+
+  /** The first message on `subject` at or after `seq`, or null. */
+  next(kind: StreamKind, subject: string, seq: number): Promise<StoredMsg | null> {
+    // STREAM.MSG.GET takes `next_by_subj` (nats-server 2.9: `JSApiMsgGetRequest.NextFor`); nats.js types only the others.
+    const query = { seq: Math.max(1, seq), next_by_subj: subject } as unknown as MsgRequest;
+    return this.#jsm.streams.getMessage(durableStreams[kind].name, query);
+  }
+
+  /** The messages on `subject` with `from <= seq <= to`, oldest first, at most `maxPerTarget`. */
+  async range(kind: StreamKind, subject: string, from: number, to: number): Promise<StoredMsg[]> {
+    const out: StoredMsg[] = [];
+    for (let seq = from; seq <= to && out.length < this.maxPerTarget; ) {
+      const m = await this.next(kind, subject, seq);
+      if (!m || m.seq > to) break;
+      out.push(m);
+      seq = m.seq + 1;
+    }
+    return out;
+  }
+
+  /**
+   * Up to `limit` messages on `subject` before sequence `before` (all when undefined), oldest
+   * first, and whether older ones remain. Walks the destination from its oldest retained message
+   * (at most `maxPerTarget`): nats-server 2.9 has no backward read.
+   */
+  async history(
+    kind: StreamKind,
+    subject: string,
+    before: number | undefined,
+    limit: number,
+  ): Promise<{ messages: StoredMsg[]; more: boolean }> {
+    const top = before === undefined ? await this.lastSeq(kind, subject) : before - 1;
+    if (top < 1) return { messages: [], more: false };
+    const all = await this.range(kind, subject, 1, top);
+    return { messages: all.slice(-limit), more: all.length > limit };
+  }
+}
