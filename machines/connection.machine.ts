@@ -57,8 +57,12 @@ export type VerifyResult =
 
 /** Frames that only an authenticated session may send. */
 export type SessionFrameEvent =
-  /** `bytes`: the frame's size as received, counted against the send byte bucket (0 when absent). */
-  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number; key?: string }
+  /**
+   * `bytes`: the frame's size as received, counted against the send byte bucket (0 when absent).
+   * `userRetryAfterMs`: the verdict of the sender's per-user budget on this node, given by the
+   * effect that received the frame: over 0 when the user's sessions here have sent too much.
+   */
+  | { type: 'frame.send'; id: FrameId; to: Destination; body: unknown; bytes?: number; key?: string; userRetryAfterMs?: number }
   /** `since`: a position to resume the room from (durable delivery); opaque here. */
   | { type: 'frame.join'; id: FrameId; room: string; since?: string }
   /** A page of stored messages of a room, or of the user's inbox when `room` is absent. */
@@ -211,10 +215,14 @@ const signalTokensNow = (context: ConnectionContext) =>
 /** What a frame takes from the byte bucket: a `send` its size, other frames nothing. */
 const frameBytes = (event: ConnectionEvent) => (event.type === 'frame.send' ? (event.bytes ?? 0) : 0);
 
+/** The per-user budget's wait for this frame (0: the user's sessions may send it). */
+const userWaitMs = (event: ConnectionEvent) => (event.type === 'frame.send' ? (event.userRetryAfterMs ?? 0) : 0);
+
 /** How long until there is one send token and room for this frame's bytes again. */
 const retryAfterMs = (context: ConnectionContext, event: ConnectionEvent) =>
   Math.max(
     0,
+    userWaitMs(event),
     Math.ceil(((1 - sendTokensNow(context)) / context.limits.sendsPerSecond) * 1000),
     Math.ceil(((frameBytes(event) - sendBytesNow(context)) / context.limits.sendBytesPerSecond) * 1000),
   );
@@ -293,6 +301,17 @@ const refuseOverRate = refuseFrame<SessionFrameEvent>(
   'isOverSendRate',
 );
 
+/** A ping over the session's frame rate. */
+const refusePingOverRate = refuseFrame<Extract<ConnectionEvent, { type: 'frame.ping' }>>(
+  ({ context, event }) => ({
+    id: event.id,
+    code: ErrorCode.rateLimited,
+    message: 'too many frames',
+    retryAfterMs: retryAfterMs(context, event),
+  }),
+  'isOverSendRate',
+);
+
 /** A join or leave of a room the token does not grant. */
 const refuseUngrantedRoom = refuseFrame<SessionFrameEvent>(({ event }) => ({
   id: event.id,
@@ -335,7 +354,7 @@ export const connectionMachine = setup({
     isHoldFull: ({ context }) => context.held.length >= context.limits.maxHeldFrames,
     isAbusive: ({ context }) => context.strikes + 1 > context.limits.maxStrikes,
     isOverSendRate: ({ context, event }) =>
-      sendTokensNow(context) < 1 || sendBytesNow(context) < frameBytes(event),
+      sendTokensNow(context) < 1 || sendBytesNow(context) < frameBytes(event) || userWaitMs(event) > 0,
     isTooManySessions: (_, error: unknown) => isTooManySessions(error),
     isRoomLimitReached: ({ context }) => context.joined.length >= context.limits.maxRooms,
     isRoomJoined: ({ context }, room: string) => context.joined.includes(room),
@@ -521,9 +540,12 @@ export const connectionMachine = setup({
             params: { code: CloseCode.goingAway, reason: 'node going away' },
           },
         },
-        'frame.ping': {
-          actions: { type: 'sendPong', params: ({ event }) => ({ id: event.id }) },
-        },
+        // A ping takes from the send bucket, in every state (before authentication too): over the
+        // rate it is refused and a strike, so a client cannot make the node answer without end.
+        'frame.ping': [
+          ...refusePingOverRate,
+          { actions: ['takeSendToken', { type: 'sendPong', params: ({ event }) => ({ id: event.id }) }] },
+        ],
         'frame.invalid': [
           {
             guard: 'isAbusive',
@@ -750,14 +772,14 @@ export const connectionMachine = setup({
                 ],
               },
             ],
-            // A join takes a token from the send bucket when it may subscribe on NATS. Joining a
-            // room already joined costs nothing and is acked, whatever the bucket holds.
+            // Every join takes a token from the send bucket, also one of a room already joined
+            // (acked, nothing else to do): no frame is answered at no cost.
             'frame.join': [
+              ...refuseOverRate,
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
-                actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
+                actions: ['takeSendToken', { type: 'sendAck', params: ({ event }) => ({ id: event.id }) }],
               },
-              ...refuseOverRate,
               ...refuseFrame<SessionFrameEvent>(
                 ({ context, event }) => ({
                   id: event.id,
@@ -779,18 +801,10 @@ export const connectionMachine = setup({
               },
               ...refuseUngrantedRoom,
             ],
-            // A leave takes a token when it unsubscribes; leaving a granted room not joined is
-            // acked at no cost.
+            // Every leave takes a token from the send bucket, also one of a granted room not joined
+            // (acked, nothing else to do).
             'frame.leave': [
-              ...refuseFrame<SessionFrameEvent>(
-                ({ context, event }) => ({
-                  id: event.id,
-                  code: ErrorCode.rateLimited,
-                  message: 'too many frames',
-                  retryAfterMs: retryAfterMs(context, event),
-                }),
-                and([{ type: 'isRoomJoined', params: ({ event }: { event: { room: string } }) => event.room }, 'isOverSendRate']),
-              ),
+              ...refuseOverRate,
               {
                 guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
                 actions: [
@@ -802,7 +816,7 @@ export const connectionMachine = setup({
               },
               {
                 guard: { type: 'isRoomAllowed', params: ({ event }) => event.room },
-                actions: { type: 'sendAck', params: ({ event }) => ({ id: event.id }) },
+                actions: ['takeSendToken', { type: 'sendAck', params: ({ event }) => ({ id: event.id }) }],
               },
               ...refuseUngrantedRoom,
             ],

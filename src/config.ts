@@ -331,6 +331,20 @@ const gatewayLimits = {
     default: String(defaults.sendBytesBurst),
     schema: positiveInt,
   },
+  userSendBytesPerSecond: {
+    flag: '--user-send-bytes-per-second <n>',
+    env: 'USER_SEND_BYTES_PER_SECOND',
+    description: 'bytes of send frames per second of all of one user\'s sessions on this node together; excess gets error rate_limited',
+    default: String(defaults.userSendBytesPerSecond),
+    schema: positiveInt,
+  },
+  userSendBytesBurst: {
+    flag: '--user-send-bytes-burst <n>',
+    env: 'USER_SEND_BYTES_BURST',
+    description: 'bytes of send frames all of one user\'s sessions on this node may send at once (at least MAX_MESSAGE_BYTES, below MAX_BUFFERED_BYTES)',
+    default: String(defaults.userSendBytesBurst),
+    schema: positiveInt,
+  },
   maxStrikes: {
     flag: '--max-strikes <n>',
     env: 'MAX_STRIKES',

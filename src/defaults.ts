@@ -26,6 +26,13 @@ export const defaults = {
   revocationsWaitMs: 5000,
   sendBytesPerSecond: 65_536,
   sendBytesBurst: 262_144,
+  /**
+   * Bytes all of one user's sessions on a node may send together: per second, and at once. The
+   * burst stays well below `maxBufferedBytes` (1 MiB), so one user cannot fill a recipient's
+   * buffer before a reader drains it, however many sessions it has.
+   */
+  userSendBytesPerSecond: 131_072,
+  userSendBytesBurst: 524_288,
   maxStrikes: 10,
   maxSessionsPerUser: 100,
   /** DELIVERY: `ephemeral` (core NATS, at most once) or `durable` (JetStream, docs/durability.md). */

@@ -59,6 +59,12 @@ export const subjects = {
   /** Request to every gateway (no queue group): `{ room }` → one `{ node, users }` reply each. */
   presenceQuery: `${PREFIX}.presence.query`,
   /**
+   * Where presence answers go: the asking node's reply subject is `presenceAnswers(<nuid>)`, not an
+   * inbox, so the gateways answer without any right to publish into inboxes (docs/security.md).
+   */
+  presenceAnswers: (id: string) => `${PREFIX}.presence.answers.${id}`,
+  presenceAnswersAll: `${PREFIX}.presence.answers.*`,
+  /**
    * Request/reply, the server-side publish API: `{ to, body, from, key? }` → `{ msgId, pos? }` or
    * `{ error: { code, message } }`. Served by the gateways' queue group; asked by the api role only.
    */

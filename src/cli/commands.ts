@@ -149,6 +149,8 @@ export const commands: { [C in CommandName]: (config: CommandConfig<C>, args: st
             host: config.adminHost,
             token: config.adminToken!,
             trustProxy: config.trustProxy,
+            headersTimeoutMs: config.headersTimeoutMs,
+            requestTimeoutMs: config.requestTimeoutMs,
             log,
           }).catch(
             async (err: unknown) => {

@@ -31,7 +31,6 @@ import { Interest } from './interest.ts';
 import { createSignalPublisher } from './signals.ts';
 import { CONTROL_MARK, Presence } from './presence.ts';
 import { servePublishApi, type PublishApiOptions } from './publish-api.ts';
-import { inboxPrefix } from '../bus/permissions.ts';
 import { Delivery } from '../durable/delivery.ts';
 import type { ChatMessage, DeliveryMode, Published } from '../durable/publish.ts';
 import type { StreamOptions } from '../durable/streams.ts';
@@ -40,6 +39,7 @@ import { closeRevoked, drainSessions, startHeartbeat } from './sessions.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { Observers } from '../observe/observe.ts';
 import { startRecorder, type RecordingOptions } from '../observe/recording.ts';
+import { UserSendBudget } from './user-send-budget.ts';
 import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
 import { MAX_TOKEN_LENGTH, type TokenVerifier } from '../auth/tokens.ts';
 import { defaults } from '../defaults.ts';
@@ -94,6 +94,10 @@ export interface GatewayOptions {
   trustProxy?: number | boolean;
   /** Sessions one user may have on this node; one more closes with 1013 once authenticated. @default 100 */
   maxSessionsPerUser?: number;
+  /** Bytes of `send` frames all of one user's sessions on this node may send per second. @default 131072 */
+  userSendBytesPerSecond?: number;
+  /** Bytes of `send` frames all of one user's sessions on this node may send at once. @default 524288 */
+  userSendBytesBurst?: number;
   /** Sessions one client address may have on this node; one more upgrade gets HTTP 429. @default 1000 */
   maxSessionsPerIp?: number;
   /** How long a request (an upgrade too) may take to send its headers; then HTTP 408 and close. @default 10000 */
@@ -257,7 +261,6 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     heartbeatMs: options.presenceHeartbeatMs,
     nodeTimeoutMs: options.presenceNodeTimeoutMs,
     maxUsers: options.presenceMaxUsers,
-    inboxPrefix: inboxPrefix('gateway'),
     broadcast: (subject, frame, type) => {
       for (const session of interest.members(subject) ?? []) session.write(frame, type);
     },
@@ -317,6 +320,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     maxBufferedBytes: options.maxBufferedBytes ?? defaults.maxBufferedBytes,
     maxSessionsPerUser: options.maxSessionsPerUser ?? defaults.maxSessionsPerUser,
     userSessions: new Map(),
+    userSendBudget: new UserSendBudget({
+      bytesPerSecond: options.userSendBytesPerSecond ?? defaults.userSendBytesPerSecond,
+      burst: options.userSendBytesBurst ?? defaults.userSendBytesBurst,
+    }),
     degraded,
     observers,
   };

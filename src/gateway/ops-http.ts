@@ -6,12 +6,12 @@
  * without API_TOKEN). `/ws` without an upgrade gets 426. A request
  * target that is not a path gets 400 (src/request-target.ts).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
 import type { Logger } from '../log.ts';
 import { requestUrl } from '../request-target.ts';
-import { bearerToken, json, sameSecret } from '../http.ts';
+import { bearerToken, createHardenedServer, json, sameSecret } from '../http.ts';
 import { handlePublishHttp, type PublishApiOptions } from './publish-api.ts';
 
 export interface HttpSources {
@@ -79,13 +79,7 @@ export function createNodeServer(options: {
   log: Logger;
 }): Server {
   const httpFailed = limitedLog(options.log);
-  const headersTimeout = options.headersTimeoutMs;
-  return createServer({
-    headersTimeout,
-    requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs),
-    // How often Node looks for requests over those bounds; its default (30 s) would stretch them.
-    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 4)),
-  }, (req, res) => {
+  return createHardenedServer(options, (req, res) => {
     handleHttp(req, res, options.sources).catch((err: unknown) => {
       httpFailed('error', { error: errorSummary(err) }, 'http request failed');
       if (!res.headersSent) res.writeHead(500).end();

@@ -19,7 +19,7 @@
  *
  * Nothing here is on the chat path: a chat message never touches this module.
  */
-import { createInbox, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { isValidId, subjects } from '../subjects.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
@@ -50,8 +50,6 @@ export interface PresenceOptions {
   queryTimeoutMs?: number;
   /** The most users a `presence` answer lists (`count` is exact). @default 1000 */
   maxUsers?: number;
-  /** Where this connection's replies arrive (the role's inbox prefix). @default '_INBOX' */
-  inboxPrefix?: string;
 }
 
 interface RoomView {
@@ -80,6 +78,8 @@ const heartbeat = z.strictObject({ node: nodeName, hello: z.literal(true).option
 const queryRequest = z.strictObject({ room: userId });
 const queryReply = z.strictObject({ node: nodeName, users: z.array(userId) });
 
+const PRESENCE_ANSWER = new RegExp(`^${subjects.presenceAnswers('').replaceAll('.', '\\.')}[A-Za-z0-9]{1,64}$`);
+
 export interface PresenceAnswer {
   count: number;
   users: string[];
@@ -96,7 +96,6 @@ export class Presence {
   readonly #queryTimeoutMs: number;
   readonly #stateIntervalMs: number;
   readonly #maxUsers: number;
-  readonly #inboxPrefix: string;
   readonly #views = new Map<string, RoomView>();
   /** Other live nodes: instance → when last heard (ms). */
   readonly #nodes = new Map<string, number>();
@@ -115,7 +114,6 @@ export class Presence {
     this.#queryTimeoutMs = options.queryTimeoutMs ?? 1000;
     this.#stateIntervalMs = options.stateIntervalMs ?? 30_000;
     this.#maxUsers = options.maxUsers ?? defaults.presenceMaxUsers;
-    this.#inboxPrefix = options.inboxPrefix ?? '_INBOX';
     this.#guard = new CallbackGuard(options.log);
     this.#bad = limitedLog(options.log);
   }
@@ -283,7 +281,7 @@ export class Presence {
     if (expected === 0 || this.#nc.isClosed() || this.#nc.isDraining()) return Promise.resolve();
     return new Promise((resolve) => {
       let answered = 0;
-      const inbox = createInbox(this.#inboxPrefix);
+      const inbox = subjects.presenceAnswers(nuid.next());
       const done = () => {
         clearTimeout(timer);
         sub.unsubscribe();
@@ -310,7 +308,8 @@ export class Presence {
 
   #onQuery(msg: Msg): void {
     const request = this.#parse(queryRequest, msg.data);
-    if (!request || !msg.reply) return;
+    // Answers go only to a presence answer subject: never into an inbox or anywhere else.
+    if (!request || !msg.reply || !PRESENCE_ANSWER.test(msg.reply)) return;
     const view = this.#views.get(subjects.room(request.room));
     msg.respond(JSON.stringify({ node: this.instance, users: view ? [...view.local.keys()] : [] }));
   }

@@ -16,6 +16,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { GATEWAY_QUEUE, subjects } from '../subjects.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
+import { inboxPrefix } from '../bus/permissions.ts';
 import type { Logger } from '../log.ts';
 import { body, destination } from './codec.ts';
 import { bearerToken, json, sameSecret } from '../http.ts';
@@ -82,7 +83,8 @@ export function servePublishApi(nc: NatsConnection, options: PublishApiOptions):
   return nc.subscribe(subjects.apiPublish, {
     queue: GATEWAY_QUEUE,
     callback: guard.callback('publish-api', (msg: Msg) => {
-      if (!msg.reply) return;
+      // Answers go only into the api role's inboxes (or nats.js's default one, on an open server).
+      if (!msg.reply || !(msg.reply.startsWith(`${inboxPrefix('api')}.`) || msg.reply.startsWith('_INBOX.'))) return;
       void publishFrom(msg.data, options).then((answer) => msg.respond(JSON.stringify(answer)));
     }),
   });

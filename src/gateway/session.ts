@@ -10,6 +10,7 @@ import {
   connectionMachine,
   tooManySessions,
   type ConnectionContext,
+  type ConnectionEvent,
   type ConnectionInput,
   type ConnectionLimits,
   type Destination,
@@ -25,6 +26,7 @@ import type { Metrics } from './metrics.ts';
 import type { Observers } from '../observe/observe.ts';
 import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
+import type { UserSendBudget } from './user-send-budget.ts';
 import type { Delivery, DeliveryMember } from '../durable/delivery.ts';
 
 /** What a node shares with its sessions. */
@@ -50,6 +52,8 @@ export interface NodeContext {
   maxSessionsPerUser: number;
   /** Sessions per user on this node, kept by the sessions themselves (see `openSession`). */
   userSessions: Map<string, number>;
+  /** Bytes each user's sessions on this node may send together (user-send-budget.ts). */
+  userSendBudget: UserSendBudget;
   metrics: Metrics;
   /** Holds the tokens of sessions admitted without the auth service, until they are re-checked (degraded.ts). */
   degraded: {
@@ -299,21 +303,26 @@ export function connectionLogic(node: NodeContext) {
         },
       ),
       // A chat message, sending side: session → (machine decided) → publishChat → bus. Delivery: relay.ts.
-      publishAndAck: withSession(
-        (session, context, { id, to, body, key }: { id: FrameId; to: Destination; body: unknown; key?: string }) => {
-          if (nc.isClosed() || nc.isDraining()) {
-            replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
-            return;
-          }
-          // Room messages skip the sending session; user messages reach every session of the user.
-          const origin = 'room' in to ? session.id : '';
-          // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
-          node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
-            ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
-            () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
-          );
-        },
-      ),
+      publishAndAck: (
+        { context, event }: { context: ConnectionContext; event: ConnectionEvent },
+        { id, to, body, key }: { id: FrameId; to: Destination; body: unknown; key?: string },
+      ) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
+        if (nc.isClosed() || nc.isDraining()) {
+          replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
+          return;
+        }
+        // The machine let the frame through: its bytes come out of the user's budget on this node.
+        if (event.type === 'frame.send') node.userSendBudget.take(context.user!, event.bytes ?? 0);
+        // Room messages skip the sending session; user messages reach every session of the user.
+        const origin = 'room' in to ? session.id : '';
+        // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
+        node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
+          ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        );
+      },
       closeSocket: withSession((session, context) => {
         const ws = session.ws;
         if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
@@ -350,7 +359,10 @@ function releaseSession(node: NodeContext, session: Session): void {
   session.countedUser = undefined;
   const left = (node.userSessions.get(user) ?? 1) - 1;
   if (left > 0) node.userSessions.set(user, left);
-  else node.userSessions.delete(user);
+  else {
+    node.userSessions.delete(user);
+    node.userSendBudget.forget(user);
+  }
 }
 
 /** Starts the actor of a new socket and wires the socket's events to it. */
@@ -411,7 +423,12 @@ export function openSession(
     const text = data.toString();
     const event = decodeClientFrame(text);
     // What the frame costs its recipients: counted against the session's send byte bucket.
-    if (event.type === 'frame.send') event.bytes = Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text);
+    if (event.type === 'frame.send') {
+      event.bytes = Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text);
+      // And against the user's budget on this node; the machine decides (before auth: no user yet).
+      const user = session.countedUser;
+      if (user !== undefined) event.userRetryAfterMs = node.userSendBudget.retryAfterMs(user, event.bytes);
+    }
     node.metrics.frameIn(frameTypeOf[event.type as keyof typeof frameTypeOf] ?? 'invalid');
     actor.send(event);
   });

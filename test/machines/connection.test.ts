@@ -785,6 +785,17 @@ test('connection - sends beyond the burst get rate_limited with a retry hint unt
   expect(h.calls('publishAndAck').map((p) => (p as { id: number }).id)).toEqual([1, 2, 5, 6, 7]);
 });
 
+test('connection - a send over the user\u2019s budget on the node is rate_limited with its wait, a strike, not published', async () => {
+  const h = await activeSession({ ttlMs: DAY });
+  h.send({ type: 'frame.send', id: 1, to: { user: 'bob' }, body: 1, bytes: 100, userRetryAfterMs: 250 });
+  h.send({ type: 'frame.send', id: 2, to: { user: 'bob' }, body: 2, bytes: 100, userRetryAfterMs: 0 });
+  expect(h.calls('publishAndAck')).toEqual([{ id: 2, to: { user: 'bob' }, body: 2 }]);
+  expect(h.calls('sendError')).toEqual([
+    { id: 1, code: ErrorCode.rateLimited, message: 'too many sends', retryAfterMs: 250 },
+  ]);
+  expect(h.context().strikes).toBe(1);
+});
+
 test('connection - each rate-limited send is a strike: one more than maxStrikes closes with 1008', async () => {
   const h = await activeSession({ limits: { sendBurst: 1, sendsPerSecond: 1, maxStrikes: 3 } });
   const send = (id: number) => h.send({ type: 'frame.send', id, to: { user: 'bob' }, body: id });
@@ -1403,19 +1414,39 @@ test('connection - a refused refresh one strike past maxStrikes closes with 1008
   expectClosing(h, CloseCode.policyViolation, 'too many refused frames');
 });
 
-test('connection - re-joining a joined room is acked with an empty bucket, and costs no token', async () => {
-  const h = await activeSession({ limits: { sendsPerSecond: 1, sendBurst: 1 } });
+test('connection - re-joining a joined room and leaving a room not joined take from the send bucket: over the rate, rate_limited and a strike', async () => {
+  const h = await activeSession({ limits: { sendsPerSecond: 1, sendBurst: 2 } });
   h.send({ type: 'frame.join', id: 1, room: 'lobby' });
-  h.send({ type: 'frame.join', id: 2, room: 'lobby' });
-  h.send({ type: 'frame.leave', id: 3, room: 'dev' }); // granted, not joined: acked at no cost
-  expect(h.calls('sendAck')).toEqual([{ id: 2 }, { id: 3 }]);
-  expect(h.calls('sendError')).toEqual([]);
-  expect(h.context().strikes).toBe(0);
-  // The bucket is still empty from the first join: leaving the joined room is over the rate.
-  h.send({ type: 'frame.leave', id: 4, room: 'lobby' });
-  expect(h.calls('sendError')).toMatchObject([{ id: 4, code: ErrorCode.rateLimited }]);
+  h.send({ type: 'frame.join', id: 2, room: 'lobby' }); // joined already: acked, one token
+  h.send({ type: 'frame.leave', id: 3, room: 'dev' }); // granted, not joined: over the rate now
+  h.send({ type: 'frame.join', id: 4, room: 'lobby' });
+  expect(h.calls('sendAck')).toEqual([{ id: 2 }]);
+  expect(h.calls('sendError')).toMatchObject([
+    { id: 3, code: ErrorCode.rateLimited, retryAfterMs: 1000 },
+    { id: 4, code: ErrorCode.rateLimited },
+  ]);
+  expect(h.context().strikes).toBe(2);
+  await h.advance(1000);
+  h.send({ type: 'frame.leave', id: 5, room: 'dev' });
+  expect(h.calls('sendAck')).toEqual([{ id: 2 }, { id: 5 }]);
   expect(h.context().joined).toEqual(['lobby']);
 });
+
+test.each(['awaitingAuth', 'checkingToken', 'active'] as const)(
+  'connection - pings in %s take from the send bucket: over the rate rate_limited, and one strike past maxStrikes closes with 1008',
+  async (state) => {
+    const h = await openStates[state]();
+    const burst = h.context().limits.sendBurst;
+    const maxStrikes = h.context().limits.maxStrikes;
+    const before = h.calls('sendPong').length;
+    for (let i = 0; i < burst + maxStrikes; i++) h.send({ type: 'frame.ping', id: i });
+    // Active sessions have spent a token or none on the way in; the rest of the bucket answers.
+    expect(h.calls('sendPong').length - before).toBeLessThanOrEqual(burst);
+    expect(h.calls('sendError').filter((e) => (e as { code: string }).code === ErrorCode.rateLimited).length).toBeGreaterThan(0);
+    for (let i = 0; i < maxStrikes + 1; i++) h.send({ type: 'frame.ping', id: `more-${i}` });
+    expectClosing(h, CloseCode.policyViolation, 'too many refused frames');
+  },
+);
 
 test('connection - rate-limited joins are strikes: with the defaults the 11th refused frame closes with 1008', async () => {
   const h = await activeSession({ rooms: '*', limits: { sendsPerSecond: 1, sendBurst: 1 } });
