@@ -49,4 +49,10 @@ export const defaults = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   clockToleranceS: 5,
+  /** How often a gateway says it is alive (presence). */
+  presenceHeartbeatMs: 2000,
+  /** A gateway not heard for this long is dead: its users leave every room. */
+  presenceNodeTimeoutMs: 10_000,
+  /** The most users a `presence` answer lists. */
+  presenceMaxUsers: 1000,
 } as const;

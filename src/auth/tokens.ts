@@ -5,12 +5,12 @@
  * the clock tolerance) and `exp`, with a lifetime
  * `exp - iat` of at most `maxLifetimeS` (so that a revocation, kept that long, outlives every token
  * it covers: docs/resilience.md); `iss` must equal the configured issuer and `aud` contain the
- * configured audience; `nbf`, `jti` (1–256 chars of well-formed Unicode) and `rooms` (an array of room ids, or
- * "*") are optional. Only asymmetric algorithms are accepted, so `alg: none` and
+ * configured audience; `nbf`, `jti` (1–256 chars of well-formed Unicode) and `rooms` (an array of room ids, an object of
+ * room id to `r` or `rw`, or "*") are optional. Only asymmetric algorithms are accepted, so `alg: none` and
  * HMAC-with-the-public-key confusion fail. jose's errors become a verdict here and go no further.
  */
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { RoomGrant, VerifyResult } from '../../machines/connection.machine.ts';
+import type { Capability, RoomGrant, VerifyResult } from '../../machines/connection.machine.ts';
 import { isValidId } from '../subjects.ts';
 import type { SigningKeys } from './keys.ts';
 import { jtiSchema, type RevocableClaims } from './revocations.ts';
@@ -59,12 +59,15 @@ export interface MintOptions {
   jti?: string;
   /** Seconds since the epoch; the clock by default. */
   now?: number;
+  /** More claims, merged into the payload (after `rooms`; `sub`, `iss`, `aud`, `iat`, `exp`, `nbf`, `jti` win). */
+  claims?: Record<string, unknown>;
 }
 
 export async function mintToken(keys: SigningKeys, options: MintOptions): Promise<string> {
   const now = options.now ?? Math.floor(Date.now() / 1000);
   const payload: JWTPayload & { rooms?: RoomGrant } = {};
   if (options.rooms !== undefined) payload.rooms = options.rooms;
+  Object.assign(payload, options.claims);
   const jwt = new SignJWT(payload)
     .setProtectedHeader({ alg: keys.alg, kid: keys.kid, typ: 'JWT' })
     .setSubject(options.sub)
@@ -77,11 +80,23 @@ export async function mintToken(keys: SigningKeys, options: MintOptions): Promis
   return jwt.sign(keys.privateKey);
 }
 
+/**
+ * The `rooms` claim: absent (no rooms), `"*"`, an array of room ids (`rw` in each), or an object of
+ * room id (or `"*"` for every room without its own entry) to `"r"` or `"rw"`. Anything else makes
+ * the token invalid. The object is copied onto a prototype-less one, so `__proto__` is a room id
+ * like any other.
+ */
 function roomGrant(value: unknown): RoomGrant | undefined {
   if (value === undefined) return [];
   if (value === '*') return '*';
-  if (Array.isArray(value) && value.every(isValidId)) return value;
-  return undefined;
+  if (Array.isArray(value)) return value.every(isValidId) ? value : undefined;
+  if (typeof value !== 'object' || value === null) return undefined;
+  const caps: Record<string, Capability> = Object.create(null);
+  for (const [room, capability] of Object.entries(value)) {
+    if (!isValidId(room) || (capability !== 'r' && capability !== 'rw')) return undefined;
+    caps[room] = capability;
+  }
+  return caps;
 }
 
 /** Why a token failed, for logs; never contains the token. */

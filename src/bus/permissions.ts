@@ -26,7 +26,7 @@
  * (an existing stream with other settings) and `STREAM.MSG.GET` (leader reads: the resume barrier,
  * catching up, history). No update, purge, delete, consumer or direct get: see docs/security.md.
  */
-import { AUTH_QUEUE, REVOCATIONS_BUCKET, ROOMS_STREAM, USERS_STREAM, subjects } from '../subjects.ts';
+import { AUTH_QUEUE, GATEWAY_QUEUE, REVOCATIONS_BUCKET, ROOMS_STREAM, USERS_STREAM, subjects } from '../subjects.ts';
 
 export { REVOCATIONS_BUCKET };
 
@@ -52,8 +52,6 @@ export function isAskerInbox(reply: string): boolean {
   return reply.startsWith('_INBOX.') || AUTH_ASKERS.some((role) => reply.startsWith(`${inboxPrefix(role)}.`));
 }
 
-/** Subjects under the `chatgate.v1.api` prefix: the server-side publish API of a later issue. */
-const API_SUBJECTS = 'chatgate.v1.api.>';
 /** A subject of subjects.ts with its last token (the encoded id) made a wildcard: every id. */
 const everyId = (subject: string) => subject.slice(0, subject.lastIndexOf('.') + 1) + '*';
 const USERS = everyId(subjects.user('x'));
@@ -131,7 +129,11 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       { subject: USERS, why: 'deliver to the sessions of a user on this node' },
       { subject: ROOMS, why: 'deliver to the sessions in a room on this node' },
       { subject: subjects.authJwksAnnounce, why: 'cache the key set for degraded mode' },
-      { subject: `${inboxPrefix('gateway')}.>`, why: 'auth verdicts, key sets, JetStream replies' },
+      { subject: `${inboxPrefix('gateway')}.>`, why: 'auth verdicts, key sets, JetStream replies, presence answers' },
+      { subject: subjects.presenceNodes, why: 'hear which gateways are alive (presence)' },
+      { subject: subjects.presenceQuery, why: 'answer another gateway’s presence query with its own users' },
+      { subject: subjects.apiPublish, queue: GATEWAY_QUEUE, why: 'serve the publish API, one gateway each' },
+      { subject: subjects.presenceAnswersAll, why: 'the answers to its own presence queries' },
     ],
     denySubscribe: [subjects.authVerify, subjects.authRevoke, subjects.authJwks],
     publish: [
@@ -140,6 +142,10 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       { subject: USERS, why: 'a session sends to a user' },
       { subject: ROOMS, why: 'a session sends to a room' },
       { subject: RECORDINGS, why: 'recording to NATS (`RECORD_TO=nats`)' },
+      { subject: subjects.presenceNodes, why: 'its presence heartbeat, hello and bye' },
+      { subject: subjects.presenceQuery, why: 'ask the other gateways who is in a room' },
+      { subject: subjects.presenceAnswersAll, why: 'answer another gateway’s presence query' },
+      { subject: `${inboxPrefix('api')}.>`, why: 'answer a publish API request (only into the api role’s inboxes)' },
       ...readRevocations,
       ...durableDelivery,
     ],
@@ -147,7 +153,7 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
   },
   api: {
     subscribe: [{ subject: `${inboxPrefix('api')}.>`, why: 'replies to its requests' }],
-    publish: [{ subject: API_SUBJECTS, why: 'requests to the server-side publish API' }],
+    publish: [{ subject: subjects.apiPublish, why: 'requests to the server-side publish API' }],
     allowResponses: false,
   },
 };

@@ -176,6 +176,7 @@ export const commands: { [C in CommandName]: (config: CommandConfig<C>, args: st
       iss: config.iss,
       nbf: config.nbf,
       jti: config.jti,
+      claims: config.claims,
     });
     process.stdout.write(`${token}\n`);
   },

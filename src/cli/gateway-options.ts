@@ -37,6 +37,10 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     requestTimeoutMs: config.requestTimeoutMs,
     clockToleranceS: config.clockToleranceS,
     metricsToken: config.metricsToken,
+    apiToken: config.apiToken,
+    presenceMaxUsers: config.presenceMaxUsers,
+    presenceHeartbeatMs: config.presenceHeartbeatMs,
+    presenceNodeTimeoutMs: config.presenceNodeTimeoutMs,
     recording: recordingOptions(config),
     delivery: config.delivery,
     history: {
@@ -53,6 +57,8 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
       sendBytesBurst: config.sendBytesBurst,
       maxStrikes: config.maxStrikes,
       maxRooms: config.maxRoomsPerSession,
+      signalsPerSecond: config.signalsPerSecond,
+      signalBurst: config.signalBurst,
     },
     log,
   };

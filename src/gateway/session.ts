@@ -5,8 +5,7 @@
  */
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
 import { WebSocket, type RawData } from 'ws';
-import type { NatsConnection } from '@nats-io/nats-core';
-import { nuid } from '@nats-io/nats-core';
+import { nuid, type NatsConnection } from '@nats-io/nats-core';
 import {
   connectionMachine,
   tooManySessions,
@@ -18,11 +17,9 @@ import {
   type FrameId,
 } from '../../machines/connection.machine.ts';
 import { ErrorCode, type ErrorCodeValue } from '../../machines/codes.ts';
-import {
-  decodeClientFrame,
-  encodeServerFrame,
-  type ServerFrame,
-} from './codec.ts';
+import { decodeClientFrame, encodeServerFrame, type ServerFrame } from './codec.ts';
+import type { SignalPublisher } from './signals.ts';
+import type { Presence } from './presence.ts';
 import type { Interest, Member } from './interest.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
@@ -41,6 +38,10 @@ export interface NodeContext {
   /** Publishing, live delivery, resume and history (src/durable/delivery.ts). */
   delivery: Delivery;
   verify: TokenVerifier;
+  /** Signals: published like messages, never stored (signals.ts). */
+  signals: SignalPublisher;
+  /** The fleet's presence, fed by this node's joins and leaves (presence.ts). */
+  presence: Presence;
   log: Logger;
   limits: ConnectionLimits;
   /** @default 5000 */
@@ -85,6 +86,8 @@ export class Session implements Member, DeliveryMember {
   countedUser: string | undefined;
   /** Cleared by each heartbeat sweep, set again by a pong or any frame. */
   alive = true;
+  /** Rooms this session counts in presence (joined and subscribed). */
+  readonly presentIn = new Set<string>();
   /** The user inbox's resume, from `subscribeUser` until the welcome writes it. */
   resumed: { recovered?: boolean; flush: (between?: () => void) => void } | undefined;
 
@@ -116,7 +119,7 @@ export class Session implements Member, DeliveryMember {
    * Writes one text frame, or closes the session with 4009 when the socket cannot keep up: the
    * bytes ws holds for this socket never grow past `maxBufferedBytes` plus one frame.
    */
-  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history'): boolean {
+  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history' | 'signal'): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return false;
     if (this.ws.bufferedAmount > this.#maxBufferedBytes) {
       this.actor.send({ type: 'socket.slow' });
@@ -131,6 +134,22 @@ export class Session implements Member, DeliveryMember {
     this.write(encodeServerFrame(frame), frame.type);
   }
 
+  /** Counts this session in `room`'s presence (once). */
+  present(presence: Presence, room: string): void {
+    if (this.countedUser === undefined || this.presentIn.has(room)) return;
+    this.presentIn.add(room);
+    presence.add(room, this.countedUser);
+  }
+
+  /** Takes this session out of `room`'s presence, if it counted there. */
+  absent(presence: Presence, room: string): void {
+    if (this.presentIn.delete(room) && this.countedUser !== undefined) presence.remove(room, this.countedUser);
+  }
+
+  absentEverywhere(presence: Presence): void {
+    for (const room of [...this.presentIn]) this.absent(presence, room);
+  }
+
   /** The node could not keep this session's messages whole: it closes with 4009 and resumes. */
   lost(): void {
     this.actor.send({ type: 'socket.slow' });
@@ -139,7 +158,7 @@ export class Session implements Member, DeliveryMember {
 
 /** The connection machine with this node's effects. */
 export function connectionLogic(node: NodeContext) {
-  const { interest, nc, log } = node;
+  const { interest, nc, signals, presence } = node;
   /**
    * The one place an effect finds its session: by the id the actor carries. A session that has
    * already ended (its socket closed, the node forgot it) gets nothing done.
@@ -230,8 +249,11 @@ export function connectionLogic(node: NodeContext) {
       subscribeRoomAndAck: withSession((session, _context, { room, id, since }: { room: string; id: FrameId; since?: string }) => {
         const subject = subjects.room(room);
         node.delivery.join(session, subject, since, () => interest.join(subject, session)).then(
-          ({ recovered, flush }) =>
-            flush(() => session.send(recovered === undefined ? { type: 'ack', id } : { type: 'ack', id, recovered })),
+          ({ recovered, flush }) => {
+            flush(() => session.send(recovered === undefined ? { type: 'ack', id } : { type: 'ack', id, recovered }));
+            // Still joined (not left or closed meanwhile): the session counts in the room's presence.
+            if (session.subjects.has(subject)) session.present(presence, room);
+          },
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
       }),
@@ -239,11 +261,29 @@ export function connectionLogic(node: NodeContext) {
         for (const room of rooms) {
           interest.leave(subjects.room(room), session);
           node.delivery.leave(session, subjects.room(room));
+          session.absent(presence, room);
         }
       }),
       releaseInterests: withSession((session) => {
         interest.leaveAll(session);
         node.delivery.leave(session);
+        session.absentEverywhere(presence);
+      }),
+      publishSignal: withSession((session, context, { id, to, body }: { id?: FrameId; to: Destination; body: unknown }) => {
+        // Like a message: a room signal skips the sending session.
+        const origin = 'room' in to ? session.id : '';
+        signals.publishSignal({ origin, from: context.user!, to, body }).then(
+          () => {
+            if (id !== undefined) session.send({ type: 'ack', id });
+          },
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        );
+      }),
+      answerPresence: withSession((session, _context, { id, room }: { id: FrameId; room: string }) => {
+        presence.query(room).then(
+          ({ count, users }) => session.send({ type: 'presence', id, room, count, users }),
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        );
       }),
       // A page of stored messages (durable delivery): the own inbox, or a room the machine found granted.
       sendHistory: withSession(
@@ -304,6 +344,8 @@ const frameTypeOf = {
   'frame.refresh': 'refresh',
   'frame.history': 'history',
   'frame.ping': 'ping',
+  'frame.signal': 'signal',
+  'frame.presence': 'presence',
   'frame.invalid': 'invalid',
 } as const;
 
@@ -365,6 +407,7 @@ export function openSession(
     error: (err) => {
       session.log.error({ err }, 'connection actor failed');
       node.interest.leaveAll(session);
+      session.absentEverywhere(node.presence);
       releaseSession(node, session);
       if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'internal error');
     },

@@ -134,6 +134,8 @@ function start(options: { token?: string; limits?: Partial<ConnectionLimits> } =
       unsubscribeRooms: record('unsubscribeRooms'),
       releaseInterests: record('releaseInterests'),
       publishAndAck: record('publishAndAck'),
+      publishSignal: record('publishSignal'),
+      answerPresence: record('answerPresence'),
       sendHistory: record('sendHistory'),
       closeSocket: record('closeSocket'),
       terminateSocket: record('terminateSocket'),
@@ -1485,6 +1487,69 @@ test('connection - a user over its session limit closes with 1013 too many sessi
   expect(h.calls('sendWelcome')).toEqual([]);
 });
 
+test('connection - signals have their own bucket: past the burst rate_limited, refilled by the clock; sends unaffected', async () => {
+  const h = await activeSession({ limits: { signalBurst: 2, signalsPerSecond: 4, maxStrikes: 100 } });
+  for (const id of [1, 2, 3]) h.send({ type: 'frame.signal', id, to: { user: 'bob' }, body: 'typing' });
+  expect(h.calls('publishSignal')).toEqual([
+    { id: 1, to: { user: 'bob' }, body: 'typing' },
+    { id: 2, to: { user: 'bob' }, body: 'typing' },
+  ]);
+  expect(h.calls('sendError')).toEqual([{ id: 3, code: ErrorCode.rateLimited, message: 'too many signals', retryAfterMs: 250 }]);
+  h.send({ type: 'frame.send', id: 's', to: { user: 'bob' }, body: 'x' });
+  expect(h.calls('publishAndAck')).toHaveLength(1);
+  await h.advance(250);
+  h.send({ type: 'frame.signal', to: { user: 'bob' }, body: 'again' });
+  expect(h.calls('publishSignal').at(-1)).toEqual({ id: undefined, to: { user: 'bob' }, body: 'again' });
+});
+
+test('connection - a signal to a room needs the room joined with rw', async () => {
+  const h = await activeSession({ rooms: { news: 'r', chat: 'rw' } });
+  h.send({ type: 'frame.signal', id: 1, to: { room: 'chat' }, body: 1 });
+  h.send({ type: 'frame.join', id: 'j1', room: 'chat' });
+  h.send({ type: 'frame.join', id: 'j2', room: 'news' });
+  h.send({ type: 'frame.signal', id: 2, to: { room: 'news' }, body: 2 });
+  h.send({ type: 'frame.signal', id: 3, to: { room: 'chat' }, body: 3 });
+  expect(h.calls('sendError').map((e) => [(e as { id: number }).id, (e as { code: string }).code])).toEqual([
+    [1, 'forbidden'],
+    [2, 'forbidden'],
+  ]);
+  expect(h.calls('publishSignal')).toEqual([{ id: 3, to: { room: 'chat' }, body: 3 }]);
+  expect(h.context().strikes).toBe(2);
+});
+
+test('connection - capabilities: r joins and asks presence but may not send; "*" key and own entry; refresh applies at once', async () => {
+  const h = await activeSession({ rooms: { news: 'r', '*': 'rw' } });
+  h.send({ type: 'frame.join', id: 'j1', room: 'news' });
+  h.send({ type: 'frame.join', id: 'j2', room: 'any' });
+  h.send({ type: 'frame.send', id: 's1', to: { room: 'news' }, body: 'x' });
+  h.send({ type: 'frame.send', id: 's2', to: { room: 'any' }, body: 'x' });
+  h.send({ type: 'frame.presence', id: 'p1', room: 'news' });
+  expect(h.calls('subscribeRoomAndAck')).toHaveLength(2);
+  expect(h.calls('sendError')).toEqual([{ id: 's1', code: ErrorCode.forbidden, message: 'this token may only read this room' }]);
+  expect(h.calls('publishAndAck')).toEqual([{ id: 's2', to: { room: 'any' }, body: 'x' }]);
+  expect(h.calls('answerPresence')).toEqual([{ id: 'p1', room: 'news' }]);
+
+  h.send({ type: 'frame.refresh', id: 'r1', token: 'tok2' });
+  await h.verify(ok(claims(h.clock, { rooms: ['news'] })));
+  h.send({ type: 'frame.send', id: 's3', to: { room: 'news' }, body: 'now' });
+  expect(h.calls('publishAndAck').at(-1)).toEqual({ id: 's3', to: { room: 'news' }, body: 'now' });
+  // 'any' is no longer granted: left without a frame.
+  expect(h.calls('unsubscribeRooms').at(-1)).toEqual({ rooms: ['any'] });
+});
+
+test('connection - presence of a room the token does not grant is forbidden, and a strike', async () => {
+  const h = await activeSession({ rooms: ['lobby'] });
+  h.send({ type: 'frame.presence', id: 'p', room: 'elsewhere' });
+  expect(h.calls('answerPresence')).toEqual([]);
+  expect(h.calls('sendError')).toEqual([{ id: 'p', code: ErrorCode.forbidden, message: 'the token does not grant this room' }]);
+  expect(h.context().strikes).toBe(1);
+});
+
+test('connection - the context keeps at most 19 fields: XState copies it on every assign, and V8 copies 20 ten times slower', async () => {
+  const h = await activeSession();
+  expect(Object.keys(h.context()).length).toBeLessThanOrEqual(19);
+});
+
 // Pinned by mutants that survived (issue 10): each test below fails with its mutant.
 
 /** Every way a token check can end, from a token presented in an `auth` frame. */
@@ -1550,7 +1615,7 @@ test('connection - a fresh connection has no user, no rooms, nothing joined and 
     held: [],
     degraded: false,
     strikes: 0,
-    sendTokens: 100,
+    buckets: { sendTokens: 100 },
   });
 });
 
