@@ -248,6 +248,47 @@ const gatewayLimits = {
     default: '100',
     schema: positiveInt,
   },
+  signalsPerSecond: {
+    flag: '--signals-per-second <n>',
+    env: 'SIGNALS_PER_SECOND',
+    description: 'signals per second per session (their own token bucket refill); excess gets error rate_limited',
+    default: '10',
+    schema: positiveInt,
+  },
+  signalBurst: {
+    flag: '--signal-burst <n>',
+    env: 'SIGNAL_BURST',
+    description: 'signals a session may send at once (token bucket size)',
+    default: '20',
+    schema: positiveInt,
+  },
+  presenceMaxUsers: {
+    flag: '--presence-max-users <n>',
+    env: 'PRESENCE_MAX_USERS',
+    description: 'the most users a presence answer lists (its count is exact)',
+    default: String(defaults.presenceMaxUsers),
+    schema: positiveInt,
+  },
+  presenceHeartbeatMs: {
+    flag: '--presence-heartbeat-ms <ms>',
+    env: 'PRESENCE_HEARTBEAT_MS',
+    description: 'how often a gateway tells the others it is alive (presence)',
+    default: String(defaults.presenceHeartbeatMs),
+    schema: positiveInt,
+  },
+  presenceNodeTimeoutMs: {
+    flag: '--presence-node-timeout-ms <ms>',
+    env: 'PRESENCE_NODE_TIMEOUT_MS',
+    description: 'a gateway not heard for this long is dead: its users leave every room (left events)',
+    default: String(defaults.presenceNodeTimeoutMs),
+    schema: positiveInt,
+  },
+  apiToken: {
+    flag: '--api-token <secret>',
+    env: 'API_TOKEN',
+    description: 'when set, POST /api/publish on the gateway port needs Authorization: Bearer <secret>; unset, it is 404',
+    schema: z.string().min(16, 'use at least 16 characters'),
+  },
   maxRoomsPerSession: {
     flag: '--max-rooms-per-session <n>',
     env: 'MAX_ROOMS_PER_SESSION',
@@ -288,6 +329,20 @@ const gatewayLimits = {
     env: 'SEND_BYTES_BURST',
     description: 'bytes of send frames a session may send at once (byte bucket size; at least MAX_MESSAGE_BYTES)',
     default: String(defaults.sendBytesBurst),
+    schema: positiveInt,
+  },
+  userSendBytesPerSecond: {
+    flag: '--user-send-bytes-per-second <n>',
+    env: 'USER_SEND_BYTES_PER_SECOND',
+    description: 'bytes of send frames per second of all of one user\'s sessions on this node together; excess gets error rate_limited',
+    default: String(defaults.userSendBytesPerSecond),
+    schema: positiveInt,
+  },
+  userSendBytesBurst: {
+    flag: '--user-send-bytes-burst <n>',
+    env: 'USER_SEND_BYTES_BURST',
+    description: 'bytes of send frames all of one user\'s sessions on this node may send at once (at least MAX_MESSAGE_BYTES, below MAX_BUFFERED_BYTES)',
+    default: String(defaults.userSendBytesBurst),
     schema: positiveInt,
   },
   maxStrikes: {
@@ -451,6 +506,21 @@ export const commandOptions = {
       env: 'TOKEN_ROOMS',
       description: 'comma-separated rooms the token grants, or * for every room',
       schema: list,
+    },
+    claims: {
+      flag: '--claims <json>',
+      env: 'TOKEN_CLAIMS',
+      description: 'a JSON object of more claims, merged into the payload (e.g. {"rooms":{"news":"r","chat":"rw"}})',
+      schema: z.string().transform((text, ctx) => {
+        try {
+          const value: unknown = JSON.parse(text);
+          if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+        } catch {
+          // Reported below as one line, like any bad option.
+        }
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
+        return z.NEVER;
+      }),
     },
     ttl: { flag: '--ttl <seconds>', env: 'TOKEN_TTL', description: 'lifetime; negative for an expired token', default: '3600', schema: seconds },
     aud: { flag: '--aud <aud>', env: 'TOKEN_AUD', description: 'audience', default: 'chatgate', schema: text },

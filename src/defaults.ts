@@ -31,6 +31,13 @@ export const defaults = {
   revocationsWaitMs: 5000,
   sendBytesPerSecond: 65_536,
   sendBytesBurst: 262_144,
+  /**
+   * Bytes all of one user's sessions on a node may send together: per second, and at once. The
+   * burst stays well below `maxBufferedBytes` (1 MiB), so one user cannot fill a recipient's
+   * buffer before a reader drains it, however many sessions it has.
+   */
+  userSendBytesPerSecond: 131_072,
+  userSendBytesBurst: 524_288,
   maxStrikes: 10,
   maxSessionsPerUser: 100,
   /** DELIVERY: `ephemeral` (core NATS, at most once) or `durable` (JetStream, docs/durability.md). */
@@ -47,4 +54,10 @@ export const defaults = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   clockToleranceS: 5,
+  /** How often a gateway says it is alive (presence). */
+  presenceHeartbeatMs: 2000,
+  /** A gateway not heard for this long is dead: its users leave every room. */
+  presenceNodeTimeoutMs: 10_000,
+  /** The most users a `presence` answer lists. */
+  presenceMaxUsers: 1000,
 } as const;

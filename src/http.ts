@@ -1,9 +1,33 @@
 /**
  * The small HTTP helpers every server of the package shares (gateway port, admin server): one
- * Bearer parser, one secret compare, one JSON answer, one listen.
+ * hardened server, one Bearer parser, one secret compare, one JSON answer, one listen.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+
+export interface ServerTimeouts {
+  /** How long a request (an upgrade too) may take to send its headers; then HTTP 408 and close. */
+  headersTimeoutMs: number;
+  /** How long a request may take to arrive in all (headers and body; not the answer). */
+  requestTimeoutMs: number;
+}
+
+/**
+ * An HTTP server whose clients cannot hold it with slow headers or bodies (slowloris): Node's
+ * defaults are 60 s and 300 s, checked every 30 s. Every server of the package is made here.
+ */
+export function createHardenedServer(timeouts: ServerTimeouts, handler: RequestListener): Server {
+  const headersTimeout = timeouts.headersTimeoutMs;
+  return createServer(
+    {
+      headersTimeout,
+      requestTimeout: Math.max(headersTimeout, timeouts.requestTimeoutMs),
+      // How often Node looks for requests over those bounds; its default (30 s) would stretch them.
+      connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 4)),
+    },
+    handler,
+  );
+}
 
 /** The token of an `Authorization: Bearer <token>` header, if the header is one. */
 export function bearerToken(req: IncomingMessage): string | undefined {

@@ -71,7 +71,21 @@ export interface HistoryFrame {
   limit?: number;
 }
 
-export type ClientFrame = AuthFrame | SendFrame | JoinFrame | LeaveFrame | RefreshFrame | PingFrame | HistoryFrame;
+/** A signal (presence, issue 14): not stored, never acked unless `id` is given. */
+export interface SignalFrame {
+  type: 'signal';
+  id?: FrameId;
+  to: Destination;
+  body: unknown;
+}
+/** Ask who is in a room (presence, issue 14). */
+export interface PresenceRequestFrame {
+  type: 'presence';
+  id: FrameId;
+  room: string;
+}
+
+export type ClientFrame = SignalFrame | PresenceRequestFrame | AuthFrame | SendFrame | JoinFrame | LeaveFrame | RefreshFrame | PingFrame | HistoryFrame;
 
 // ---- server → client ----
 
@@ -130,7 +144,33 @@ export interface HistoryAnswerFrame {
   more: boolean;
 }
 
+/** The answer to a `presence` request: who is in a room now (presence, issue 14). */
+export interface PresenceFrame {
+  type: 'presence';
+  id: FrameId;
+  room: string;
+  count: number;
+  users: string[];
+}
+/** A user joined or left a room this session is in (presence, issue 14). */
+export interface MembershipFrame {
+  type: 'joined' | 'left';
+  room: string;
+  user: string;
+}
+
+/** A signal as received (presence, issue 14). */
+export interface SignalReceivedFrame {
+  type: 'signal';
+  from: string;
+  to: Destination;
+  body: unknown;
+}
+
 export type ServerFrame =
+  | SignalReceivedFrame
+  | PresenceFrame
+  | MembershipFrame
   | WelcomeFrame
   | MessageFrame
   | AckFrame

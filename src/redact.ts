@@ -9,7 +9,7 @@ export const REDACTED = '[redacted]';
 export const SECRET_FIELDS = ['token', 'body'] as const;
 
 /** Fields the log hides, at the top level and one level down. */
-const LOG_SECRET_FIELDS = [...SECRET_FIELDS, 'authorization', 'privateJwk'] as const;
+const LOG_SECRET_FIELDS = [...SECRET_FIELDS, 'authorization', 'privateJwk', 'apiToken'] as const;
 
 /** pino's redaction paths (src/log.ts). */
 export const logRedactPaths: readonly string[] = [

@@ -54,7 +54,25 @@ export const subjects = {
   /** Recording lines of one gateway node (see src/observe/recording.ts); `recordingAll` for every node. */
   recording: (node: string) => `${PREFIX}.recording.${encodeId(node)}`,
   recordingAll: `${PREFIX}.recording.*`,
+  /** Each gateway's heartbeat (every PRESENCE_HEARTBEAT_MS), `hello` when it starts and `bye` when it stops. */
+  presenceNodes: `${PREFIX}.presence.nodes`,
+  /** Request to every gateway (no queue group): `{ room }` → one `{ node, users }` reply each. */
+  presenceQuery: `${PREFIX}.presence.query`,
+  /**
+   * Where presence answers go: the asking node's reply subject is `presenceAnswers(<nuid>)`, not an
+   * inbox, so the gateways answer without any right to publish into inboxes (docs/security.md).
+   */
+  presenceAnswers: (id: string) => `${PREFIX}.presence.answers.${id}`,
+  presenceAnswersAll: `${PREFIX}.presence.answers.*`,
+  /**
+   * Request/reply, the server-side publish API: `{ to, body, from, key? }` → `{ msgId, pos? }` or
+   * `{ error: { code, message } }`. Served by the gateways' queue group; asked by the api role only.
+   */
+  apiPublish: `${PREFIX}.api.publish`,
 } as const;
+
+/** The queue group of the gateways for the publish API: each request is answered by one node. */
+export const GATEWAY_QUEUE = 'chatgate-gateways';
 
 /**
  * The JetStream key-value bucket of revocations (stream `KV_chatgate-revocations`, subjects

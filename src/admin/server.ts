@@ -21,10 +21,11 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gateway } from '../gateway/gateway.ts';
 import { trustedHops } from '../gateway/upgrade.ts';
-import { bearerToken, json, listen, sameSecret } from '../http.ts';
+import { bearerToken, createHardenedServer, json, listen, sameSecret } from '../http.ts';
+import { defaults } from '../defaults.ts';
 import type { TLSSocket } from 'node:tls';
 import { IpLimiter } from '../gateway/ip-limiter.ts';
 import { silentLogger, type Logger } from '../log.ts';
@@ -62,6 +63,10 @@ export interface AdminServerOptions {
    * cookie gets `Secure`. @default 0
    */
   trustProxy?: number | boolean;
+  /** How long a request may take to send its headers; then HTTP 408 and close. @default 10000 */
+  headersTimeoutMs?: number;
+  /** How long a request may take to arrive in all (not the answer: event streams stay). @default 30000 */
+  requestTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -301,19 +306,25 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
 
   const failed = limitedLog(log);
   const badTarget = limitedLog(log);
-  const server = createServer((req, res) => {
-    res.setHeader('x-frame-options', 'DENY');
-    res.setHeader('referrer-policy', 'no-referrer');
-    res.setHeader('x-content-type-options', 'nosniff');
-    const url = requestUrl(req, badTarget);
-    if (!url) return json(res, 400, { error: 'bad request target' });
-    // Nothing a request holds may reach the process: a failure is one bounded line and a 500.
-    routes(req, res, url).catch((err: unknown) => {
-      failed('error', { error: errorSummary(err), path: url.pathname.slice(0, 200) }, 'admin request failed');
-      if (!res.headersSent) json(res, 500, { error: 'internal error' });
-      else res.destroy();
-    });
-  });
+  const server = createHardenedServer(
+    {
+      headersTimeoutMs: options.headersTimeoutMs ?? defaults.headersTimeoutMs,
+      requestTimeoutMs: options.requestTimeoutMs ?? defaults.requestTimeoutMs,
+    },
+    (req, res) => {
+      res.setHeader('x-frame-options', 'DENY');
+      res.setHeader('referrer-policy', 'no-referrer');
+      res.setHeader('x-content-type-options', 'nosniff');
+      const url = requestUrl(req, badTarget);
+      if (!url) return json(res, 400, { error: 'bad request target' });
+      // Nothing a request holds may reach the process: a failure is one bounded line and a 500.
+      routes(req, res, url).catch((err: unknown) => {
+        failed('error', { error: errorSummary(err), path: url.pathname.slice(0, 200) }, 'admin request failed');
+        if (!res.headersSent) json(res, 500, { error: 'internal error' });
+        else res.destroy();
+      });
+    },
+  );
   const sweep = setInterval(() => logins.sweep(), 10_000);
   sweep.unref();
 

@@ -26,6 +26,7 @@ import type { VerifyResult } from '../../machines/connection.machine.ts';
 import { requestVerdict, type RemoteVerdict } from './client.ts';
 import type { Logger } from '../log.ts';
 import type { Observers } from '../observe/observe.ts';
+import { limitedLog } from '../bounded-log.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
 import { RevocationList, type Revocation } from './revocations.ts';
 import { openRevocationBucket, revocationMaxAgeMs } from './revocation-store.ts';
@@ -184,13 +185,15 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
   };
 
   const guard = new CallbackGuard(log);
+  // Within a budget: a gateway credential can make JetStream deliver onto this subject (docs/security.md).
+  const malformedKeys = limitedLog(log);
   const subs: Subscription[] = [
     nc.subscribe(subjects.authJwksAnnounce, {
       callback: guard.callback('jwks announce', (msg) => {
         try {
           setKeys(msg.json<JSONWebKeySet>());
         } catch {
-          log.info('malformed key set announced');
+          malformedKeys('info', {}, 'malformed key set announced');
         }
       }),
     }),

@@ -32,6 +32,15 @@ export const CLOCK_MARGIN_S = 900;
 /** The largest value the bucket takes: a revocation's JSON is well under this. */
 const MAX_VALUE_BYTES = 2048;
 
+/**
+ * The most the bucket holds, so that whoever may write it cannot fill the servers' disks: a
+ * revocation's entry is well under 512 bytes, so this is far more revocations than a fleet makes
+ * in a token lifetime. When full, JetStream refuses new writes (discard new): `chatgate revoke`
+ * fails loudly; no stored revocation is dropped.
+ */
+export const REVOCATIONS_MAX_MSGS = 1_000_000;
+export const REVOCATIONS_MAX_BYTES = 512 * 1024 * 1024;
+
 /** CAS rounds before a write gives up (each lost round means another writer just wrote the key). */
 const MAX_ROUNDS = 5;
 
@@ -42,6 +51,8 @@ export interface RevocationBucketOptions {
   replicas?: number;
   /** @default CLOCK_MARGIN_S (900) */
   clockMarginS?: number;
+  /** Told when the bucket keeps revocations longer than these options ask (it is never shortened). */
+  onLongerMaxAge?: (bucketMaxAgeMs: number, wantedMs: number) => void;
 }
 
 /** How long a revocation lives in the bucket (its `max_age`), and in each node's memory. */
@@ -75,8 +86,9 @@ export function revocationStoreError(err: unknown): ChatgateError {
 }
 
 /**
- * Makes the bucket, or opens it and brings its `max_age` and replicas to these options (an
- * existing stream keeps its settings otherwise). For the auth role.
+ * Makes the bucket, or opens it and raises its `max_age` to these options (never lowers it:
+ * another auth service may accept longer-lived tokens, whose revocations must stay), sets its
+ * replicas and bounds. For the auth role.
  */
 export async function ensureRevocationBucket(nc: NatsConnection, options: RevocationBucketOptions = {}): Promise<KV> {
   try {
@@ -88,13 +100,27 @@ export async function ensureRevocationBucket(nc: NatsConnection, options: Revoca
       replicas,
       storage: StorageType.File,
       maxValueSize: MAX_VALUE_BYTES,
+      max_bytes: REVOCATIONS_MAX_BYTES,
       // Reads go to the stream leader, so a compare-and-set never starts from a stale copy.
       allow_direct: false,
     });
     const { config } = (await kv.status()).streamInfo;
-    if (config.max_age !== nanos(maxAgeMs) || config.num_replicas !== replicas) {
+    const maxAge = Math.max(config.max_age, nanos(maxAgeMs));
+    if (config.max_age > nanos(maxAgeMs)) options.onLongerMaxAge?.(config.max_age / 1e6, maxAgeMs);
+    if (
+      config.max_age !== maxAge ||
+      config.num_replicas !== replicas ||
+      config.max_msgs !== REVOCATIONS_MAX_MSGS ||
+      config.max_bytes !== REVOCATIONS_MAX_BYTES
+    ) {
       const jsm = await jetstreamManager(nc);
-      await jsm.streams.update(config.name, { ...config, max_age: nanos(maxAgeMs), num_replicas: replicas });
+      await jsm.streams.update(config.name, {
+        ...config,
+        max_age: maxAge,
+        num_replicas: replicas,
+        max_msgs: REVOCATIONS_MAX_MSGS,
+        max_bytes: REVOCATIONS_MAX_BYTES,
+      });
     }
     return kv;
   } catch (err) {

@@ -15,6 +15,7 @@ import type { Logger } from '../log.ts';
 import { RevocationList, type Revocation } from './revocations.ts';
 import { revocationStoreError, storedRevocation } from './revocation-store.ts';
 import { decodeId } from '../subjects.ts';
+import { limitedLog } from '../bounded-log.ts';
 
 /**
  * - `starting`: the first attempt is under way.
@@ -75,6 +76,9 @@ export function watchRevocations(options: RevocationWatchOptions): RevocationWat
   let wake: (() => void) | undefined;
   let firstDone!: () => void;
   const firstAttempt = new Promise<void>((resolve) => (firstDone = resolve));
+  // Within a budget: whoever may write the bucket could fill it with junk, read again at each start.
+  const unreadable = limitedLog(log);
+  let warnedShortAge = false;
 
   const enter = (next: RevocationWatchState, err?: unknown) => {
     if (next === state) return;
@@ -88,7 +92,7 @@ export function watchRevocations(options: RevocationWatchOptions): RevocationWat
     if (r === undefined) {
       const named = e.operation === 'PUT' ? undefined : fromKey(e.key);
       if (named) list.remove(named);
-      else log.warn({ key: e.key.slice(0, 80) }, 'unreadable revocation in bucket');
+      else unreadable('warn', { key: e.key.slice(0, 80) }, 'unreadable revocation in bucket');
       return;
     }
     const until = e.created.getTime() + keepMs;
@@ -108,7 +112,14 @@ export function watchRevocations(options: RevocationWatchOptions): RevocationWat
     current = iter;
     try {
       // An empty bucket delivers nothing: it is read once there is nothing to read.
-      if ((await kv.status()).values === 0) markLoaded();
+      const status = await kv.status();
+      if (status.values === 0) markLoaded();
+      // The bucket drops a revocation after its max_age: shorter than this node's lifetime plus
+      // margin, a token this node accepts may outlive its revocation (docs/resilience.md).
+      if (status.ttl > 0 && status.ttl < keepMs && !warnedShortAge) {
+        warnedShortAge = true;
+        log.warn({ bucketMaxAgeMs: status.ttl, neededMs: keepMs }, 'revocations bucket keeps revocations shorter than this node needs');
+      }
       enter('watching');
       for await (const e of iter) {
         take(e);

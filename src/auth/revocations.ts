@@ -13,10 +13,16 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { encodeId, isValidId } from '../subjects.ts';
 
+/**
+ * A `jti` the bucket can hold: 1–256 characters of well-formed Unicode (the key is its UTF-8
+ * bytes, base64url-encoded). Verification refuses a token with any other `jti`: it could not be
+ * revoked by it.
+ */
+export const jtiSchema = z.string().min(1).max(256).refine((s) => s.isWellFormed(), 'jti must be well-formed Unicode');
+
 export const revocationSchema = z
   .object({
-    // Well-formed Unicode, like ids: the bucket key is its UTF-8 bytes, base64url-encoded.
-    jti: z.string().min(1).max(256).refine((s) => s.isWellFormed(), 'jti must be well-formed Unicode').optional(),
+    jti: jtiSchema.optional(),
     sub: z.string().refine(isValidId).optional(),
     /** Seconds since the epoch. */
     at: z.number().int().nonnegative(),

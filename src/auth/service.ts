@@ -9,7 +9,7 @@
  * once JetStream has stored the revocation, and watches the bucket like every gateway does.
  */
 import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import type { VerifyResult } from '../../machines/connection.machine.ts';
 import { loadSigningKeys } from './keys.ts';
 import { defaults } from '../defaults.ts';
@@ -17,6 +17,8 @@ import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.
 import { silentLogger, type Logger } from '../log.ts';
 import { AUTH_QUEUE, subjects } from '../subjects.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
+import { isAskerInbox } from '../bus/permissions.ts';
+import { limitedLog } from '../bounded-log.ts';
 import { createTokenVerifier, defaultClaimRules, type ClaimRules } from './tokens.ts';
 import { loadRevocations, retireLegacyFile, RevocationList, revocationSchema, type Revocation } from './revocations.ts';
 import {
@@ -92,6 +94,8 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     maxTokenLifetimeS: rules.maxLifetimeS,
     replicas: options.revocationReplicas,
     clockMarginS: options.clockMarginS,
+    onLongerMaxAge: (bucketMaxAgeMs: number, wantedMs: number) =>
+      log.warn({ bucketMaxAgeMs, wantedMs }, 'revocations bucket keeps revocations longer than this service’s setting: left as it is'),
   };
   const keepMs = revocationMaxAgeMs(bucketOptions);
   const revocations = new RevocationList();
@@ -111,6 +115,16 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     credentials: options.natsCredentials,
   });
   const guard = new CallbackGuard(log);
+  const foreignReply = limitedLog(log);
+  /**
+   * Answers only on an asker's inbox: a reply subject is the asker's choice, and the auth role may
+   * write revocations, so an answer on `$KV.…` would be a write in its name (docs/security.md).
+   */
+  const answerable = (msg: Msg, what: string): boolean => {
+    if (msg.reply !== undefined && isAskerInbox(msg.reply)) return true;
+    foreignReply('warn', { what, reply: msg.reply?.slice(0, 64) }, 'reply subject refused');
+    return false;
+  };
 
   /**
    * The bucket, made (or brought to these options) once, by one caller at a time (the watch and
@@ -145,6 +159,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     nc.subscribe(subjects.authVerify, {
       queue: AUTH_QUEUE,
       callback: guard.callback('verify', (msg) => {
+        if (!answerable(msg, 'verify')) return;
         const token = tokenOf(msg.data);
         const pending: Promise<VerifyResult> =
           token === undefined
@@ -161,6 +176,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     nc.subscribe(subjects.authJwks, {
       queue: AUTH_QUEUE,
       callback: guard.callback('jwks', (msg) => {
+        if (!answerable(msg, 'jwks')) return;
         msg.respond(JSON.stringify(jwks()));
       }),
     }),
@@ -187,6 +203,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
     nc.subscribe(subjects.authRevoke, {
       queue: AUTH_QUEUE,
       callback: guard.callback('revoke', (msg) => {
+        if (!answerable(msg, 'revoke')) return;
         // The revocation covers tokens issued until the operator asked (`at`), never later: a
         // request held up by an outage must not revoke tokens issued after it.
         const request = safeJson(msg.data) as { at?: unknown } | undefined;

@@ -1,18 +1,19 @@
 /**
  * Minting and checking chatgate's JWTs with jose.
  *
- * A token must carry `sub` (1–256 chars of well-formed Unicode), `iat` and `exp`, with a lifetime
+ * A token must carry `sub` (1–256 chars of well-formed Unicode), `iat` (not in the future beyond
+ * the clock tolerance) and `exp`, with a lifetime
  * `exp - iat` of at most `maxLifetimeS` (so that a revocation, kept that long, outlives every token
  * it covers: docs/resilience.md); `iss` must equal the configured issuer and `aud` contain the
- * configured audience; `nbf`, `jti` (well-formed Unicode) and `rooms` (an array of room ids, or
- * "*") are optional. Only asymmetric algorithms are accepted, so `alg: none` and
+ * configured audience; `nbf`, `jti` (1–256 chars of well-formed Unicode) and `rooms` (an array of room ids, an object of
+ * room id to `r` or `rw`, or "*") are optional. Only asymmetric algorithms are accepted, so `alg: none` and
  * HMAC-with-the-public-key confusion fail. jose's errors become a verdict here and go no further.
  */
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { RoomGrant, VerifyResult } from '../../machines/connection.machine.ts';
+import type { Capability, RoomGrant, VerifyResult } from '../../machines/connection.machine.ts';
 import { isValidId } from '../subjects.ts';
 import type { SigningKeys } from './keys.ts';
-import type { RevocableClaims } from './revocations.ts';
+import { jtiSchema, type RevocableClaims } from './revocations.ts';
 
 export const ACCEPTED_ALGORITHMS = [
   'ES256',
@@ -58,12 +59,15 @@ export interface MintOptions {
   jti?: string;
   /** Seconds since the epoch; the clock by default. */
   now?: number;
+  /** More claims, merged into the payload (after `rooms`; `sub`, `iss`, `aud`, `iat`, `exp`, `nbf`, `jti` win). */
+  claims?: Record<string, unknown>;
 }
 
 export async function mintToken(keys: SigningKeys, options: MintOptions): Promise<string> {
   const now = options.now ?? Math.floor(Date.now() / 1000);
   const payload: JWTPayload & { rooms?: RoomGrant } = {};
   if (options.rooms !== undefined) payload.rooms = options.rooms;
+  Object.assign(payload, options.claims);
   const jwt = new SignJWT(payload)
     .setProtectedHeader({ alg: keys.alg, kid: keys.kid, typ: 'JWT' })
     .setSubject(options.sub)
@@ -76,11 +80,23 @@ export async function mintToken(keys: SigningKeys, options: MintOptions): Promis
   return jwt.sign(keys.privateKey);
 }
 
+/**
+ * The `rooms` claim: absent (no rooms), `"*"`, an array of room ids (`rw` in each), or an object of
+ * room id (or `"*"` for every room without its own entry) to `"r"` or `"rw"`. Anything else makes
+ * the token invalid. The object is copied onto a prototype-less one, so `__proto__` is a room id
+ * like any other.
+ */
 function roomGrant(value: unknown): RoomGrant | undefined {
   if (value === undefined) return [];
   if (value === '*') return '*';
-  if (Array.isArray(value) && value.every(isValidId)) return value;
-  return undefined;
+  if (Array.isArray(value)) return value.every(isValidId) ? value : undefined;
+  if (typeof value !== 'object' || value === null) return undefined;
+  const caps: Record<string, Capability> = Object.create(null);
+  for (const [room, capability] of Object.entries(value)) {
+    if (!isValidId(room) || (capability !== 'r' && capability !== 'rw')) return undefined;
+    caps[room] = capability;
+  }
+  return caps;
 }
 
 /** Why a token failed, for logs; never contains the token. */
@@ -115,6 +131,12 @@ export function createTokenVerifier(
         requiredClaims: ['sub', 'exp', 'iat'],
         clockTolerance: clockToleranceS,
       });
+      // Issued in the future: with a short lifetime it would pass the check below and be accepted
+      // until far ahead, escaping every `sub` revocation (which covers `iat <= at`) and outliving
+      // every `jti` one (kept one lifetime plus margin).
+      if (payload.iat! > Math.floor(Date.now() / 1000) + clockToleranceS) {
+        return { outcome: 'invalid', reason: 'claim iat in the future' };
+      }
       const maxLifetimeS = rules.maxLifetimeS ?? DEFAULT_MAX_TOKEN_LIFETIME_S;
       if (payload.exp! - payload.iat! > maxLifetimeS) {
         return { outcome: 'invalid', reason: 'token lifetime over MAX_TOKEN_LIFETIME_S' };
@@ -122,8 +144,8 @@ export function createTokenVerifier(
       const rooms = roomGrant(payload.rooms);
       if (!isValidId(payload.sub)) return { outcome: 'invalid', reason: 'claim sub rejected' };
       if (rooms === undefined) return { outcome: 'invalid', reason: 'claim rooms rejected' };
-      // Only a well-formed jti has a key in the revocations bucket, so only such a token is revocable.
-      if (payload.jti !== undefined && (typeof payload.jti !== 'string' || !payload.jti.isWellFormed())) {
+      // Only a jti the revocations bucket can hold as a key is revocable by it: refuse any other.
+      if (payload.jti !== undefined && !jtiSchema.safeParse(payload.jti).success) {
         return { outcome: 'invalid', reason: 'claim jti rejected' };
       }
       if (isRevoked({ jti: payload.jti, sub: payload.sub, iat: payload.iat })) {

@@ -4,7 +4,10 @@
  * nats-server-config.ts) and docs/security.md explains each line.
  *
  * Everything not allowed here is refused by nats-server: each role gets allow lists, never
- * `>`. A role's replies to requests it received (`allow_responses`) need no publish right.
+ * `>`. No role has `allow_responses`: that would let anyone who may ask the auth service choose
+ * where its answer goes (a key of the revocations bucket, `$JS.API.STREAM.PURGE.…`). The auth
+ * role publishes its answers only to the inboxes of the roles that ask it (`AUTH_ASKERS`), and
+ * the auth service refuses any other reply subject too (src/auth/service.ts).
  * Each role has its own inbox prefix (nats.js `inboxPrefix`), so one role cannot read another's
  * replies: the auth verdicts to gateways arrive on `_INBOX_gateway.…`, which only the gateway
  * role may subscribe to.
@@ -23,7 +26,7 @@
  * (an existing stream with other settings) and `STREAM.MSG.GET` (leader reads: the resume barrier,
  * catching up, history). No update, purge, delete, consumer or direct get: see docs/security.md.
  */
-import { AUTH_QUEUE, REVOCATIONS_BUCKET, ROOMS_STREAM, USERS_STREAM, subjects } from '../subjects.ts';
+import { AUTH_QUEUE, GATEWAY_QUEUE, REVOCATIONS_BUCKET, ROOMS_STREAM, USERS_STREAM, subjects } from '../subjects.ts';
 
 export { REVOCATIONS_BUCKET };
 
@@ -38,8 +41,17 @@ export function inboxPrefix(role: BusRole): string {
   return `_INBOX_${role}`;
 }
 
-/** Subjects under the `chatgate.v1.api` prefix: the server-side publish API of a later issue. */
-const API_SUBJECTS = 'chatgate.v1.api.>';
+/** The roles that ask the auth service (verify, key set, revoke): it answers on their inboxes only. */
+export const AUTH_ASKERS: readonly BusRole[] = ['gateway', 'auth'];
+
+/**
+ * True when the auth service may answer on `reply`: an inbox of a role that asks it, or nats.js's
+ * default `_INBOX.` (a client without a role, on a server without permissions).
+ */
+export function isAskerInbox(reply: string): boolean {
+  return reply.startsWith('_INBOX.') || AUTH_ASKERS.some((role) => reply.startsWith(`${inboxPrefix(role)}.`));
+}
+
 /** A subject of subjects.ts with its last token (the encoded id) made a wildcard: every id. */
 const everyId = (subject: string) => subject.slice(0, subject.lastIndexOf('.') + 1) + '*';
 const USERS = everyId(subjects.user('x'));
@@ -61,7 +73,10 @@ export interface RolePermissions {
   subscribe: Grant[];
   /** Subscriptions refused even if an allow entry would match (belt and braces, documented). */
   denySubscribe?: string[];
-  /** May publish replies to the requests it received (once each), and nothing else by that. */
+  /**
+   * May publish replies to the requests it received (nats-server `allow_responses`). No role has
+   * it (see above); the field stays so that the config and the docs test say so explicitly.
+   */
   allowResponses: boolean;
 }
 
@@ -105,15 +120,20 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       js(`STREAM.CREATE.${REVOCATIONS_STREAM}`, 'create the revocations bucket'),
       js(`STREAM.UPDATE.${REVOCATIONS_STREAM}`, 'bring the bucket’s max age and replicas to its settings'),
       { subject: `$KV.${REVOCATIONS_BUCKET}.>`, why: 'write revocations' },
+      ...AUTH_ASKERS.map((role) => ({ subject: `${inboxPrefix(role)}.>`, why: `answer the ${role} role's requests` })),
     ],
-    allowResponses: true,
+    allowResponses: false,
   },
   gateway: {
     subscribe: [
       { subject: USERS, why: 'deliver to the sessions of a user on this node' },
       { subject: ROOMS, why: 'deliver to the sessions in a room on this node' },
       { subject: subjects.authJwksAnnounce, why: 'cache the key set for degraded mode' },
-      { subject: `${inboxPrefix('gateway')}.>`, why: 'auth verdicts, key sets, JetStream replies' },
+      { subject: `${inboxPrefix('gateway')}.>`, why: 'auth verdicts, key sets, JetStream replies, presence answers' },
+      { subject: subjects.presenceNodes, why: 'hear which gateways are alive (presence)' },
+      { subject: subjects.presenceQuery, why: 'answer another gateway’s presence query with its own users' },
+      { subject: subjects.apiPublish, queue: GATEWAY_QUEUE, why: 'serve the publish API, one gateway each' },
+      { subject: subjects.presenceAnswersAll, why: 'the answers to its own presence queries' },
     ],
     denySubscribe: [subjects.authVerify, subjects.authRevoke, subjects.authJwks],
     publish: [
@@ -122,6 +142,10 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
       { subject: USERS, why: 'a session sends to a user' },
       { subject: ROOMS, why: 'a session sends to a room' },
       { subject: RECORDINGS, why: 'recording to NATS (`RECORD_TO=nats`)' },
+      { subject: subjects.presenceNodes, why: 'its presence heartbeat, hello and bye' },
+      { subject: subjects.presenceQuery, why: 'ask the other gateways who is in a room' },
+      { subject: subjects.presenceAnswersAll, why: 'answer another gateway’s presence query' },
+      { subject: `${inboxPrefix('api')}.>`, why: 'answer a publish API request (only into the api role’s inboxes)' },
       ...readRevocations,
       ...durableDelivery,
     ],
@@ -129,7 +153,7 @@ export const busPermissions: Readonly<Record<BusRole, RolePermissions>> = {
   },
   api: {
     subscribe: [{ subject: `${inboxPrefix('api')}.>`, why: 'replies to its requests' }],
-    publish: [{ subject: API_SUBJECTS, why: 'requests to the server-side publish API' }],
+    publish: [{ subject: subjects.apiPublish, why: 'requests to the server-side publish API' }],
     allowResponses: false,
   },
 };

@@ -149,6 +149,8 @@ export const commands: { [C in CommandName]: (config: CommandConfig<C>, args: st
             host: config.adminHost,
             token: config.adminToken!,
             trustProxy: config.trustProxy,
+            headersTimeoutMs: config.headersTimeoutMs,
+            requestTimeoutMs: config.requestTimeoutMs,
             log,
           }).catch(
             async (err: unknown) => {
@@ -176,6 +178,7 @@ export const commands: { [C in CommandName]: (config: CommandConfig<C>, args: st
       iss: config.iss,
       nbf: config.nbf,
       jti: config.jti,
+      claims: config.claims,
     });
     process.stdout.write(`${token}\n`);
   },

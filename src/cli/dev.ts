@@ -80,6 +80,8 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
       port: config.adminPort,
       host: '127.0.0.1',
       token: adminToken,
+      headersTimeoutMs: config.headersTimeoutMs,
+      requestTimeoutMs: config.requestTimeoutMs,
       log,
       demo: {
         mint: (user) =>

@@ -12,6 +12,9 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
   if (config.sendBytesBurst < config.maxMessageBytes) {
     throw new OptionError('--send-bytes-burst (SEND_BYTES_BURST) must be at least --max-message-bytes (MAX_MESSAGE_BYTES)');
   }
+  if (config.userSendBytesBurst < config.maxMessageBytes) {
+    throw new OptionError('--user-send-bytes-burst (USER_SEND_BYTES_BURST) must be at least --max-message-bytes (MAX_MESSAGE_BYTES)');
+  }
   return {
     authTimeoutMs: config.authTimeoutMs,
     authRequestTimeoutMs: config.authRequestTimeoutMs,
@@ -29,11 +32,17 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     handshakesPerIpPerSecond: config.handshakesPerIpPerSecond,
     trustProxy: config.trustProxy,
     maxSessionsPerUser: config.maxSessionsPerUser,
+    userSendBytesPerSecond: config.userSendBytesPerSecond,
+    userSendBytesBurst: config.userSendBytesBurst,
     maxSessionsPerIp: config.maxSessionsPerIp,
     headersTimeoutMs: config.headersTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
     clockToleranceS: config.clockToleranceS,
     metricsToken: config.metricsToken,
+    apiToken: config.apiToken,
+    presenceMaxUsers: config.presenceMaxUsers,
+    presenceHeartbeatMs: config.presenceHeartbeatMs,
+    presenceNodeTimeoutMs: config.presenceNodeTimeoutMs,
     recording: recordingOptions(config),
     delivery: config.delivery,
     history: {
@@ -50,6 +59,8 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
       sendBytesBurst: config.sendBytesBurst,
       maxStrikes: config.maxStrikes,
       maxRooms: config.maxRoomsPerSession,
+      signalsPerSecond: config.signalsPerSecond,
+      signalBurst: config.signalBurst,
     },
     log,
   };

@@ -24,7 +24,7 @@ import { storedOf, type StreamOptions } from './streams.ts';
 export interface DeliveryMember {
   readonly id: string;
   /** Writes one text frame; false when the socket is gone or too slow. */
-  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history'): boolean;
+  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history' | 'signal'): boolean;
   /** The node could not keep this session's stream whole (or its hold overflowed): close 4009. */
   lost(): void;
 }
@@ -174,6 +174,13 @@ export class Delivery {
     const message = decodeChatMessage(data);
     if (!message) {
       this.#malformed('warn', { bytes: data.length }, 'malformed chat message dropped');
+      return;
+    }
+    // A signal (signals.ts) is never stored: no `pos`, and never held for a resume or replayed.
+    if (message.type === 'signal') {
+      for (const member of this.#options.members(subject) ?? []) {
+        if (member.id !== message.origin) member.write(message.frame, 'signal');
+      }
       return;
     }
     let frame: Buffer | undefined = message.frame;

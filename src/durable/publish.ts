@@ -28,6 +28,8 @@ export interface ChatMessage {
   origin?: string;
   /** Idempotency key, 1–64 characters (durable delivery only). */
   key?: string;
+  /** Posted by the application's backend (the publish API): recipients see `"system": true`. */
+  system?: boolean;
 }
 
 export interface Published {
@@ -48,6 +50,12 @@ export function dedupeId(user: string, key: string): string {
   return createHash('sha256').update(user).update('\0').update(key).digest('base64url');
 }
 
+/** The `message` frame's fields; `system` only when set, so a session's message has none. */
+function frameOf(msgId: string, from: string, to: Destination, body: unknown, system: boolean | undefined) {
+  const ts = Date.now();
+  return system ? { msgId, from, to, body, ts, system: true as const } : { msgId, from, to, body, ts };
+}
+
 export function createPublisher(options: {
   nc: NatsConnection;
   /** Durable delivery when given. */
@@ -59,10 +67,10 @@ export function createPublisher(options: {
   if (!store) {
     return {
       mode: 'ephemeral',
-      async publishChat({ from, to, body, origin = '' }) {
+      async publishChat({ from, to, body, origin = '', system }) {
         const msgId = nuid.next();
         const subject = 'user' in to ? subjects.user(to.user) : subjects.room(to.room);
-        nc.publish(subject, encodeChatMessage(origin, { msgId, from, to, body, ts: Date.now() }));
+        nc.publish(subject, encodeChatMessage(origin, frameOf(msgId, from, to, body, system)));
         await flush();
         return { msgId };
       },
@@ -70,13 +78,13 @@ export function createPublisher(options: {
   }
   return {
     mode: 'durable',
-    async publishChat({ from, to, body, origin = '', key }) {
+    async publishChat({ from, to, body, origin = '', key, system }) {
       const kind = 'user' in to ? 'user' : 'room';
       const subject = 'user' in to ? subjects.storedUser(to.user) : subjects.storedRoom(to.room);
       const dedupe = key === undefined ? undefined : dedupeId(from, key);
       // A keyed message's id derives from the key: a repeat is answered without reading the first.
       const msgId = dedupe === undefined ? nuid.next() : `k${dedupe.slice(0, 21)}`;
-      const ack = await store.publish(subject, encodeChatMessage(origin, { msgId, from, to, body, ts: Date.now() }), dedupe);
+      const ack = await store.publish(subject, encodeChatMessage(origin, frameOf(msgId, from, to, body, system)), dedupe);
       const published: Published = { msgId, pos: store.position(kind, ack.seq) };
       if (ack.duplicate) published.duplicate = true;
       return published;

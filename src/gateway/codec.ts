@@ -56,19 +56,38 @@ export function nestsDeeperThan(value: unknown, max: number): boolean {
   return false;
 }
 
+/** The largest `body` of a `signal`, in bytes of its JSON encoding. */
+export const MAX_SIGNAL_BODY_BYTES = 1024;
+
+/** A destination: exactly one of `user` or `room`. */
+export const destination = z.union([z.strictObject({ user: id }), z.strictObject({ room: id })]);
+/** Any JSON value (`null` too) nested at most `MAX_BODY_DEPTH` levels. */
+export const body = z
+  .unknown()
+  .refine((b) => b !== undefined, 'body is required')
+  .refine((b) => !nestsDeeperThan(b, MAX_BODY_DEPTH), `nests deeper than ${MAX_BODY_DEPTH} levels`);
+
 const clientFrame = z.discriminatedUnion('type', [
   z.object({ type: z.literal('auth'), token, since }),
   z.object({
     type: z.literal('send'),
     id: frameId,
-    to: z.union([z.strictObject({ user: id }), z.strictObject({ room: id })]),
-    body: z
-      .unknown()
-      .refine((b) => b !== undefined, 'body is required')
-      .refine((b) => !nestsDeeperThan(b, MAX_BODY_DEPTH), `nests deeper than ${MAX_BODY_DEPTH} levels`),
+    to: destination,
+    body,
     /** Idempotency key (durable delivery): 1–64 characters. */
     key: z.string().min(1).max(64).optional(),
   }),
+  z.object({
+    type: z.literal('signal'),
+    id: frameId.optional(),
+    to: destination,
+    // The depth check first: only then is encoding it safe.
+    body: body.refine(
+      (b) => Buffer.byteLength(JSON.stringify(b) ?? '') <= MAX_SIGNAL_BODY_BYTES,
+      `larger than ${MAX_SIGNAL_BODY_BYTES} bytes`,
+    ),
+  }),
+  z.object({ type: z.literal('presence'), id: frameId, room: id }),
   z.object({ type: z.literal('join'), id: frameId, room: id, since }),
   z
     .object({
@@ -144,6 +163,10 @@ export function decodeClientFrame(text: string): ConnectionEvent {
       return { type: 'frame.refresh', id: frame.id, token: frame.token };
     case 'ping':
       return { type: 'frame.ping', id: frame.id };
+    case 'signal':
+      return { type: 'frame.signal', id: frame.id, to: frame.to as Destination, body: frame.body };
+    case 'presence':
+      return { type: 'frame.presence', id: frame.id, room: frame.room };
   }
 }
 
@@ -162,9 +185,17 @@ export function encodeServerFrame(frame: ServerFrame): string {
  */
 export function encodeChatMessage(
   origin: string,
-  message: { msgId: string; from: string; to: Destination; body: unknown; ts: number },
+  message: { msgId: string; from: string; to: Destination; body: unknown; ts: number; system?: true },
 ): string {
   return `${origin} ${message.ts}\n${JSON.stringify({ type: 'message', ...message })}`;
+}
+
+/**
+ * A signal as it travels on NATS: the same header as a chat message, then the `signal` frame as
+ * clients receive it. No `msgId`, no `ts` in the frame, no `pos`: it is never stored.
+ */
+export function encodeSignal(origin: string, signal: { from: string; to: Destination; body: unknown }, ts: number): string {
+  return `${origin} ${ts}\n${JSON.stringify({ type: 'signal', from: signal.from, to: signal.to, body: signal.body })}`;
 }
 
 const NEWLINE = 0x0a;
@@ -189,16 +220,36 @@ function isMessageFrame(value: unknown): boolean {
   );
 }
 
+const isDestination = (to: unknown): boolean => {
+  if (typeof to !== 'object' || to === null || Array.isArray(to)) return false;
+  const keys = Object.keys(to);
+  const value = (to as Record<string, unknown>)[keys[0] ?? ''];
+  return keys.length === 1 && (keys[0] === 'user' || keys[0] === 'room') && typeof value === 'string';
+};
+
+/** A `signal` frame: exactly `type`, `from`, `to` (one of `user`, `room`) and `body`, nothing else. */
+function isSignalFrame(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const m = value as Record<string, unknown>;
+  return (
+    m.type === 'signal' &&
+    Object.keys(m).length === 4 &&
+    typeof m.from === 'string' &&
+    isDestination(m.to) &&
+    'body' in m
+  );
+}
+
 /**
- * Splits a chat message from NATS into its origin session, publish time and frame bytes; anything
- * else on a user or room subject is undefined, and is dropped. Strict, because receivers write the
+ * Splits a chat message or a signal from NATS into its origin session, publish time and frame
+ * bytes; anything else on a user or room subject is undefined, and is dropped. Strict, because receivers write the
  * frame's bytes to their sockets as they are: the header's exact form, and a frame that is UTF-8
  * and a JSON `message` frame, so that a client never gets a text frame it cannot read. (One parse
  * per message and node, not per recipient.)
  */
 export function decodeChatMessage(
   data: Uint8Array,
-): { origin: string; ts: number; frame: Buffer } | undefined {
+): { origin: string; ts: number; frame: Buffer; type: 'message' | 'signal' } | undefined {
   const cut = data.indexOf(NEWLINE);
   const space = data.indexOf(SPACE);
   if (cut < 0 || space < 0 || space > cut) return undefined;
@@ -207,11 +258,15 @@ export function decodeChatMessage(
   const ts = bytes.toString('latin1', space + 1, cut);
   const frame = bytes.subarray(cut + 1);
   if (!ORIGIN.test(origin) || !TIMESTAMP.test(ts) || !isUtf8(frame)) return undefined;
+  let type: 'message' | 'signal';
   try {
-    if (!isMessageFrame(JSON.parse(frame.toString('utf8')))) return undefined;
+    const value: unknown = JSON.parse(frame.toString('utf8'));
+    if (isMessageFrame(value)) type = 'message';
+    else if (isSignalFrame(value)) type = 'signal';
+    else return undefined;
   } catch {
     // Not JSON: dropped like any other malformed message.
     return undefined;
   }
-  return { origin, ts: Number(ts), frame };
+  return { origin, ts: Number(ts), frame, type };
 }

@@ -10,6 +10,9 @@
  *   ../durable/   DELIVERY=durable: streams, positions, resume, history, publishChat
  *   interest.ts   which NATS subjects this node is subscribed to, for whom
  *   degraded.ts   sessions admitted without the auth service, and their re-check
+ *   publish.ts    the one publish path of chat messages (a session's send, the publish API) and signals
+ *   presence.ts   who is in which room fleet-wide, and the joined/left events
+ *   publish-api.ts  the server-side publish API (NATS request and POST /api/publish)
  *   ops-http.ts   the node's HTTP server: /healthz, /readyz, /metrics
  */
 import { hostname } from 'node:os';
@@ -25,6 +28,9 @@ import { closeNats, connectNats, type NatsCredentials } from '../bus/connection.
 import { limitedLog } from '../bounded-log.ts';
 import type { ConnectionActor } from './session.ts';
 import { Interest } from './interest.ts';
+import { createSignalPublisher } from './signals.ts';
+import { CONTROL_MARK, Presence } from './presence.ts';
+import { servePublishApi, type PublishApiOptions } from './publish-api.ts';
 import { Delivery } from '../durable/delivery.ts';
 import type { ChatMessage, DeliveryMode, Published } from '../durable/publish.ts';
 import type { StreamOptions } from '../durable/streams.ts';
@@ -33,6 +39,7 @@ import { closeRevoked, drainSessions, startHeartbeat } from './sessions.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { Observers } from '../observe/observe.ts';
 import { startRecorder, type RecordingOptions } from '../observe/recording.ts';
+import { UserSendBudget } from './user-send-budget.ts';
 import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
 import { MAX_TOKEN_LENGTH, type TokenVerifier } from '../auth/tokens.ts';
 import { defaults } from '../defaults.ts';
@@ -92,6 +99,10 @@ export interface GatewayOptions {
   trustProxy?: number | boolean;
   /** Sessions one user may have on this node; one more closes with 1013 once authenticated. @default 100 */
   maxSessionsPerUser?: number;
+  /** Bytes of `send` frames all of one user's sessions on this node may send per second. @default 131072 */
+  userSendBytesPerSecond?: number;
+  /** Bytes of `send` frames all of one user's sessions on this node may send at once. @default 524288 */
+  userSendBytesBurst?: number;
   /** Sessions one client address may have on this node; one more upgrade gets HTTP 429. @default 1000 */
   maxSessionsPerIp?: number;
   /** How long a request (an upgrade too) may take to send its headers; then HTTP 408 and close. @default 10000 */
@@ -102,6 +113,13 @@ export interface GatewayOptions {
   clockToleranceS?: number;
   /** When set, GET /metrics needs `Authorization: Bearer <token>`. */
   metricsToken?: string;
+  /** Presence: heartbeat interval, and the silence after which a node counts as dead. @default 2000 / 10000 */
+  presenceHeartbeatMs?: number;
+  presenceNodeTimeoutMs?: number;
+  /** The most users a `presence` answer lists. @default 1000 */
+  presenceMaxUsers?: number;
+  /** When set, `POST /api/publish` on this port takes `Authorization: Bearer <apiToken>`; unset, it is 404. */
+  apiToken?: string;
   /** Checks tokens; the auth service over NATS by default. */
   verify?: TokenVerifier;
   /** Where the actors report what they live through (inspector page, recorder). @default a new one */
@@ -234,14 +252,29 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   auth.breaker.on('breaker.halfOpened', () => metrics.breakerEntered('halfOpen'));
   auth.breaker.on('breaker.closed', () => metrics.breakerEntered('closed'));
 
-  // Live messages go through delivery (gap detection and `pos` when durable), then relay.ts.
+  // Live messages go through delivery (gap detection and `pos` when durable), then relay.ts. A
+  // presence control line (first byte `!`) goes to presence instead, before any decoding.
   let delivery: Delivery | undefined;
-  const interest = new Interest<Session>(
+  const interest: Interest<Session> = new Interest<Session>(
     nc,
-    (_members, _data, subject, msg) => delivery?.live(subject, msg),
+    (_members, data, subject, msg) => {
+      if (data[0] === CONTROL_MARK) presence.onRoomControl(subject, data);
+      else delivery?.live(subject, msg);
+    },
     log,
     (subject) => delivery?.released(subject),
   );
+  const presence = new Presence({
+    nc,
+    nodeId,
+    log,
+    heartbeatMs: options.presenceHeartbeatMs,
+    nodeTimeoutMs: options.presenceNodeTimeoutMs,
+    maxUsers: options.presenceMaxUsers,
+    broadcast: (subject, frame, type) => {
+      for (const session of interest.members(subject) ?? []) session.write(frame, type);
+    },
+  });
   try {
     delivery = await Delivery.start({
       nc,
@@ -252,12 +285,22 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       delivered: (ts) => metrics.delivered(ts),
       log,
     });
+    await presence.start();
   } catch (err) {
+    presence.stop();
     auth.stop();
     await recorder?.close();
     await closeNats(nc);
     throw err;
   }
+  const signals = createSignalPublisher(nc, () => interest.flush());
+  const publishApi: PublishApiOptions = {
+    publish: (message) => delivery.publish(undefined, message),
+    log,
+    maxBytes: options.maxMessageBytes ?? defaults.maxMessageBytes,
+    apiToken: options.apiToken,
+  };
+  const publishApiSub = servePublishApi(nc, publishApi);
   const degraded = createDegradedSessions({
     sessions,
     auth,
@@ -270,6 +313,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     sessions,
     interest,
     delivery,
+    signals,
+    presence,
     verify: checkedVerify(options.verify ?? auth.verify, metrics, degraded),
     log,
     metrics,
@@ -285,6 +330,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     maxBufferedBytes: options.maxBufferedBytes ?? defaults.maxBufferedBytes,
     maxSessionsPerUser: options.maxSessionsPerUser ?? defaults.maxSessionsPerUser,
     userSessions: new Map(),
+    userSendBudget: new UserSendBudget({
+      bytesPerSecond: options.userSendBytesPerSecond ?? defaults.userSendBytesPerSecond,
+      burst: options.userSendBytesBurst ?? defaults.userSendBytesBurst,
+    }),
     degraded,
     observers,
   };
@@ -293,8 +342,12 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   // Revocations heard on NATS close every affected session here.
   auth.onRevoked((r) => closeRevoked(sessions, auth.revocations, r));
 
-  // After a reconnect, what was published meanwhile comes from the streams (durable delivery).
-  const natsConnected = watchNats(nc, metrics, log, () => void delivery.resync());
+  // After a reconnect, what was published meanwhile comes from the streams (durable delivery), and
+  // presence republishes its state and asks the others again.
+  const natsConnected = watchNats(nc, metrics, log, () => {
+    void delivery.resync();
+    presence.resync();
+  });
   let closing: Promise<void> | undefined;
   const drain = createDrain(
     sessions,
@@ -317,7 +370,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   };
   const badTarget = limitedLog(log);
   const server = createNodeServer({
-    sources: { readiness, registry: metrics.registry, metricsToken: options.metricsToken, badTarget },
+    sources: { readiness, registry: metrics.registry, metricsToken: options.metricsToken, badTarget, publishApi },
     headersTimeoutMs: options.headersTimeoutMs ?? defaults.headersTimeoutMs,
     requestTimeoutMs: options.requestTimeoutMs ?? defaults.requestTimeoutMs,
     log,
@@ -353,12 +406,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     stopHeartbeat();
     upgrades.stop();
     server.close();
+    publishApiSub.unsubscribe();
     auth.stop();
     // The whole shutdown, a drain included, fits in shutdownTimeoutMs, with a second to spare for NATS.
     const shutdownTimeoutMs = options.shutdownTimeoutMs ?? defaults.shutdownTimeoutMs;
     const left = (drainStartedAt ?? Date.now()) + shutdownTimeoutMs - 1000 - Date.now();
     await drainSessions(sessions, Math.max(1000, left));
     server.closeAllConnections();
+    // After the sessions' own leaves: the others drop whatever this node still held.
+    presence.stop();
     await recorder?.close();
     await closeNats(nc);
     log.info('gateway stopped');

@@ -8,8 +8,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { CloseCode } from '../../machines/codes.ts';
 import { processErrorCounts } from '../last-resort.ts';
 
-export const FRAME_TYPES_IN = ['auth', 'send', 'join', 'leave', 'refresh', 'history', 'ping', 'invalid', 'binary', 'too_large'] as const;
-export const FRAME_TYPES_OUT = ['welcome', 'message', 'ack', 'error', 'expiring', 'pong', 'history'] as const;
+export const FRAME_TYPES_IN = ['auth', 'send', 'join', 'leave', 'refresh', 'history', 'ping', 'signal', 'presence', 'invalid', 'binary', 'too_large'] as const;
+export const FRAME_TYPES_OUT = ['welcome', 'message', 'ack', 'error', 'expiring', 'pong', 'history', 'signal', 'presence', 'joined', 'left'] as const;
 export const CONNECTION_STATES = ['awaiting_auth', 'authenticating', 'active', 'closing'] as const;
 export const AUTH_OUTCOMES = ['ok', 'degraded', 'invalid', 'expired', 'unavailable', 'error'] as const;
 const KNOWN_CLOSE_CODES = new Set<number>([...Object.values(CloseCode), 1005, 1006]);

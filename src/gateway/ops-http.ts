@@ -2,15 +2,17 @@
  * The plain-HTTP side of a gateway's port: `/healthz` (the process serves), `/readyz` (connected
  * to NATS, subscriptions in place, not draining; an open auth breaker is shown but does not make
  * the node unready, since it still admits sessions by local verification), `/metrics`
- * (Prometheus text; behind `METRICS_TOKEN` when set). `/ws` without an upgrade gets 426. A request
+ * (Prometheus text; behind `METRICS_TOKEN` when set), `POST /api/publish` (publish-api.ts, 404
+ * without API_TOKEN). `/ws` without an upgrade gets 426. A request
  * target that is not a path gets 400 (src/request-target.ts).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
 import type { Logger } from '../log.ts';
 import { requestUrl } from '../request-target.ts';
-import { bearerToken, json, sameSecret } from '../http.ts';
+import { bearerToken, createHardenedServer, json, sameSecret } from '../http.ts';
+import { handlePublishHttp, type PublishApiOptions } from './publish-api.ts';
 
 export interface HttpSources {
   readiness(): { ready: boolean } & Record<string, unknown>;
@@ -18,6 +20,8 @@ export interface HttpSources {
   metricsToken?: string;
   /** Where a bad request target is logged, within its budget (src/bounded-log.ts). */
   badTarget: LimitedLog;
+  /** `POST /api/publish` (404 unless it has an `apiToken`). */
+  publishApi?: PublishApiOptions;
 }
 
 export async function handleHttp(req: IncomingMessage, res: ServerResponse, sources: HttpSources): Promise<void> {
@@ -28,6 +32,7 @@ export async function handleHttp(req: IncomingMessage, res: ServerResponse, sour
     return;
   }
   const path = url.pathname;
+  if (path === '/api/publish' && sources.publishApi) return handlePublishHttp(req, res, sources.publishApi);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { allow: 'GET, HEAD' }).end();
     return;
@@ -74,13 +79,7 @@ export function createNodeServer(options: {
   log: Logger;
 }): Server {
   const httpFailed = limitedLog(options.log);
-  const headersTimeout = options.headersTimeoutMs;
-  return createServer({
-    headersTimeout,
-    requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs),
-    // How often Node looks for requests over those bounds; its default (30 s) would stretch them.
-    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 4)),
-  }, (req, res) => {
+  return createHardenedServer(options, (req, res) => {
     handleHttp(req, res, options.sources).catch((err: unknown) => {
       httpFailed('error', { error: errorSummary(err) }, 'http request failed');
       if (!res.headersSent) res.writeHead(500).end();

@@ -5,29 +5,28 @@
  */
 import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
 import { WebSocket, type RawData } from 'ws';
-import type { NatsConnection } from '@nats-io/nats-core';
-import { nuid } from '@nats-io/nats-core';
+import { nuid, type NatsConnection } from '@nats-io/nats-core';
 import {
   connectionMachine,
   tooManySessions,
   type ConnectionContext,
+  type ConnectionEvent,
   type ConnectionInput,
   type ConnectionLimits,
   type Destination,
   type FrameId,
 } from '../../machines/connection.machine.ts';
 import { ErrorCode, type ErrorCodeValue } from '../../machines/codes.ts';
-import {
-  decodeClientFrame,
-  encodeServerFrame,
-  type ServerFrame,
-} from './codec.ts';
+import { decodeClientFrame, encodeServerFrame, type ServerFrame } from './codec.ts';
+import type { SignalPublisher } from './signals.ts';
+import type { Presence } from './presence.ts';
 import type { Interest, Member } from './interest.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Observers } from '../observe/observe.ts';
 import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
+import type { UserSendBudget } from './user-send-budget.ts';
 import type { Delivery, DeliveryMember } from '../durable/delivery.ts';
 
 /** What a node shares with its sessions. */
@@ -39,6 +38,10 @@ export interface NodeContext {
   /** Publishing, live delivery, resume and history (src/durable/delivery.ts). */
   delivery: Delivery;
   verify: TokenVerifier;
+  /** Signals: published like messages, never stored (signals.ts). */
+  signals: SignalPublisher;
+  /** The fleet's presence, fed by this node's joins and leaves (presence.ts). */
+  presence: Presence;
   log: Logger;
   limits: ConnectionLimits;
   /** @default 5000 */
@@ -49,6 +52,8 @@ export interface NodeContext {
   maxSessionsPerUser: number;
   /** Sessions per user on this node, kept by the sessions themselves (see `openSession`). */
   userSessions: Map<string, number>;
+  /** Bytes each user's sessions on this node may send together (user-send-budget.ts). */
+  userSendBudget: UserSendBudget;
   metrics: Metrics;
   /** Holds the tokens of sessions admitted without the auth service, until they are re-checked (degraded.ts). */
   degraded: {
@@ -98,6 +103,8 @@ export class Session implements Member, DeliveryMember {
   acksSettled(): Promise<void> {
     return this.acksInFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.#acksSettled.push(resolve));
   }
+  /** Rooms this session counts in presence (joined and subscribed). */
+  readonly presentIn = new Set<string>();
   /** The user inbox's resume, from `subscribeUser` until the welcome writes it. */
   resumed: { recovered?: boolean; flush: (between?: () => void) => void } | undefined;
 
@@ -129,7 +136,7 @@ export class Session implements Member, DeliveryMember {
    * Writes one text frame, or closes the session with 4009 when the socket cannot keep up: the
    * bytes ws holds for this socket never grow past `maxBufferedBytes` plus one frame.
    */
-  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history'): boolean {
+  write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history' | 'signal'): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return false;
     if (this.ws.bufferedAmount > this.#maxBufferedBytes) {
       this.actor.send({ type: 'socket.slow' });
@@ -144,6 +151,22 @@ export class Session implements Member, DeliveryMember {
     this.write(encodeServerFrame(frame), frame.type);
   }
 
+  /** Counts this session in `room`'s presence (once). */
+  present(presence: Presence, room: string): void {
+    if (this.countedUser === undefined || this.presentIn.has(room)) return;
+    this.presentIn.add(room);
+    presence.add(room, this.countedUser);
+  }
+
+  /** Takes this session out of `room`'s presence, if it counted there. */
+  absent(presence: Presence, room: string): void {
+    if (this.presentIn.delete(room) && this.countedUser !== undefined) presence.remove(room, this.countedUser);
+  }
+
+  absentEverywhere(presence: Presence): void {
+    for (const room of [...this.presentIn]) this.absent(presence, room);
+  }
+
   /** The node could not keep this session's messages whole: it closes with 4009 and resumes. */
   lost(): void {
     this.actor.send({ type: 'socket.slow' });
@@ -152,7 +175,7 @@ export class Session implements Member, DeliveryMember {
 
 /** The connection machine with this node's effects. */
 export function connectionLogic(node: NodeContext) {
-  const { interest, nc, log } = node;
+  const { interest, nc, signals, presence } = node;
   /**
    * The one place an effect finds its session: by the id the actor carries. A session that has
    * already ended (its socket closed, the node forgot it) gets nothing done.
@@ -243,8 +266,11 @@ export function connectionLogic(node: NodeContext) {
       subscribeRoomAndAck: withSession((session, _context, { room, id, since }: { room: string; id: FrameId; since?: string }) => {
         const subject = subjects.room(room);
         node.delivery.join(session, subject, since, () => interest.join(subject, session)).then(
-          ({ recovered, flush }) =>
-            flush(() => session.send(recovered === undefined ? { type: 'ack', id } : { type: 'ack', id, recovered })),
+          ({ recovered, flush }) => {
+            flush(() => session.send(recovered === undefined ? { type: 'ack', id } : { type: 'ack', id, recovered }));
+            // Still joined (not left or closed meanwhile): the session counts in the room's presence.
+            if (session.subjects.has(subject)) session.present(presence, room);
+          },
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
         );
       }),
@@ -252,11 +278,29 @@ export function connectionLogic(node: NodeContext) {
         for (const room of rooms) {
           interest.leave(subjects.room(room), session);
           node.delivery.leave(session, subjects.room(room));
+          session.absent(presence, room);
         }
       }),
       releaseInterests: withSession((session) => {
         interest.leaveAll(session);
         node.delivery.leave(session);
+        session.absentEverywhere(presence);
+      }),
+      publishSignal: withSession((session, context, { id, to, body }: { id?: FrameId; to: Destination; body: unknown }) => {
+        // Like a message: a room signal skips the sending session.
+        const origin = 'room' in to ? session.id : '';
+        signals.publishSignal({ origin, from: context.user!, to, body }).then(
+          () => {
+            if (id !== undefined) session.send({ type: 'ack', id });
+          },
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        );
+      }),
+      answerPresence: withSession((session, _context, { id, room }: { id: FrameId; room: string }) => {
+        presence.query(room).then(
+          ({ count, users }) => session.send({ type: 'presence', id, room, count, users }),
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        );
       }),
       // A page of stored messages (durable delivery): the own inbox, or a room the machine found granted.
       sendHistory: withSession(
@@ -276,23 +320,28 @@ export function connectionLogic(node: NodeContext) {
         },
       ),
       // A chat message, sending side: session → (machine decided) → publishChat → bus. Delivery: relay.ts.
-      publishAndAck: withSession(
-        (session, context, { id, to, body, key }: { id: FrameId; to: Destination; body: unknown; key?: string }) => {
-          if (nc.isClosed() || nc.isDraining()) {
-            replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
-            return;
-          }
-          // Room messages skip the sending session; user messages reach every session of the user.
-          const origin = 'room' in to ? session.id : '';
-          // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
-          // Counted until answered: a drain (drain.ts) closes the session after its acks in flight.
-          const answered = session.owesAck();
-          node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
-            ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
-            () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
-          ).finally(answered);
-        },
-      ),
+      publishAndAck: (
+        { context, event }: { context: ConnectionContext; event: ConnectionEvent },
+        { id, to, body, key }: { id: FrameId; to: Destination; body: unknown; key?: string },
+      ) => {
+        const session = sessionOf(context.session);
+        if (!session) return;
+        if (nc.isClosed() || nc.isDraining()) {
+          replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
+          return;
+        }
+        // The machine let the frame through: its bytes come out of the user's budget on this node.
+        if (event.type === 'frame.send') node.userSendBudget.take(context.user!, event.bytes ?? 0);
+        // Room messages skip the sending session; user messages reach every session of the user.
+        const origin = 'room' in to ? session.id : '';
+        // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
+        // Counted until answered: a drain (drain.ts) closes the session after its acks in flight.
+        const answered = session.owesAck();
+        node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
+          ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
+          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+        ).finally(answered);
+      },
       closeSocket: withSession((session, context) => {
         const ws = session.ws;
         if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
@@ -314,6 +363,8 @@ const frameTypeOf = {
   'frame.refresh': 'refresh',
   'frame.history': 'history',
   'frame.ping': 'ping',
+  'frame.signal': 'signal',
+  'frame.presence': 'presence',
   'frame.invalid': 'invalid',
 } as const;
 
@@ -327,7 +378,10 @@ function releaseSession(node: NodeContext, session: Session): void {
   session.countedUser = undefined;
   const left = (node.userSessions.get(user) ?? 1) - 1;
   if (left > 0) node.userSessions.set(user, left);
-  else node.userSessions.delete(user);
+  else {
+    node.userSessions.delete(user);
+    node.userSendBudget.forget(user);
+  }
 }
 
 /** Starts the actor of a new socket and wires the socket's events to it. */
@@ -372,6 +426,7 @@ export function openSession(
     error: (err) => {
       session.log.error({ err }, 'connection actor failed');
       node.interest.leaveAll(session);
+      session.absentEverywhere(node.presence);
       releaseSession(node, session);
       if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'internal error');
     },
@@ -387,7 +442,12 @@ export function openSession(
     const text = data.toString();
     const event = decodeClientFrame(text);
     // What the frame costs its recipients: counted against the session's send byte bucket.
-    if (event.type === 'frame.send') event.bytes = Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text);
+    if (event.type === 'frame.send') {
+      event.bytes = Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text);
+      // And against the user's budget on this node; the machine decides (before auth: no user yet).
+      const user = session.countedUser;
+      if (user !== undefined) event.userRetryAfterMs = node.userSendBudget.retryAfterMs(user, event.bytes);
+    }
     node.metrics.frameIn(frameTypeOf[event.type as keyof typeof frameTypeOf] ?? 'invalid');
     actor.send(event);
   });

@@ -16,6 +16,16 @@ import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
 import { bearerToken } from '../http.ts';
 import type { Logger } from '../log.ts';
 
+/**
+ * What a log line says of a refused Origin: its length, and its first 64 characters with anything
+ * but printable ASCII replaced, never the whole header (a client may send 15 KB of it).
+ */
+export function originFields(origin: string | undefined): { originLength: number; origin?: string } {
+  if (origin === undefined) return { originLength: 0 };
+  return { originLength: origin.length, origin: origin.slice(0, 64).replace(/[^\x20-\x7e]/g, '?') };
+}
+
+
 import { BEARER_PROTOCOL_PREFIX, SUBPROTOCOL } from '../protocol.ts';
 
 // One source with the client SDK: src/protocol.ts.
@@ -133,24 +143,29 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
     else ipSessions.delete(ip);
   };
   const upgradeFailed = limitedLog(log);
+  // One budget per kind of refusal: each is the client's doing, and a flood of them must not flood the log.
+  const originRefused = limitedLog(log);
+  const handshakeLimited = limitedLog(log);
+  const tooManyFromIp = limitedLog(log);
+  const nodeFull = limitedLog(log);
 
   const admit = (req: IncomingMessage): Admission => {
     const url = requestUrl(req, options.badTarget);
     if (!url) return { refused: { status: 400, text: 'Bad Request' } };
     if (url.pathname !== '/ws') return { refused: { status: 404, text: 'Not Found' } };
     if (allowedOrigins && !allowedOrigins.has(req.headers.origin ?? '')) {
-      log.info({ origin: req.headers.origin }, 'origin refused');
+      originRefused('info', originFields(req.headers.origin), 'origin refused');
       return { refused: { status: 403, text: 'Forbidden' } };
     }
     const ip = clientAddress(req, hops);
     if (!handshakes.take(ip)) {
       metrics.rateLimited('handshake');
-      log.info({ ip }, 'handshake rate limited');
+      handshakeLimited('info', { ip }, 'handshake rate limited');
       return { refused: { status: 429, text: 'Too Many Requests' } };
     }
     if ((ipSessions.get(ip) ?? 0) >= maxSessionsPerIp) {
       metrics.rateLimited('connections');
-      log.info({ ip, max: maxSessionsPerIp }, 'too many sessions from one address');
+      tooManyFromIp('info', { ip, max: maxSessionsPerIp }, 'too many sessions from one address');
       return { refused: { status: 429, text: 'Too Many Requests' } };
     }
     if (options.draining()) return { refused: { status: 426, text: 'Upgrade Required' } };
@@ -166,7 +181,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       if (options.sessionCount() >= maxConnections) {
         metrics.rateLimited('connections');
         metrics.closed(1013);
-        log.info({ max: maxConnections }, 'node full');
+        nodeFull('info', { max: maxConnections }, 'node full');
         ws.close(1013, 'node full');
         return;
       }

@@ -13,7 +13,8 @@
  * to), so a recording that stops early (a full sink, a node that stops) is still a valid prefix.
  * Tokens and message bodies are `[redacted]` unless `raw` is set.
  */
-import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { constants as fsConstants, readFileSync, type WriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
@@ -150,16 +151,37 @@ const MAX_PENDING_FILE_BYTES = 8 * 1024 * 1024;
 /** Lines of one connection held back until its user is known (user filter). */
 const MAX_HELD_LINES = 1000;
 
+/**
+ * Opens the recording file for appending, 0600: even redacted, a recording tells who talked to
+ * whom and when. Never through a symlink (O_NOFOLLOW: one planted there would send the recording
+ * elsewhere); an existing file must be ours, and is made 0600 if it was more open.
+ */
+async function openRecordingFile(path: string): Promise<WriteStream> {
+  const refuse = (why: string) => new ChatgateError(ChatgateErrorCode.badOption, `cannot write the recording to ${path} (${why})`);
+  const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = fsConstants;
+  let handle;
+  try {
+    handle = await open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw refuse(code === 'ELOOP' ? 'it is a symbolic link' : (code ?? 'cannot open'));
+  }
+  try {
+    const info = await handle.stat();
+    // A FIFO (a reader that takes the recording as it comes) is fine; its mode is its creator's.
+    if (!info.isFile() && !info.isFIFO()) throw refuse('not a regular file or FIFO');
+    if (typeof process.getuid === 'function' && info.uid !== process.getuid()) throw refuse('owned by another user');
+    if (info.isFile() && (info.mode & 0o077) !== 0) await handle.chmod(0o600);
+  } catch (err) {
+    await handle.close();
+    throw err instanceof ChatgateError ? err : refuse((err as NodeJS.ErrnoException).code ?? 'cannot check it');
+  }
+  return handle.createWriteStream();
+}
+
 async function fileSink(path: string, log: Logger): Promise<Sink> {
-  // 0600: even redacted, a recording tells who talked to whom and when.
-  const stream: WriteStream = createWriteStream(path, { flags: 'a', mode: 0o600 });
+  const stream = await openRecordingFile(path);
   let broken = false;
-  await new Promise<void>((resolve, reject) => {
-    stream.once('open', () => resolve());
-    stream.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new ChatgateError(ChatgateErrorCode.badOption, `cannot write the recording to ${path} (${err.code ?? err.message})`)),
-    );
-  });
   stream.on('error', (err: NodeJS.ErrnoException) => {
     broken = true;
     log.error({ code: err.code, path }, 'recording file failed');

@@ -32,3 +32,31 @@ test('docs - every bus permission of every role is listed in docs/security.md', 
     expect(text.includes('allow_responses'), `${role} allow_responses`).toBe(p.allowResponses);
   }
 });
+
+/** The subjects in backticks of one cell, e.g. `chatgate.v1.user.*`; a `(queue \`name\` …)` is not one. */
+const subjectsIn = (cell: string) =>
+  [...cell.replace(/\(queue [^)]*\)/g, '').matchAll(/`([^`\s]+)`/g)].map((m) => m[1]!);
+
+test('docs - every subject the role tables of docs/security.md list is in the permission table', () => {
+  for (const role of BUS_ROLES) {
+    const p = busPermissions[role];
+    const granted = { publish: p.publish.map((g) => g.subject), subscribe: p.subscribe.map((g) => g.subject) };
+    for (const row of section(role).matchAll(/^\| (publish|subscribe) \| ([^|]+) \|/gm)) {
+      const may = row[1] as 'publish' | 'subscribe';
+      for (const subject of subjectsIn(row[2]!)) expect(granted[may], `${role} ${may} ${subject}`).toContain(subject);
+    }
+  }
+  // The "Who may do what" table of the Revocations section: its publish and subscribe columns.
+  const revocations = security.slice(security.indexOf('\n## Revocations\n'), security.indexOf('\n## Limits\n'));
+  const rows = [...revocations.matchAll(/^\| (auth|gateway) [^|]*\| [^|]* \| ([^|]*) \| ([^|]*) \|$/gm)];
+  expect(rows.length, 'the Who may do what table').toBe(2);
+  for (const [, role, publishes, subscribes] of rows) {
+    const p = busPermissions[role as 'auth' | 'gateway'];
+    for (const subject of subjectsIn(publishes!).filter((s) => s.includes('.'))) {
+      expect(p.publish.map((g) => g.subject), `${role} publishes ${subject}`).toContain(subject);
+    }
+    for (const subject of subjectsIn(subscribes!).filter((s) => s.includes('.'))) {
+      expect(p.subscribe.map((g) => g.subject), `${role} subscribes ${subject}`).toContain(subject);
+    }
+  }
+});

@@ -39,6 +39,8 @@ export interface Stack {
   /** A client of gateway `node` that has received `welcome`. */
   session(node: number, sub: string, options?: Omit<MintOptions, 'sub'>): Promise<{ client: TestClient; welcome: Frame }>;
   startAuth(): Promise<AuthService>;
+  /** One more gateway node (on the servers in turn); returns its index in `gateways`. */
+  addGateway(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -82,7 +84,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return service;
     };
     const auth = options.auth === false ? undefined : await startAuth();
-    for (let i = 0; i < (options.nodes ?? 1); i++) {
+    const addGateway = async () => {
+      const i = gateways.length;
       gateways.push(
         await startGateway({
           natsUrl: nats[i % nats.length]!.url,
@@ -95,7 +98,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           ...options.gateway,
         }),
       );
-    }
+      return i;
+    };
+    for (let i = 0; i < (options.nodes ?? 1); i++) await addGateway();
     const token = (sub: string, mint?: Omit<MintOptions, 'sub'>) => mintToken(keys, { sub, ...mint });
     const client = (node: number, connect?: ConnectOptions) => {
       const c = new TestClient(gateways[node]!.url, connect);
@@ -116,6 +121,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         return { client: c, welcome };
       },
       startAuth,
+      addGateway,
       stop,
     };
   } catch (err) {

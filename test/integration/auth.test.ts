@@ -126,6 +126,30 @@ describe('auth - token rules', () => {
     expect(await closeCodeFor(await sign({ sub: 'rooms', rooms: 5, exp: nowS() + 60 }))).toBe(4001);
   });
 
+  it('auth - a token issued in the future (beyond the clock tolerance) is rejected with 4001', async () => {
+    // A year ahead, lifetime a day: it would pass the lifetime check and outlive every revocation.
+    const iat = nowS() + 365 * 86_400;
+    const future = await new SignJWT({ jti: 'future-1' })
+      .setProtectedHeader({ alg: 'ES256', kid: stack.keys.kid })
+      .setSubject('future')
+      .setIssuer('chatgate')
+      .setAudience('chatgate')
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + 86_000)
+      .sign(stack.keys.privateKey);
+    expect(await closeCodeFor(future)).toBe(4001);
+    // Within the tolerance (a few seconds of skew) it is welcomed.
+    const { welcome } = await stack.session(0, 'skewed', { now: nowS() + 2 });
+    expect(welcome.user).toBe('skewed');
+  });
+
+  it('auth - a jti the revocations bucket cannot hold (over 256 characters, empty) is rejected with 4001', async () => {
+    expect(await closeCodeFor(await stack.token('long-jti', { jti: 'j'.repeat(257) }))).toBe(4001);
+    expect(await closeCodeFor(await stack.token('empty-jti', { jti: '' }))).toBe(4001);
+    const { welcome } = await stack.session(0, 'ok-jti', { jti: 'j'.repeat(256) });
+    expect(welcome.user).toBe('ok-jti');
+  });
+
   it('auth - a sub of 256 UTF-16 code units with dots, wildcards and unicode is welcomed; 257 is not', async () => {
     // The emoji is two code units: 256 units are 255 code points, 257 units are 256 code points.
     const sub = `a.*.>. 😀 ${'é'.repeat(246)}`;

@@ -68,6 +68,18 @@ describe('cli - token and jwks', () => {
     expect(claims.nbf! - nowS()).toBeGreaterThan(20);
   });
 
+  it('cli - token --claims merges a JSON object into the payload; a bad one is one line and exit 2', async () => {
+    const { code, stdout } = await runChatgate(['token', '--sub', 'carol', '--claims', '{"rooms":{"news":"r","chat":"rw"},"team":7}'], env);
+    expect(code).toBe(0);
+    expect(decodeJwt(stdout.trim())).toMatchObject({ sub: 'carol', rooms: { news: 'r', chat: 'rw' }, team: 7 });
+    for (const bad of ['{not json', '[1,2]', '"x"']) {
+      const refused = await runChatgate(['token', '--sub', 'carol', '--claims', bad], env);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+      expect(refused.stderr).toContain('--claims');
+    }
+  });
+
   it('cli - a negative ttl as two arguments gives an expired token; "*" grants every room', async () => {
     const { code, stdout } = await runChatgate(['token', '--sub', 'bob', '--ttl', '-60', '--rooms', '*'], env);
     expect(code).toBe(0);

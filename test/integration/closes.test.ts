@@ -39,7 +39,7 @@ describe('closes - node-wide conditions', () => {
   });
 
   it('closes - a reader that cannot keep up is closed with 4009 and the sender is not disturbed', async () => {
-    stack = await startStack({ gateway: { maxBufferedBytes: 64 * 1024, limits: { sendsPerSecond: 1e6, sendBurst: 1e6, sendBytesPerSecond: 1e9, sendBytesBurst: 1e9 } } });
+    stack = await startStack({ gateway: { maxBufferedBytes: 64 * 1024, limits: { sendsPerSecond: 1e6, sendBurst: 1e6, sendBytesPerSecond: 1e9, sendBytesBurst: 1e9 }, userSendBytesPerSecond: 1e9, userSendBytesBurst: 1e9 } });
     const { client: sender } = await stack.session(0, 'c-flooder');
     const { client: slow } = await stack.session(0, 'c-slow');
     const socket = (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;

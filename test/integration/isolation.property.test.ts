@@ -1,8 +1,10 @@
 /**
  * Isolation, as a property: random users and rooms (ids with `.`, `*`, `>`, spaces, Unicode),
- * sessions spread over two gateway nodes on two servers of a NATS cluster, random joins and
- * sends. Every session must receive exactly the messages the delivery rules name, no more, no
- * fewer.
+ * sessions spread over two gateway nodes on two servers of a NATS cluster, random joins, sends
+ * and signals. Every session must receive exactly the messages and signals the delivery rules
+ * name, no more, no fewer; every `joined`/`left` it gets is about a room it joined and a user
+ * joined there; `presence` of each room it joined names exactly the users joined there; and no
+ * signal is ever stored (history holds only messages).
  *
  * With durable delivery (R3 streams) the same holds for what is stored: some sends carry keys
  * shared between users (a key dedupes only its own user's sends), each session's `history` of
@@ -19,6 +21,7 @@ import type { TestClient } from '../harness/client.ts';
 let stack: Stack;
 let barrier: TestClient[];
 let deliveries = 0;
+let presenceEvents = 0;
 let run = 0;
 
 beforeAll(async () => {
@@ -26,7 +29,11 @@ beforeAll(async () => {
   stack = await startStack({
     nodes: 2,
     cluster: true,
-    gateway: { delivery: 'durable', history: { replicas: 3 }, limits: { sendsPerSecond: 1e6, sendBurst: 1e6 } },
+    gateway: {
+      delivery: 'durable',
+      history: { replicas: 3 },
+      limits: { sendsPerSecond: 1e6, sendBurst: 1e6, signalsPerSecond: 1e6, signalBurst: 1e6 },
+    },
   });
   barrier = [(await stack.session(0, 'iso-barrier-0')).client, (await stack.session(1, 'iso-barrier-1')).client];
 });
@@ -59,7 +66,13 @@ const scenario = fc
         { minLength: 2, maxLength: 6 },
       ),
       sends: fc.array(
-        fc.record({ from: fc.nat(5), toUser: fc.boolean(), target: fc.nat(10), key: fc.option(fc.constantFrom('k1', 'k2', '*', '.>')) }),
+        fc.record({
+          from: fc.nat(5),
+          toUser: fc.boolean(),
+          target: fc.nat(10),
+          key: fc.option(fc.constantFrom('k1', 'k2', '*', '.>')),
+          signal: fc.boolean(),
+        }),
         { minLength: 5, maxLength: 25 },
       ),
     }),
@@ -96,12 +109,14 @@ it('isolation - every delivery across two nodes obeys the rules, with exact coun
         const firstAck = new Map<string, { msgId: unknown; pos: unknown }>();
         const stored = new Map<string, string[]>();
         const positions: string[] = [];
+        const signals = new Set<string>();
         for (const [n, send] of sends.entries()) {
           const from = open[send.from % open.length]!;
           const body = `m${run}-${n}`;
           let to: { user: string } | { room: string };
           const toUser = send.toUser || from.joined.length === 0;
-          const dedupe = send.key === null ? undefined : `${from.user}|${toUser}|${send.key}`;
+          // A signal has no key: never stored, never deduplicated.
+          const dedupe = send.key === null || (send.signal && n > 0) ? undefined : `${from.user}|${toUser}|${send.key}`;
           const repeat = dedupe === undefined ? undefined : firstAck.get(dedupe);
           if (toUser) {
             const u = send.target % users.length;
@@ -113,6 +128,12 @@ it('isolation - every delivery across two nodes obeys the rules, with exact coun
             if (!repeat) open.forEach((s, i) => s !== from && s.joined.includes(r) && expected[i]!.push(body));
           }
           sentBy.set(body, { from: userId(from.user), to });
+          // The first send is a message, so that the run has a position to resume from below.
+          if (send.signal && n > 0) {
+            signals.add(body);
+            expect(await from.client.request({ type: 'signal', id: n, to, body })).toEqual({ type: 'ack', id: n });
+            continue;
+          }
           const frame: Record<string, unknown> & { id: number } = { type: 'send', id: n, to, body };
           if (send.key !== null) frame.key = send.key;
           const ack = await from.client.request(frame);
@@ -130,15 +151,29 @@ it('isolation - every delivery across two nodes obeys the rules, with exact coun
         for (const s of open) {
           for (const b of barrier) await sentinel(b, s.client, userId(s.user));
         }
+        // Who is joined where, by this run's sessions: the only users presence may name.
+        const joinedUsers = rooms.map((_, r) => [...new Set(open.filter((s) => s.joined.includes(r)).map((s) => userId(s.user)))].sort());
         for (const [i, s] of open.entries()) {
-          const got = s.client.messages().filter((m) => !isSentinel(m));
+          const got = s.client.frames.filter((m) => (m.type === 'message' || m.type === 'signal') && !isSentinel(m));
           for (const m of got) {
             const origin = sentBy.get(m.body as string);
-            expect(origin, 'a message nobody sent').toBeDefined();
+            expect(origin, 'a message or signal nobody sent').toBeDefined();
             expect({ from: m.from, to: m.to }).toEqual(origin);
+            expect(m.type, 'a signal arrives as a signal, a message as a message').toBe(signals.has(m.body as string) ? 'signal' : 'message');
           }
           expect(got.map((m) => m.body).sort()).toEqual([...expected[i]!].sort());
           deliveries += got.length;
+          for (const e of s.client.frames.filter((f) => f.type === 'joined' || f.type === 'left')) {
+            const r = rooms.findIndex((_, k) => roomId(k) === e.room);
+            expect(s.joined, `a presence event of a room this session did not join: ${JSON.stringify(e)}`).toContain(r);
+            expect(joinedUsers[r], 'a presence event about a user not in the room').toContain(e.user);
+            presenceEvents += 1;
+          }
+          for (const r of s.joined) {
+            s.client.send({ type: 'presence', id: `p${r}`, room: roomId(r) });
+            const answer = await s.client.next((f) => f.type === 'presence' && f.id === `p${r}`);
+            expect(answer.users, `presence of ${roomId(r)}`).toEqual(joinedUsers[r]);
+          }
         }
         // What is stored is reachable only through the own inbox and granted rooms.
         const page = async (c: TestClient, id: string, target: Record<string, unknown>) => {
@@ -169,6 +204,7 @@ it('isolation - every delivery across two nodes obeys the rules, with exact coun
     }),
     { numRuns: 60, seed: Number(process.env.ISOLATION_SEED ?? Date.now() % 2 ** 31) },
   );
-  console.info(`isolation: ${deliveries} deliveries checked over ${run} runs`);
+  console.info(`isolation: ${deliveries} deliveries and ${presenceEvents} presence events checked over ${run} runs`);
+  expect(presenceEvents).toBeGreaterThan(0);
   expect(deliveries).toBeGreaterThanOrEqual(500);
 }, 180_000);

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalJWKSet } from 'jose';
@@ -179,6 +179,44 @@ describe('limits - addresses and sessions (defect 8)', () => {
     expect((await stack.session(0, 'ip-4')).welcome).toMatchObject({ user: 'ip-4' });
   });
 
+  it('limits - refused upgrades log within the budget, and never a whole Origin', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(...chunk.toString().split('\n').filter(Boolean));
+        done();
+      },
+    });
+    stack = await startStack({
+      gateway: { allowedOrigins: ['https://chat.example'], handshakesPerIpPerSecond: 5, log: createLogger({ level: 'info', destination }) },
+    });
+    const port = stack.gateways[0]!.port;
+    /** A raw upgrade request; resolves with the status line. */
+    const upgrade = (origin: string) =>
+      new Promise<string>((resolve) => {
+        const socket = tcpConnect(port, '127.0.0.1');
+        let got = '';
+        socket.on('data', (d) => (got += d));
+        socket.on('close', () => resolve(got.split('\r\n')[0] ?? ''));
+        socket.on('error', () => resolve('error'));
+        socket.end(
+          `GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: ${origin}\r\n\r\n`,
+        );
+      });
+    const evil = 'https://evil.example/' + 'A'.repeat(15_000);
+    for (let i = 0; i < 50; i++) expect(await upgrade(evil)).toContain('403');
+    const origins = lines.filter((l) => l.includes('origin refused'));
+    expect(origins.length).toBeGreaterThan(0);
+    expect(origins.length).toBeLessThanOrEqual(10);
+    expect(origins.every((l) => l.length < 500 && l.includes('"originLength":15021'))).toBe(true);
+
+    let limited = 0;
+    for (let i = 0; i < 100; i++) if ((await upgrade('https://chat.example')).includes('429')) limited++;
+    expect(limited).toBeGreaterThan(10);
+    expect(lines.filter((l) => l.includes('handshake rate limited')).length).toBeLessThanOrEqual(10);
+  });
+
   it('limits - MAX_SESSIONS_PER_USER: one more session of the user closes with 1013 too many sessions', async () => {
     stack = await startStack({ gateway: { maxSessionsPerUser: 2 } });
     const first = await stack.session(0, 'many');
@@ -209,6 +247,25 @@ describe('limits - addresses and sessions (defect 8)', () => {
     ]).finally(() => clearTimeout(timer));
     expect(received).toMatch(/^HTTP\/1\.1 408/);
   });
+
+  it('limits - the admin port cuts slow headers too (HTTP 408 after its HEADERS_TIMEOUT_MS)', async () => {
+    stack = await startStack();
+    const admin = await startAdminServer({ gateway: stack.gateways[0]!, port: 0, token: 'admin-token-for-slow-headers', headersTimeoutMs: 300 });
+    cleanups.push(() => admin.close());
+    const socket: Socket = tcpConnect(admin.port, '127.0.0.1');
+    cleanups.push(async () => void socket.destroy());
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('GET /api/counts HTTP/1.1\r\nHost: x\r\n');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      closed,
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('slow headers not cut within 5 s')), 5000))),
+    ]).finally(() => clearTimeout(timer));
+    expect(received).toMatch(/^HTTP\/1\.1 408/);
+  });
 });
 
 describe('limits - frames (defect 8)', () => {
@@ -232,6 +289,35 @@ describe('limits - frames (defect 8)', () => {
     expect(delivered).toBeGreaterThan(0);
     expect(delivered).toBeLessThan(10);
   });
+
+  it('limits - one user with 100 sessions cannot force 4009 on another user: the user\u2019s send budget on the node refuses it', async () => {
+    stack = await startStack({ gateway: { handshakesPerIpPerSecond: 1000 } });
+    const { client: victim } = await stack.session(0, 'flooded');
+    const { client: reader } = await stack.session(0, 'flooded');
+    const { client: other } = await stack.session(0, 'flood-other');
+    // A victim session that reads nothing for now: what the node writes to it waits in its buffer.
+    (victim.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const attackers = [];
+    for (let i = 0; i < 100; i++) attackers.push((await stack.session(0, 'flooder')).client);
+    const body = 'x'.repeat(60_000);
+    // Four frames each: within every session's own byte bucket (SEND_BYTES_BURST 262144).
+    const started = Date.now();
+    const answers = attackers.flatMap((a) => [0, 1, 2, 3].map((n) => a.request({ type: 'send', id: n, to: { user: 'flooded' }, body }, 20_000)));
+    const answered = await Promise.all(answers);
+    // The barrier: a later message to the same user reaches the reading session after every
+    // accepted flood message was written to both of the user's sessions.
+    await sentinel(other, reader, 'flooded', 20_000);
+    const flooded = [...stack.gateways[0]!.sessions.values()].filter((s) => s.actor.getSnapshot().context.user === 'flooded');
+    expect(flooded).toHaveLength(2);
+    const refused = answered.filter((f) => f.type === 'error');
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.every((f) => f.code === 'rate_limited' && typeof f.retryAfterMs === 'number')).toBe(true);
+    // What got through: the user's burst plus its refill over the time the flood took, no more.
+    const elapsedS = (Date.now() - started) / 1000;
+    const delivered = reader.messages().filter((m) => m.from === 'flooder').length;
+    expect(delivered * body.length).toBeLessThanOrEqual(524_288 + 131_072 * elapsedS);
+    void victim;
+  }, 60_000);
 
   it('limits - refused frames are strikes: forbidden joins end in 1008, with one log line for the session', async () => {
     const lines: string[] = [];
@@ -279,6 +365,26 @@ describe('limits - secrets hygiene (defect 9)', () => {
     const path = join(dir, 'node.recording.jsonl');
     stack = await startStack({ gateway: { recording: { to: 'file', path } } });
     expect((await stat(path)).mode & 0o777).toBe(0o600);
+  });
+
+  it('limits - an existing recording file readable by others is made 0600; a symlink planted there is refused, its target untouched', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chatgate-rec-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'node.recording.jsonl');
+    await writeFile(path, '', { mode: 0o644 });
+    await chmod(path, 0o644);
+    stack = await startStack({ gateway: { recording: { to: 'file', path } } });
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    await stack.stop();
+    stack = undefined;
+
+    const target = join(dir, 'elsewhere.txt');
+    await writeFile(target, 'precious\n', { mode: 0o644 });
+    const link = join(dir, 'planted.recording.jsonl');
+    await symlink(target, link);
+    await expect(startStack({ gateway: { recording: { to: 'file', path: link } } })).rejects.toThrow(/symbolic link/);
+    expect(await readFile(target, 'utf8')).toBe('precious\n');
+    expect((await stat(target)).mode & 0o777).toBe(0o644);
   });
 
   it('limits - the admin cookie is Secure when a trusted proxy says the page came over https, and only then', async () => {

@@ -21,6 +21,10 @@ import { startAuthService, type AuthService } from '../../src/auth/service.ts';
 import { closeNats, connectNats } from '../../src/bus/connection.ts';
 import { loadSigningKeys } from '../../src/auth/keys.ts';
 import { createTokenVerifier, mintToken } from '../../src/auth/tokens.ts';
+import { Writable } from 'node:stream';
+import { createLogger } from '../../src/log.ts';
+import { watchRevocations } from '../../src/auth/revocation-watch.ts';
+import { RevocationList } from '../../src/auth/revocations.ts';
 import { openRevocationBucket, storeRevocation } from '../../src/auth/revocation-store.ts';
 import { AUTH_QUEUE, REVOCATIONS_BUCKET, encodeId, subjects } from '../../src/subjects.ts';
 import type { VerifyResult } from '../../machines/connection.machine.ts';
@@ -405,5 +409,71 @@ describe('revocations - bounded by the token lifetime', () => {
     await auth.close();
     auth = await startAuthService({ natsUrl: server.url, home, rules: { ...short, maxLifetimeS: 7200 }, clockMarginS: 1, clockToleranceS: 0 });
     expect((await kv.status()).ttl).toBe(7201 * 1000);
+  });
+
+  it('revocations - an auth service with a shorter lifetime never shrinks the bucket, and says so; a gateway needing longer warns once', async () => {
+    const home = later(await mkdtemp(join(tmpdir(), 'chatgate-age-')), (d) => rm(d, { recursive: true, force: true }));
+    const server: NatsServer = later(await startNats(), (s) => s.stop());
+    const rules = (maxLifetimeS: number) => ({ issuer: 'chatgate', audience: 'chatgate', maxLifetimeS });
+    const long = later(await startAuthService({ natsUrl: server.url, home, rules: rules(7 * 86_400) }), (a) => a.close());
+    const nc = await natsClient(server.url);
+    const kv = await bucket(nc);
+    expect((await kv.status()).ttl).toBe((7 * 86_400 + 900) * 1000);
+
+    const lines = logLines();
+    later(await startAuthService({ natsUrl: server.url, home, rules: rules(60), log: lines.log }), (a) => a.close());
+    expect((await kv.status()).ttl).toBe((7 * 86_400 + 900) * 1000);
+    expect(lines.text.filter((l) => l.includes('keeps revocations longer than this service'))).toHaveLength(1);
+    void long;
+
+    // A node that needs revocations kept longer than the bucket keeps them warns, once.
+    const gw = logLines();
+    const watch = watchRevocations({
+      nc,
+      list: new RevocationList(),
+      log: gw.log,
+      open: () => openRevocationBucket(nc),
+      keepMs: (30 * 86_400 + 900) * 1000,
+    });
+    cleanups.push(() => watch.stop());
+    await watch.firstAttempt;
+    expect(gw.text.filter((l) => l.includes('keeps revocations shorter than this node needs'))).toHaveLength(1);
+  });
+});
+
+/** A logger whose lines the test reads. */
+function logLines(): { log: ReturnType<typeof createLogger>; text: string[] } {
+  const text: string[] = [];
+  const destination = new Writable({
+    write(chunk, _e, cb) {
+      for (const l of String(chunk).split('\n')) if (l) text.push(l);
+      cb();
+    },
+  });
+  return { log: createLogger({ destination }), text };
+}
+
+describe('revocations - a bounded bucket', () => {
+  it('revocations - the bucket has a size bound, and junk in it is logged within the budget at each watch start', async () => {
+    const home = later(await mkdtemp(join(tmpdir(), 'chatgate-junk-')), (d) => rm(d, { recursive: true, force: true }));
+    const server: NatsServer = later(await startNats(), (s) => s.stop());
+    later(await startAuthService({ natsUrl: server.url, home }), (a) => a.close());
+    const nc = await natsClient(server.url);
+    const kv = await bucket(nc);
+    const { config } = (await kv.status()).streamInfo;
+    expect(config.max_msgs).toBeGreaterThan(0);
+    expect(config.max_bytes).toBeGreaterThan(0);
+    expect(config.discard).toBe(DiscardPolicy.New);
+
+    // What a writer of the bucket could put there: values that are no revocation.
+    for (let i = 0; i < 50; i++) await kv.put(`jti.junk${i}`, 'junk');
+    const lines = logLines();
+    const watch = watchRevocations({ nc, list: new RevocationList(), log: lines.log, open: () => openRevocationBucket(nc), keepMs: 60_000 });
+    cleanups.push(() => watch.stop());
+    await watch.firstAttempt;
+    await until('the watch to read the bucket', () => watch.known());
+    const warned = lines.text.filter((l) => l.includes('unreadable revocation in bucket'));
+    expect(warned.length).toBeGreaterThan(0);
+    expect(warned.length).toBeLessThanOrEqual(10);
   });
 });

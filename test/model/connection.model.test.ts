@@ -242,8 +242,12 @@ function expectedFrames(
         // not the machine's: an error frame the contract does not promise stays unconsumed.
         break;
       case 'sendAck':
+        out.push(frame({ type: 'ack', id: p.id }));
+        break;
       case 'subscribeRoomAndAck':
         out.push(frame({ type: 'ack', id: p.id }));
+        // The model's user is alone in the room: its first session there is told of its own join.
+        out.push(frame({ type: 'joined', room: p.room, user: USER }));
         break;
       case 'publishAndAck':
         out.push({

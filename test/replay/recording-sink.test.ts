@@ -41,6 +41,9 @@ it('recording - a file sink more than 8 MiB behind ends the recordings at a step
     gateway: {
       recording: { to: 'file', path: fifo, raw: true },
       limits: { sendsPerSecond: 1e6, sendBurst: 1e6, sendBytesPerSecond: 1e9, sendBytesBurst: 1e9 },
+      // And the user's budget on the node (finding 7 of the attack review): the flood is one user's.
+      userSendBytesPerSecond: 1e9,
+      userSendBytesBurst: 1e9,
     },
   });
   const { client, welcome } = await stack.session(0, 'sink-user');

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { Msg } from '@nats-io/nats-core';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { decodeChatMessage, decodeClientFrame, encodeChatMessage, MAX_BODY_DEPTH, nestsDeeperThan } from '../../src/gateway/codec.ts';
+import { decodeChatMessage, decodeClientFrame, encodeChatMessage, encodeSignal, MAX_BODY_DEPTH, nestsDeeperThan } from '../../src/gateway/codec.ts';
 import { parseRequestTarget } from '../../src/request-target.ts';
 import { MAX_COPY_DEPTH, Observers, redact, TOO_DEEP, type Observation } from '../../src/observe/observe.ts';
 import { LogBudget } from '../../src/bounded-log.ts';
@@ -189,5 +189,30 @@ describe('last resort', () => {
     const lines = stdout.split('\n').filter((l) => l.includes('uncaught error, serving on'));
     expect(lines).toHaveLength(10);
     expect(stdout).not.toContain('secret-token-in-a-field');
+  });
+});
+
+describe('codec - signals on the bus', () => {
+  it('codec - what encodeSignal writes is decoded as a signal', () => {
+    const data = Buffer.from(encodeSignal('abc', { from: 'a', to: { room: 'r' }, body: { typing: true } }, 1700000000000));
+    expect(decodeChatMessage(data)).toMatchObject({ origin: 'abc', type: 'signal' });
+  });
+  it('codec - a signal frame with any other shape is dropped', () => {
+    const head = 'abc 1700000000000\n';
+    for (const frame of [
+      { type: 'signal', from: 'a', to: { room: 'r' }, body: 1, extra: 1 },
+      { type: 'signal', from: 'a', to: { room: 'r', user: 'u' }, body: 1 },
+      { type: 'signal', from: 'a', to: { group: 'r' }, body: 1 },
+      { type: 'signal', from: 1, to: { room: 'r' }, body: 1 },
+      { type: 'signal', from: 'a', to: { room: 'r' } },
+      { type: 'joined', room: 'r', user: 'u' },
+    ]) {
+      expect(decodeChatMessage(Buffer.from(head + JSON.stringify(frame))), JSON.stringify(frame)).toBeUndefined();
+    }
+  });
+  it('codec - a client signal body over 1024 bytes as JSON is bad_request; 1024 passes', () => {
+    const at = (n: number) => decodeClientFrame(JSON.stringify({ type: 'signal', to: { user: 'u' }, body: 'x'.repeat(n - 2) }));
+    expect(at(1024)).toMatchObject({ type: 'frame.signal' });
+    expect(at(1025)).toMatchObject({ type: 'frame.invalid', reason: 'body: larger than 1024 bytes' });
   });
 });
