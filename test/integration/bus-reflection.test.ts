@@ -120,6 +120,10 @@ describe('bus - reflection through the auth role’s replies', () => {
     const answer = await gw.request(subjects.authJwks, '', { timeout: 5000 });
     expect(answer.string()).toBe('{"keys":[]}');
     await authNc.flush();
+    // The server's -ERR lines come before the flush's PONG, but nats.js hands them to the status
+    // iterator asynchronously: wait (bounded) until it has both.
+    const deadline = Date.now() + 5000;
+    while (violations.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
 
     expect(violations).toEqual(expect.arrayContaining([`$JS.API.STREAM.PURGE.${STREAM}`, `$JS.API.STREAM.DELETE.${STREAM}`]));
     expect(await bucketState(authNc, key)).toEqual(before);
