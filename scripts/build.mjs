@@ -50,6 +50,34 @@ function mermaidBundle() {
   }
 }
 
+/**
+ * The client SDK for browsers without a bundler: one minified ES module, xstate inside, at
+ * dist/client/chatgate-client.min.js (the package's `./client/browser` export), and beside the
+ * admin pages for the demo chat page. esbuild comes with vitest (vite); the build needs it only
+ * here.
+ */
+function bundleClient(pages) {
+  let esbuild;
+  try {
+    esbuild = require('esbuild');
+  } catch {
+    throw new Error('esbuild is missing: it comes with the dev dependencies (vitest), install them with `npm ci` before building');
+  }
+  const outfile = join(dist, 'client', 'chatgate-client.min.js');
+  esbuild.buildSync({
+    entryPoints: [join(root, 'src', 'client', 'index.ts')],
+    bundle: true,
+    minify: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    outfile,
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+  copyFileSync(outfile, join(pages, 'chatgate-client.js'));
+}
+
 /** Returns false when tsc found type errors but wrote the output anyway (allowed only with `lenient`). */
 export function build({ clean = false, lenient = false } = {}) {
   // The stamp gets the start time, so an edit made while tsc runs leaves the build stale.
@@ -67,6 +95,7 @@ export function build({ clean = false, lenient = false } = {}) {
   const pages = join(dist, 'src', 'admin', 'pages');
   cpSync(join(root, 'src', 'admin', 'pages'), pages, { recursive: true });
   copyFileSync(mermaidBundle(), join(pages, 'mermaid.min.js'));
+  bundleClient(pages);
   // No stamp after type errors: the next run builds again and shows them again.
   if (typeErrors) return false;
   mkdirSync(dirname(stamp), { recursive: true });

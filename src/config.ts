@@ -392,9 +392,23 @@ const gatewayLimits = {
   shutdownTimeoutMs: {
     flag: '--shutdown-timeout-ms <ms>',
     env: 'SHUTDOWN_TIMEOUT_MS',
-    description: 'how long shutdown waits for sockets to close',
+    description: 'the longest a shutdown (SIGTERM, SIGINT) may take, drain included: the process exits before it',
     default: String(defaults.shutdownTimeoutMs),
     schema: positiveInt,
+  },
+  drainGraceMs: {
+    flag: '--drain-grace-ms <ms>',
+    env: 'DRAIN_GRACE_MS',
+    description: 'on SIGTERM: how long /readyz answers 503 while the node still serves, so a load balancer can notice',
+    default: String(defaults.drainGraceMs),
+    schema: z.coerce.number().int().min(0),
+  },
+  drainWindowMs: {
+    flag: '--drain-window-ms <ms>',
+    env: 'DRAIN_WINDOW_MS',
+    description: 'on SIGTERM, after the grace: how long the 1001 closes of open sessions are spread over (new upgrades get 503)',
+    default: String(defaults.drainWindowMs),
+    schema: z.coerce.number().int().min(0),
   },
   maxTokenLifetimeS,
 } satisfies Record<string, OptionSpec>;

@@ -16,7 +16,12 @@ export const defaults = {
   maxMessageBytes: 65_536,
   maxBufferedBytes: 1_048_576,
   heartbeatIntervalMs: 30_000,
-  shutdownTimeoutMs: 10_000,
+  /** The longest a shutdown may take, a drain included. */
+  shutdownTimeoutMs: 30_000,
+  /** Drain: how long /readyz says 503 while the node still serves. */
+  drainGraceMs: 5000,
+  /** Drain: how long the 1001 closes are spread over. */
+  drainWindowMs: 10_000,
   degradedPolicy: 'local',
   recheckPerSecond: 20,
   maxConnections: 10_000,

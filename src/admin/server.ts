@@ -92,11 +92,21 @@ const mermaidBundle: string | URL = existsSync(builtMermaid)
   ? builtMermaid
   : createRequire(import.meta.url).resolve('mermaid/dist/mermaid.min.js');
 
+/**
+ * The client SDK's browser bundle, for the demo chat page: made by scripts/build.mjs beside the
+ * built pages; run from the sources, the build's copy in dist/ (the tests build it first).
+ */
+const builtClient = new URL('chatgate-client.js', pagesDir);
+const clientBundle: URL = existsSync(builtClient)
+  ? builtClient
+  : new URL('../../dist/src/admin/pages/chatgate-client.js', import.meta.url);
+
 const ASSETS: Record<string, { file: string | URL; type: string; demo?: boolean }> = {
   '/assets/admin.css': { file: new URL('admin.css', pagesDir), type: 'text/css; charset=utf-8' },
   '/assets/inspector.js': { file: new URL('inspector.js', pagesDir), type: 'text/javascript; charset=utf-8' },
   '/assets/mermaid.min.js': { file: mermaidBundle, type: 'text/javascript; charset=utf-8' },
   '/assets/demo.js': { file: new URL('demo.js', pagesDir), type: 'text/javascript; charset=utf-8', demo: true },
+  '/assets/chatgate-client.js': { file: clientBundle, type: 'text/javascript; charset=utf-8', demo: true },
 };
 
 function cookies(req: IncomingMessage): Map<string, string> {

@@ -158,10 +158,12 @@ export const commands: { [C in CommandName]: (config: CommandConfig<C>, args: st
               throw err;
             },
           );
+    // Drain first (src/gateway/drain.ts); the process exits before SHUTDOWN_TIMEOUT_MS whatever happens.
     onShutdown(async () => {
+      await gateway.drain();
       await admin?.close();
       await gateway.close();
-    }, config.shutdownTimeoutMs + 5000);
+    }, config.shutdownTimeoutMs);
   },
   async token(config) {
     const { loadSigningKeys } = await import('../auth/keys.ts');

@@ -23,6 +23,8 @@ export function gatewayOptions(config: CommandConfig<'gateway'> | CommandConfig<
     allowedOrigins: config.allowedOrigins,
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
+    drainGraceMs: config.drainGraceMs,
+    drainWindowMs: config.drainWindowMs,
     degradedPolicy: config.degradedPolicy,
     recheckPerSecond: config.recheckPerSecond,
     rules: { issuer: config.issuer, audience: config.audience, maxLifetimeS: config.maxTokenLifetimeS },

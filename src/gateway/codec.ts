@@ -11,7 +11,7 @@
 import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import type { ConnectionEvent, Destination, FrameId } from '../../machines/connection.machine.ts';
-import type { ErrorCodeValue } from '../../machines/codes.ts';
+import type { ClientFrame, HistoryAnswerFrame, ServerFrame as ProtocolServerFrame } from '../protocol.ts';
 import { MAX_ID_LENGTH } from '../subjects.ts';
 import { MAX_POSITION_LENGTH, decodePosition } from '../durable/positions.ts';
 
@@ -104,7 +104,11 @@ const clientFrame = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ping'), id: frameId.optional() }),
 ]);
 
-export type ClientFrame = z.infer<typeof clientFrame>;
+/** What the schema accepts; each is one of src/protocol.ts's client frames (checked below). */
+export type DecodedClientFrame = z.infer<typeof clientFrame>;
+// The schema and the shared types may not drift: a decoded frame must be a protocol frame.
+export type DecodedIsProtocol = DecodedClientFrame extends ClientFrame ? true : never;
+export const decodedIsProtocol: DecodedIsProtocol = true;
 
 /** The `id` of a frame that failed validation, when it has a usable one. */
 function salvageId(value: unknown): FrameId | undefined {
@@ -166,15 +170,8 @@ export function decodeClientFrame(text: string): ConnectionEvent {
   }
 }
 
-/** Server → client frames. */
-export type ServerFrame =
-  | { type: 'welcome'; session: string; user: string; node: string; exp: number; degraded: boolean; recovered?: boolean }
-  | { type: 'ack'; id: FrameId; msgId?: string; exp?: number; pos?: string; recovered?: boolean }
-  | { type: 'error'; code: ErrorCodeValue; message: string; id?: FrameId; retryAfterMs?: number }
-  | { type: 'expiring'; exp: number }
-  | { type: 'pong'; id?: FrameId }
-  | { type: 'presence'; id: FrameId; room: string; count: number; users: string[] }
-  | { type: 'joined' | 'left'; room: string; user: string };
+/** Server → client frames that this node writes: src/protocol.ts's (`history` comes with durable delivery). */
+export type ServerFrame = Exclude<ProtocolServerFrame, HistoryAnswerFrame>;
 
 export function encodeServerFrame(frame: ServerFrame): string {
   return JSON.stringify(frame);

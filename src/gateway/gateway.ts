@@ -43,6 +43,7 @@ import { UserSendBudget } from './user-send-budget.ts';
 import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
 import { MAX_TOKEN_LENGTH, type TokenVerifier } from '../auth/tokens.ts';
 import { defaults } from '../defaults.ts';
+import { createDrain } from './drain.ts';
 import { listen } from '../http.ts';
 
 export { SUBPROTOCOL, upgradeToken, trustedHops, clientAddress } from './upgrade.ts';
@@ -80,8 +81,12 @@ export interface GatewayOptions {
   allowedOrigins?: readonly string[];
   /** How often sockets are pinged; one missed pong ends the session. @default 30000 */
   heartbeatIntervalMs?: number;
-  /** How long shutdown waits for sockets to close before it cuts them. @default 10000 */
+  /** How long a shutdown may take in all (a drain included); sockets still open then are cut. @default 30000 */
   shutdownTimeoutMs?: number;
+  /** Drain (SIGTERM): how long /readyz says 503 while the node still serves. @default 5000 */
+  drainGraceMs?: number;
+  /** Drain (SIGTERM): how long the 1001 closes of open sessions are spread over. @default 10000 */
+  drainWindowMs?: number;
   limits?: Partial<ConnectionLimits>;
   /** Connections this node accepts; more are accepted and closed with 1013. @default 10000 */
   maxConnections?: number;
@@ -146,6 +151,11 @@ export interface Gateway {
   interest: Pick<Interest<Session>, 'size' | 'has'>;
   /** What the connection actors live through, for whoever listens (the inspector page). */
   observers: Observers;
+  /**
+   * Graceful drain (src/gateway/drain.ts), what SIGTERM does before `close()`: /readyz 503 for
+   * `drainGraceMs`, then upgrades refused with 503 and sessions closed with 1001 over `drainWindowMs`.
+   */
+  drain(): Promise<void>;
   /**
    * Publishes one chat message exactly as a session's `send` does (durable: stored before it
    * resolves, with `pos`; a `key` dedupes per `from` user), without a session: for server-side
@@ -339,14 +349,20 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     presence.resync();
   });
   let closing: Promise<void> | undefined;
+  const drain = createDrain(
+    sessions,
+    { graceMs: options.drainGraceMs ?? defaults.drainGraceMs, windowMs: options.drainWindowMs ?? defaults.drainWindowMs },
+    log,
+  );
+  let drainStartedAt: number | undefined;
   const readiness = () => {
     const status = auth.status();
-    const ready = natsConnected() && !nc.isClosed() && !closing;
+    const ready = natsConnected() && !nc.isClosed() && !closing && !drain.readyzDown;
     return {
       ready,
       node: nodeId,
       nats: nc.isClosed() ? 'closed' : natsConnected() ? 'connected' : 'reconnecting',
-      draining: Boolean(closing),
+      draining: Boolean(closing) || drain.readyzDown,
       breaker: status.breaker,
       degraded: status.breaker !== 'closed',
       connections: sessions.size,
@@ -371,6 +387,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     maxConnections: options.maxConnections ?? defaults.maxConnections,
     maxMessageBytes: options.maxMessageBytes ?? defaults.maxMessageBytes,
     draining: () => Boolean(closing),
+    drainRefuses: () => drain.refusesUpgrades,
     sessionCount: () => sessions.size,
     open: (ws, token, since) => {
       const session = openSession(node, logic, ws, token, since);
@@ -385,12 +402,16 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   log.info({ port, server: nc.getServer() }, 'gateway ready');
 
   const close = async () => {
+    drain.cancel();
     stopHeartbeat();
     upgrades.stop();
     server.close();
     publishApiSub.unsubscribe();
     auth.stop();
-    await drainSessions(sessions, options.shutdownTimeoutMs ?? defaults.shutdownTimeoutMs);
+    // The whole shutdown, a drain included, fits in shutdownTimeoutMs, with a second to spare for NATS.
+    const shutdownTimeoutMs = options.shutdownTimeoutMs ?? defaults.shutdownTimeoutMs;
+    const left = (drainStartedAt ?? Date.now()) + shutdownTimeoutMs - 1000 - Date.now();
+    await drainSessions(sessions, Math.max(1000, left));
     server.closeAllConnections();
     // After the sessions' own leaves: the others drop whatever this node still held.
     presence.stop();
@@ -409,6 +430,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     observers,
     auth,
     authStatus: () => auth.status(),
+    drain: () => {
+      drainStartedAt ??= Date.now();
+      return drain.begin();
+    },
     publishChat: (message) => delivery.publish(undefined, message),
     close: () => (closing ??= close()),
   };

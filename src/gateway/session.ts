@@ -86,6 +86,23 @@ export class Session implements Member, DeliveryMember {
   countedUser: string | undefined;
   /** Cleared by each heartbeat sweep, set again by a pong or any frame. */
   alive = true;
+  /** Sends published and not yet answered (`ack` or `error`): a drain closes the session after them. */
+  acksInFlight = 0;
+  #acksSettled: Array<() => void> = [];
+
+  /** Counts one answer owed to a send; call the returned function once it is written. */
+  owesAck(): () => void {
+    this.acksInFlight++;
+    return () => {
+      this.acksInFlight--;
+      if (this.acksInFlight === 0) for (const wake of this.#acksSettled.splice(0)) wake();
+    };
+  }
+
+  /** Resolves once no send of this session waits for its answer. */
+  acksSettled(): Promise<void> {
+    return this.acksInFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.#acksSettled.push(resolve));
+  }
   /** Rooms this session counts in presence (joined and subscribed). */
   readonly presentIn = new Set<string>();
   /** The user inbox's resume, from `subscribeUser` until the welcome writes it. */
@@ -318,10 +335,12 @@ export function connectionLogic(node: NodeContext) {
         // Room messages skip the sending session; user messages reach every session of the user.
         const origin = 'room' in to ? session.id : '';
         // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
+        // Counted until answered: a drain (drain.ts) closes the session after its acks in flight.
+        const answered = session.owesAck();
         node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
           ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
           () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
-        );
+        ).finally(answered);
       },
       closeSocket: withSession((session, context) => {
         const ws = session.ws;

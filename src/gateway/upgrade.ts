@@ -25,8 +25,11 @@ export function originFields(origin: string | undefined): { originLength: number
   return { originLength: origin.length, origin: origin.slice(0, 64).replace(/[^\x20-\x7e]/g, '?') };
 }
 
-export const SUBPROTOCOL = 'chatgate.v1';
-const BEARER_PROTOCOL_PREFIX = 'bearer.';
+
+import { BEARER_PROTOCOL_PREFIX, SUBPROTOCOL } from '../protocol.ts';
+
+// One source with the client SDK: src/protocol.ts.
+export { SUBPROTOCOL };
 
 /**
  * `?since=` of the upgrade URL: a resume position is opaque, and anything longer than one could
@@ -81,7 +84,7 @@ function destroySocket(this: Duplex): void {
   this.destroy();
 }
 
-type RefusalStatus = 400 | 403 | 404 | 426 | 429;
+type RefusalStatus = 400 | 403 | 404 | 426 | 429 | 503;
 export type Admission =
   | { refused: { status: RefusalStatus; text: string } }
   | { refused?: undefined; ip: string; token: string | undefined; since: string | undefined };
@@ -101,8 +104,10 @@ export interface UpgradeOptions {
   maxSessionsPerIp: number;
   maxConnections: number;
   maxMessageBytes: number;
-  /** True once the node drains: new upgrades get 426. */
+  /** True once the node closes: new upgrades get 426. */
   draining(): boolean;
+  /** True once a drain (SIGTERM) is past its grace: new upgrades get 503 (src/gateway/drain.ts). */
+  drainRefuses?(): boolean;
   /** Sessions open on this node. */
   sessionCount(): number;
   /** Makes the session of an admitted socket. */
@@ -164,6 +169,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       return { refused: { status: 429, text: 'Too Many Requests' } };
     }
     if (options.draining()) return { refused: { status: 426, text: 'Upgrade Required' } };
+    if (options.drainRefuses?.()) return { refused: { status: 503, text: 'Service Unavailable' } };
     return { ip, token: upgradeToken(req), since: upgradeSince(url) };
   };
 

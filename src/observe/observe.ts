@@ -13,7 +13,7 @@ import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { REDACTED, SECRET_FIELDS } from '../redact.ts';
 
-export type ObservedMachine = 'connection' | 'breaker';
+export type ObservedMachine = 'connection' | 'breaker' | 'client';
 
 export interface Observation {
   machine: ObservedMachine;

@@ -21,6 +21,7 @@ import { z } from 'zod';
 import type { AnyActorRef } from 'xstate';
 import type { ConnectionContext } from '../../machines/connection.machine.ts';
 import type { BreakerContext } from '../../machines/circuit-breaker.machine.ts';
+import type { ClientContext } from '../../machines/client.machine.ts';
 import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
@@ -51,7 +52,8 @@ export const CHATGATE_VERSION: string = (
   JSON.parse(readFileSync(createRequire(import.meta.url).resolve('chatgate/package.json'), 'utf8')) as { version: string }
 ).version;
 
-const machineSchema = z.enum(['connection', 'breaker']);
+// `client`: recordings an SDK client writes itself (src/client/recording.ts), same format.
+const machineSchema = z.enum(['connection', 'breaker', 'client']);
 
 export const headerSchema = z.object({
   kind: z.literal('header'),
@@ -222,6 +224,11 @@ function natsSink(nc: NatsConnection, node: string): Sink {
  * started (these parts never change afterwards).
  */
 const inputOf: Record<ObservedMachine, (context: unknown) => Record<string, unknown>> = {
+  // Never recorded by a node; the SDK writes its own header (src/client/recording.ts).
+  client: (context) => {
+    const c = context as ClientContext;
+    return { urls: c.urls, options: c.options };
+  },
   connection: (context) => {
     const c = context as ConnectionContext;
     // Replay stubs the token check: only whether a token came with the upgrade matters.

@@ -32,6 +32,7 @@ import {
   type StateValue,
 } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.ts';
+import { clientMachine } from '../../machines/client.machine.ts';
 import {
   circuitBreakerMachine,
   defaultBreakerOptions,
@@ -50,6 +51,7 @@ import {
 export const recordedMachines: Record<ObservedMachine, AnyStateMachine> = {
   connection: connectionMachine,
   breaker: circuitBreakerMachine,
+  client: clientMachine,
 };
 
 export interface ReplayOptions {
@@ -150,6 +152,16 @@ interface Profile {
 }
 
 const profiles: Partial<Record<ObservedMachine, Profile>> = {
+  client: {
+    // The client draws once per reconnect, for its backoff; `announceReconnect` records the draw.
+    random(_header, observations, from) {
+      for (let k = from; k < observations.length; k++) {
+        const action = observations[k]!.action;
+        if (action?.type === 'announceReconnect') return (action.params as { jitter?: number }).jitter ?? 0;
+      }
+      return 0;
+    },
+  },
   breaker: {
     // The breaker draws once per open, for the jitter of its wait; `breaker.opened` says the wait.
     random(header, observations, from) {
@@ -362,7 +374,7 @@ function formatStep(step: ReplayStep | undefined): string {
 /** What `chatgate replay` prints for one recording. */
 export function formatReplay(result: ReplayResult): string {
   const { header } = result;
-  const who = header.machine === 'connection' ? `connection ${header.session ?? '?'}` : 'breaker';
+  const who = header.machine === 'breaker' ? 'breaker' : `${header.machine} ${header.session ?? '?'}`;
   const lines = [
     `${who} on ${header.node}, recorded ${header.started} by chatgate ${header.version}${header.redacted ? '' : ' (raw)'}`,
   ];

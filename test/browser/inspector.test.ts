@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Locator, Page } from 'playwright-core';
+import type { Locator, Page, WebSocketRoute } from 'playwright-core';
 import { ChatgateProcess } from '../harness/process.ts';
 import { launchChromium, type TestBrowser } from '../harness/browser.ts';
 import { TestClient } from '../harness/client.ts';
@@ -109,7 +109,7 @@ describe('inspector', () => {
     const { machines } = (await (
       await fetch(`${adminUrl}api/machines`, { headers: { authorization: `Bearer ${adminToken}` } })
     ).json()) as { machines: Array<{ id: string }> };
-    expect(machines.map((m) => m.id).sort()).toEqual(['breaker', 'connection']);
+    expect(machines.map((m) => m.id).sort()).toEqual(['breaker', 'client', 'connection']);
 
     const page = await browser!.context.newPage();
     const errors: string[] = [];
@@ -183,4 +183,49 @@ describe('demo', () => {
       await bob.close();
     }
   });
+
+  it('demo - the SDK in Chromium: the network drops, messages sent meanwhile wait in the outbox, and nothing is lost', async () => {
+    const alice = await browser!.context.newPage();
+    const bob = await browser!.context.newPage();
+    // Bob's sockets go through the browser's WebSocket routing: `offline` refuses new ones, and
+    // a drop cuts the current one on both sides, as a network would.
+    let offline = false;
+    const routes: Array<{ page: WebSocketRoute; server: WebSocketRoute }> = [];
+    await bob.routeWebSocket(/\/ws$/, (ws) => {
+      if (offline) return void ws.close({ code: 1006 });
+      routes.push({ page: ws, server: ws.connectToServer() });
+    });
+    try {
+      await join(alice, 'alice-sdk', 'sdk-room');
+      await join(bob, 'bob-sdk', 'sdk-room');
+      // The page runs the SDK bundle (an ES module served from the admin port), not its own client.
+      expect(await bob.evaluate(() => typeof (globalThis as { chatgateDemo?: { client?: unknown } }).chatgateDemo?.client)).toBe('object');
+
+      offline = true;
+      const current = routes.at(-1)!;
+      await current.server.close({ code: 1001, reason: 'network dropped' });
+      await current.page.close({ code: 1006, reason: 'network dropped' });
+      await expect.poll(() => bob.locator('#status').getAttribute('data-state'), WAIT).toBe('reconnecting');
+      await send(bob, 'room', 'sdk-room', 'sent while offline 1');
+      await send(bob, 'user', 'alice-sdk', 'sent while offline 2');
+      // Not acknowledged while offline: no "you →" line yet.
+      expect(await bob.locator('#log li.own').allTextContents()).not.toContain('you → #sdk-room: sent while offline 1');
+
+      offline = false;
+      await expect.poll(() => bob.locator('#status').getAttribute('data-state'), { timeout: 20_000, interval: 100 }).toBe('open');
+      await expect
+        .poll(() => alice.locator('#log li.message').allTextContents(), WAIT)
+        .toEqual(expect.arrayContaining(['bob-sdk → #sdk-room: sent while offline 1', 'bob-sdk → you: sent while offline 2']));
+      await expect.poll(() => bob.locator('#log li.own').allTextContents(), WAIT).toContain('you → #sdk-room: sent while offline 1');
+      // Once each: the outbox re-sent each message once, and the room was re-joined.
+      const got = await alice.locator('#log li.message').allTextContents();
+      expect(got.filter((t) => t.includes('sent while offline 1'))).toHaveLength(1);
+      await send(alice, 'room', 'sdk-room', 'after the drop');
+      await expect.poll(() => bob.locator('#log li.message').allTextContents(), WAIT).toContain('alice-sdk → #sdk-room: after the drop');
+    } finally {
+      await alice.close();
+      await bob.close();
+    }
+  });
 });
+

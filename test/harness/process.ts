@@ -19,7 +19,8 @@ export class ChatgateProcess {
 
   constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
     this.child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, LOG_LEVEL: 'info', ...env },
+      // No drain unless a test asks for one (drain.test.ts): stopping a gateway stays quick.
+      env: { ...process.env, LOG_LEVEL: 'info', DRAIN_GRACE_MS: '0', DRAIN_WINDOW_MS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     running.add(this);

@@ -10,7 +10,7 @@ import { expect, test } from 'vitest';
 const machineFiles = readdirSync(new URL('../../machines/', import.meta.url)).filter((f) => f.endsWith('.machine.ts'));
 
 test('machines - there are machine modules to load', () => {
-  expect(machineFiles).toEqual(['circuit-breaker.machine.ts', 'connection.machine.ts']);
+  expect(machineFiles).toEqual(['circuit-breaker.machine.ts', 'client.machine.ts', 'connection.machine.ts']);
 });
 
 test.each(machineFiles)('machines - %s loads and builds its machine', async (file) => {
@@ -19,5 +19,6 @@ test.each(machineFiles)('machines - %s loads and builds its machine', async (fil
     (v): v is { id: string; root: unknown } => typeof v === 'object' && v !== null && 'root' in v && 'id' in v,
   );
   expect(machines).toHaveLength(1);
-  expect(machines[0]!.id).toBe(file === 'connection.machine.ts' ? 'connection' : 'breaker');
+  const ids: Record<string, string> = { 'connection.machine.ts': 'connection', 'circuit-breaker.machine.ts': 'breaker', 'client.machine.ts': 'client' };
+  expect(machines[0]!.id).toBe(ids[file]);
 });

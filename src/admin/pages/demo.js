@@ -1,15 +1,12 @@
-// The demo chat page of `chatgate dev` (dev only): gets a dev token for the chosen user name from
-// POST /dev/token, connects to the gateway with the chatgate.v1 subprotocol and an `auth` frame
-// (a browser cannot set an Authorization header), joins rooms and sends to a room or a user, as
-// docs/protocol.md describes. Received text goes in with textContent only.
-'use strict';
+// The demo chat page of `chatgate dev` (dev only), written with the client SDK (chatgate/client,
+// served here as /assets/chatgate-client.js): it gets a dev token for the chosen user name from
+// POST /dev/token, and the SDK connects, re-connects, re-joins, refreshes the token and re-sends
+// what was not acknowledged. Received text goes in with textContent only.
+import { connect } from '/assets/chatgate-client.js';
 
 const $ = (id) => document.getElementById(id);
 
-let ws;
-let nextId = 1;
-/** id -> what to do with its ack */
-const pending = new Map();
+let client;
 const rooms = new Set();
 
 function log(text, className = '', data = {}) {
@@ -35,76 +32,56 @@ async function mint(user) {
   return answer;
 }
 
-/** Sends a frame with a fresh id; `onAck` runs when its ack comes. */
-function request(frame, onAck) {
-  const id = nextId++;
-  pending.set(id, onAck);
-  ws.send(JSON.stringify({ ...frame, id }));
-}
-
-function receive(frame) {
-  switch (frame.type) {
-    case 'welcome':
-      status(`connected as ${frame.user} (session ${frame.session}, node ${frame.node})`);
-      $('status').dataset.user = frame.user;
+async function start(user) {
+  status('getting a dev token…');
+  // The first answer says where the gateway is; the SDK calls `token` again whenever it needs one.
+  const { url } = await mint(user);
+  status(`connecting to ${url}…`);
+  client = connect({ urls: [url], token: async () => (await mint(user)).token, minDelayMs: 200, maxDelayMs: 5000 });
+  // For the browser test and the curious: the client, from the console.
+  window.chatgateDemo = { client };
+  client.on('state', (s) => {
+    $('status').dataset.state = s.state;
+    if (s.state === 'open') {
+      status(`connected as ${client.user} (session ${s.session}, node ${s.node})`);
+      $('status').dataset.user = client.user;
       $('chat').hidden = false;
       $('user').disabled = true;
       $('connect').disabled = true;
-      break;
-    case 'ack': {
-      const onAck = pending.get(frame.id);
-      pending.delete(frame.id);
-      onAck?.(frame);
-      break;
+    } else if (s.state === 'reconnecting') {
+      status(`reconnecting in ${s.delayMs} ms (${s.code}${s.reason ? ` ${s.reason}` : ''}); unsent messages wait`);
+    } else if (s.state === 'closed') {
+      status(`disconnected${s.failure ? ` (${s.failure.code} ${s.failure.reason})` : ''}; reload the page to connect again`);
+      $('chat').hidden = true;
     }
-    case 'error':
-      pending.delete(frame.id);
-      log(`error ${frame.code}: ${frame.message}`, 'error');
-      break;
-    case 'message': {
-      const where = frame.to.room !== undefined ? `#${frame.to.room}` : 'you';
-      log(`${frame.from} → ${where}: ${show(frame.body)}`, 'message', { from: frame.from });
-      break;
-    }
-    case 'expiring':
-      // Dev tokens last an hour: get a new one before this one runs out.
-      mint($('status').dataset.user).then(
-        ({ token }) => request({ type: 'refresh', token }, () => log('token refreshed', 'own')),
-        (err) => log(`cannot refresh the token: ${err.message}`, 'error'),
-      );
-      break;
-  }
-}
-
-async function connect(user) {
-  status('getting a dev token…');
-  const { token, url } = await mint(user);
-  status(`connecting to ${url}…`);
-  ws = new WebSocket(url, ['chatgate.v1']);
-  ws.addEventListener('open', () => ws.send(JSON.stringify({ type: 'auth', token })));
-  ws.addEventListener('message', (e) => receive(JSON.parse(e.data)));
-  ws.addEventListener('close', (e) => {
-    status(`disconnected (${e.code}${e.reason ? ` ${e.reason}` : ''}); reload the page to connect again`);
-    $('chat').hidden = true;
   });
+  client.on('message', (m) => {
+    const where = m.to.room !== undefined ? `#${m.to.room}` : 'you';
+    log(`${m.from} → ${where}: ${show(m.body)}`, 'message', { from: m.from });
+  });
+  client.on('gap', (g) => log(`some messages of ${g.room ? `#${g.room}` : 'your inbox'} could not be recovered`, 'error'));
+  client.on('error', (err) => log(`error ${err.code}: ${err.message}`, 'error'));
 }
 
 $('connect-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const user = $('user').value.trim();
-  if (user) connect(user).catch((err) => status(`cannot connect: ${err.message}`));
+  if (user) start(user).catch((err) => status(`cannot connect: ${err.message}`));
 });
 
 $('join-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const room = $('room').value.trim();
   if (!room) return;
-  request({ type: 'join', room }, () => {
-    rooms.add(room);
-    $('rooms').textContent = `joined: ${[...rooms].map((r) => `#${r}`).join(' ')}`;
-    $('rooms').dataset.rooms = [...rooms].join(',');
-    log(`joined #${room}`, 'own');
-  });
+  client.join(room).then(
+    () => {
+      rooms.add(room);
+      $('rooms').textContent = `joined: ${[...rooms].map((r) => `#${r}`).join(' ')}`;
+      $('rooms').dataset.rooms = [...rooms].join(',');
+      log(`joined #${room}`, 'own');
+    },
+    (err) => log(`cannot join #${room}: ${err.code}`, 'error'),
+  );
 });
 
 $('send-form').addEventListener('submit', (e) => {
@@ -114,6 +91,9 @@ $('send-form').addEventListener('submit', (e) => {
   const text = $('text').value;
   if (!target || !text) return;
   const to = kind === 'room' ? { room: target } : { user: target };
-  request({ type: 'send', to, body: text }, () => log(`you → ${kind === 'room' ? `#${target}` : target}: ${text}`, 'own'));
+  client.send(to, text).then(
+    () => log(`you → ${kind === 'room' ? `#${target}` : target}: ${text}`, 'own'),
+    (err) => log(`not sent (${err.code}): ${text}`, 'error'),
+  );
   $('text').value = '';
 });
