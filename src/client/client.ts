@@ -22,9 +22,12 @@ import {
   type ErrorFrame,
   type FrameId,
   type HistoryAnswerFrame,
+  type MembershipFrame,
   type MessageFrame,
   type Position,
+  type PresenceFrame,
   type ServerFrame,
+  type SignalReceivedFrame,
   type WelcomeFrame,
 } from '../protocol.ts';
 import { ClientError, ClientErrorCode } from './errors.ts';
@@ -51,7 +54,7 @@ export interface ClientOptions extends Partial<ClientMachineOptions>, Partial<Ou
   token: () => Promise<string>;
   /** The WebSocket class. @default globalThis.WebSocket */
   WebSocket?: WebSocketConstructor;
-  /** How long a `join`, `leave` or `history` may wait for its answer while open. @default 10000 */
+  /** How long a `join`, `leave`, `history`, `presence` or `signal` may wait for its answer while open. @default 10000 */
   requestTimeoutMs?: number;
   /** Receives the machine's recording, one JSON line at a time (replay with `chatgate replay`). @default off */
   record?: (line: string) => void;
@@ -79,8 +82,31 @@ export interface Gap {
   inbox?: true;
 }
 
+/** A user's first session joined a room this client is in, or its last one left (`joined`, `left`). */
+export interface Membership {
+  room: string;
+  user: string;
+}
+
+/** A signal received: never stored, never replayed. */
+export interface Signal {
+  from: string;
+  to: Destination;
+  body: unknown;
+}
+
+/** Who is in a room, fleet-wide: `users` sorted and capped (`PRESENCE_MAX_USERS`), `count` exact. */
+export interface Presence {
+  room: string;
+  count: number;
+  users: string[];
+}
+
 export interface ClientEvents {
   message: MessageFrame;
+  joined: Membership;
+  left: Membership;
+  signal: Signal;
   state: StateChange;
   /** Open, and every room re-joined (resumed from its position): the outbox is sending again. */
   resumed: { session: string };
@@ -95,8 +121,10 @@ export interface HistoryPage {
   more: boolean;
 }
 
+type Answer = AckFrame | HistoryAnswerFrame | PresenceFrame;
+
 interface Pending {
-  resolve(frame: AckFrame | HistoryAnswerFrame): void;
+  resolve(frame: Answer): void;
   reject(error: ClientError): void;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
@@ -120,6 +148,9 @@ export class ChatClient {
   readonly #actor: Actor<typeof clientMachine>;
   readonly #listeners: { [K in keyof ClientEvents]: Set<(value: ClientEvents[K]) => void> } = {
     message: new Set(),
+    joined: new Set(),
+    left: new Set(),
+    signal: new Set(),
     state: new Set(),
     resumed: new Set(),
     gap: new Set(),
@@ -277,6 +308,21 @@ export class ChatClient {
     return { messages: answer.messages, more: answer.more };
   }
 
+  /** Who is in a room now, on every node (the token must grant it; joining is not needed). */
+  async presence(room: string): Promise<Presence> {
+    const answer = (await this.#request({ type: 'presence', room })) as PresenceFrame;
+    return { room: answer.room, count: answer.count, users: answer.users };
+  }
+
+  /**
+   * Sends a signal (typing, cursor, "seen": body ≤ 1024 bytes as JSON) to a user or a joined room.
+   * Resolves on the node's ack; rejects with its refusal (`rate_limited`, `forbidden`, …), or
+   * `unavailable` when not connected: signals are never queued or re-sent.
+   */
+  async signal(to: Destination, body: unknown): Promise<void> {
+    await this.#request({ type: 'signal', to, body });
+  }
+
   /** Closes the client for good: pending sends fail with `closed`. */
   close(): void {
     // Idempotent: a client that has stopped already (closed for good) has nothing left to close.
@@ -285,7 +331,8 @@ export class ChatClient {
 
   // ---- frames in: one handler per frame type (extend here) ----
 
-  readonly frameHandlers: { [T in ServerFrame['type']]?: (frame: Extract<ServerFrame, { type: T }>) => void } = {
+  // `ServerFrame & { type: T }` rather than `Extract`: one frame interface covers `joined` and `left`.
+  readonly frameHandlers: { [T in ServerFrame['type']]?: (frame: ServerFrame & { type: T }) => void } = {
     welcome: (frame: WelcomeFrame) => {
       this.#user = frame.user;
       if (this.#inboxSince !== undefined && frame.recovered === false) this.#emit('gap', { inbox: true });
@@ -310,6 +357,10 @@ export class ChatClient {
       this.#settle(frame.id, (p) => p.resolve(frame));
     },
     history: (frame: HistoryAnswerFrame) => this.#settle(frame.id, (p) => p.resolve(frame)),
+    presence: (frame: PresenceFrame) => this.#settle(frame.id, (p) => p.resolve(frame)),
+    joined: (frame: MembershipFrame) => this.#emit('joined', { room: frame.room, user: frame.user }),
+    left: (frame: MembershipFrame) => this.#emit('left', { room: frame.room, user: frame.user }),
+    signal: (frame: SignalReceivedFrame) => this.#emit('signal', { from: frame.from, to: frame.to, body: frame.body }),
     error: (frame: ErrorFrame) => {
       const error = errorOf(frame);
       if (frame.id !== undefined && this.#outbox.owns(frame.id)) return this.#outbox.refused(frame.id, error);
@@ -449,7 +500,7 @@ export class ChatClient {
     return ack.recovered === undefined ? {} : { recovered: ack.recovered };
   }
 
-  #request(frame: Record<string, unknown> & { type: 'join' | 'leave' | 'refresh' | 'history' }): Promise<AckFrame | HistoryAnswerFrame> {
+  #request(frame: Record<string, unknown> & { type: 'join' | 'leave' | 'refresh' | 'history' | 'presence' | 'signal' }): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const id = this.#write(frame);
       if (id === undefined) return reject(new ClientError('unavailable', 'not connected'));

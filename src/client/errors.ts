@@ -9,7 +9,7 @@ export const ClientErrorCode = {
   sendTimeout: 'send_timeout',
   /** The outbox already holds `maxOutbox` unacknowledged sends. */
   outboxFull: 'outbox_full',
-  /** A `join`, `leave` or `history` was not answered within `requestTimeoutMs`. */
+  /** A `join`, `leave`, `history`, `presence` or `signal` was not answered within `requestTimeoutMs`. */
   requestTimeout: 'request_timeout',
   /** The client was closed (by `close()`, or for good after a close code that retrying cannot fix). */
   closed: 'closed',
