@@ -349,17 +349,24 @@ describe('revocations - a cluster', () => {
     const stack = await stackOf({ cluster: true, nodes: 3, revocationReplicas: 3 });
     const nc = await natsClient(stack.nats[2]!.url);
     const kv = await bucket(nc);
-    expect((await kv.status()).replicas).toBe(3);
+    // A new R3 stream on a loaded machine may take a while to elect its leader: ask again (bounded).
+    let replicas = 0;
+    await until('the R3 bucket to answer', async () => (replicas = await kv.status().then((st) => st.replicas, () => 0)) > 0, 20_000);
+    expect(replicas).toBe(3);
+    // Leaders may move: a not-ok answer, or none in time, is retried, as a client would.
+    const revokeUntilStored = async (body: Record<string, unknown>) => {
+      let reply: RevokeReply = { ok: false };
+      await until('the revocation to be stored', async () => (reply = await revoke(nc, body).catch(() => ({ ok: false }))).ok, 20_000);
+      return reply;
+    };
 
     const targets = await Promise.all([0, 1, 2].map(async (i) => (await stack.session(i, 'e-target')).client));
-    expect(await revoke(nc, { sub: 'e-target' })).toMatchObject({ ok: true });
+    expect(await revokeUntilStored({ sub: 'e-target' })).toMatchObject({ ok: true });
     for (const c of targets) expect(await c.closedWith(5000)).toBe(4001);
 
     const { client } = await stack.session(0, 'e-user', { jti: 'e-away' });
     await stack.nats[0]!.stop();
-    // Leaders may move: a not-ok answer is retried, as a client would.
-    let reply: RevokeReply = { ok: false };
-    await until('the revocation to be stored', async () => (reply = await revoke(nc, { jti: 'e-away' })).ok, 20_000);
+    const reply = await revokeUntilStored({ jti: 'e-away' });
     expect(reply).toMatchObject({ ok: true });
     expect(await client.closedWith(20_000)).toBe(4001);
     const again = stack.client(1, { token: await stack.token('e-user', { jti: 'e-away' }) });
