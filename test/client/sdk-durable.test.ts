@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../harness/stack.ts';
 import { closeClients, nextEvent, opened, sdkClient, trackedWebSocket, type SdkSocket } from '../harness/sdk.ts';
 import type { ChatClient, MessageFrame } from '../../src/client/index.ts';
+import { until } from '../harness/sync.ts';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -38,14 +39,6 @@ function cuttable(user: string) {
   return { client, sockets, net, received };
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const bodies = (ms: MessageFrame[]) => ms.map((m) => m.body);
 
 describe('client SDK, durable delivery', () => {
@@ -56,7 +49,7 @@ describe('client SDK, durable delivery', () => {
     await Promise.all([bob.client.join('sdkd-room'), alice.join('sdkd-room')]);
     await alice.send({ user: 'sdkd-bob' }, 'before 1');
     await alice.send({ room: 'sdkd-room' }, 'before 2');
-    await until(() => bob.received.length === 2, 'the first two messages');
+    await until('the first two messages', () => bob.received.length === 2);
     expect(bob.client.position({ user: 'sdkd-bob' })).toEqual(expect.any(String));
 
     bob.net.offline = true;
@@ -68,10 +61,10 @@ describe('client SDK, durable delivery', () => {
     const resumed = nextEvent(bob.client, 'resumed');
     bob.net.offline = false;
     await resumed;
-    await until(() => bob.received.length >= 7, 'the messages sent while away');
+    await until('the messages sent while away', () => bob.received.length >= 7);
     // A sentinel after everything: nothing more (no duplicate) is on its way.
     await alice.send({ user: 'sdkd-bob' }, 'sentinel');
-    await until(() => bodies(bob.received).includes('sentinel'), 'the sentinel');
+    await until('the sentinel', () => bodies(bob.received).includes('sentinel'));
     expect(bodies(bob.received)).toEqual(['before 1', 'before 2', 'away 1', 'away 2', 'away 3', 'away 4', 'away 5', 'sentinel']);
   });
 
@@ -87,7 +80,7 @@ describe('client SDK, durable delivery', () => {
     const ack = await sent;
     expect(ack.pos).toEqual(expect.any(String));
     await carol.client.send({ user: 'sdkd-dave' }, 'sentinel');
-    await until(() => got.includes('sentinel'), 'the sentinel');
+    await until('the sentinel', () => got.includes('sentinel'));
     expect(got.filter((b) => b === 'once')).toHaveLength(1);
   });
 

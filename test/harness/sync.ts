@@ -21,3 +21,12 @@ export async function sentinel(from: TestClient, to: TestClient, toUser: string,
 
 export const isSentinel = (f: { type: string; body?: unknown }) =>
   f.type === 'message' && typeof (f.body as { sentinel?: unknown })?.sentinel === 'string';
+
+/** Polls `check` until it holds, for at most `timeoutMs`: a bounded wait for an event, never a sleep. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

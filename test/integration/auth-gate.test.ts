@@ -15,6 +15,7 @@ import { closeNats, connectNats } from '../../src/bus/connection.ts';
 import { subjects } from '../../src/subjects.ts';
 import { mintToken } from '../../src/auth/tokens.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
+import { until } from '../harness/sync.ts';
 
 let stack: Stack | undefined;
 const cleanups: Array<() => Promise<unknown> | void> = [];
@@ -23,15 +24,6 @@ afterEach(async () => {
   await stack?.stop();
   stack = undefined;
 });
-
-/** Polls (bounded) until `condition` holds. */
-async function until(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('auth gate - keys and re-checks', () => {
   it('auth gate - the cached key set is refreshed while the service is up, and local checks use the new one', async () => {

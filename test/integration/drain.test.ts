@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFleet, rawRequest, type Fleet } from '../harness/fleet.ts';
 import type { TestClient } from '../harness/client.ts';
+import { until } from '../harness/sync.ts';
 
 const GRACE_MS = 1500;
 const WINDOW_MS = 2000;
@@ -29,14 +30,6 @@ afterAll(async () => {
 
 const readyz = async () => (await fetch(`http://127.0.0.1:${fleet.port}/readyz`, { signal: AbortSignal.timeout(5000) })).status;
 
-async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe('drain', () => {
   it('drain - SIGTERM: readyz 503 at once, still serving for the grace, then 503 upgrades and 1001 closes spread over the window, exit 0', async () => {
     const N = 8;
@@ -48,7 +41,7 @@ describe('drain', () => {
 
     const term = Date.now();
     fleet.gateway.child.kill('SIGTERM');
-    await until(async () => (await readyz()) === 503, 'readyz 503');
+    await until('readyz 503', async () => (await readyz()) === 503);
     expect(Date.now() - term).toBeLessThan(GRACE_MS);
     // Still serving during the grace: a new session is admitted and chats.
     const late = await fleet.session('drain-late');
@@ -56,7 +49,7 @@ describe('drain', () => {
     expect(closedAt.size).toBe(0);
 
     // After the grace, upgrades are refused with 503.
-    await until(() => closedAt.size > 0, 'the first close', GRACE_MS + WINDOW_MS + 2000);
+    await until('the first close', () => closedAt.size > 0, GRACE_MS + WINDOW_MS + 2000);
     const refused = await rawRequest(
       fleet.port,
       'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',

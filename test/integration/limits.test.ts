@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createLocalJWKSet } from 'jose';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { startStack, type Stack } from '../harness/stack.ts';
-import { sentinel } from '../harness/sync.ts';
+import { sentinel, until } from '../harness/sync.ts';
 import { loadSigningKeys } from '../../src/auth/keys.ts';
 import { createTokenVerifier, MAX_TOKEN_LENGTH, mintToken } from '../../src/auth/tokens.ts';
 import { connectNats, closeNats } from '../../src/bus/connection.ts';
@@ -34,13 +34,21 @@ afterEach(async () => {
   stack = undefined;
 });
 
-/** Waits, bounded, until `check` holds; for state the node changes on its own (no event to wait on). */
-async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** Sends a request head that never ends and waits (at most 5 s) for the server to close: what it answered. */
+async function slowHeadersAnswer(port: number, head: string): Promise<string> {
+  const socket: Socket = tcpConnect(port, '127.0.0.1');
+  cleanups.push(async () => void socket.destroy());
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  socket.on('error', () => {});
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.write(head);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    closed,
+    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('slow headers not cut within 5 s')), 5000))),
+  ]).finally(() => clearTimeout(timer));
+  return received;
 }
 
 /** How an upgrade ended: 'open', or the client's error (e.g. `HTTP 429`). */
@@ -102,7 +110,7 @@ describe('limits - tokens (defects 6 and 7)', () => {
     // Barrier: a short bad token is forwarded on the same connection, after all of the above.
     const barrier = stack.client(0, { token: 'd7-barrier-token' });
     expect(await barrier.closedWith()).toBe(4001);
-    await until(() => forwarded.includes('d7-barrier-token'), 'the barrier token reached the auth subject');
+    await until('the barrier token reached the auth subject', () => forwarded.includes('d7-barrier-token'));
     expect(forwarded.filter((t) => t.length > MAX_TOKEN_LENGTH)).toEqual([]);
   });
 
@@ -175,7 +183,7 @@ describe('limits - addresses and sessions (defect 8)', () => {
     await stack.session(0, 'ip-2');
     expect(await outcome(stack.client(0, { token: await stack.token('ip-3') }).opened)).toBe('HTTP 429');
     first.client.close();
-    await until(() => gateway.sessions.size === 1, 'the first session ended on the node');
+    await until('the first session ended on the node', () => gateway.sessions.size === 1);
     expect((await stack.session(0, 'ip-4')).welcome).toMatchObject({ user: 'ip-4' });
   });
 
@@ -227,24 +235,13 @@ describe('limits - addresses and sessions (defect 8)', () => {
     expect(third.frames.filter((f) => f.type === 'welcome')).toEqual([]);
     expect((await stack.session(0, 'someone-else')).welcome).toMatchObject({ user: 'someone-else' });
     first.client.close();
-    await until(() => stack!.gateways[0]!.sessions.size === 2, 'the first session ended on the node');
+    await until('the first session ended on the node', () => stack!.gateways[0]!.sessions.size === 2);
     expect((await stack.session(0, 'many')).welcome).toMatchObject({ user: 'many' });
   });
 
   it('limits - an upgrade whose headers never finish gets HTTP 408 and is closed after HEADERS_TIMEOUT_MS', async () => {
     stack = await startStack({ gateway: { headersTimeoutMs: 300 } });
-    const socket: Socket = tcpConnect(stack.gateways[0]!.port, '127.0.0.1');
-    cleanups.push(async () => void socket.destroy());
-    let received = '';
-    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
-    socket.on('error', () => {});
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    socket.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n');
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      closed,
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('slow headers not cut within 5 s')), 5000))),
-    ]).finally(() => clearTimeout(timer));
+    const received = await slowHeadersAnswer(stack.gateways[0]!.port, 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n');
     expect(received).toMatch(/^HTTP\/1\.1 408/);
   });
 
@@ -252,18 +249,7 @@ describe('limits - addresses and sessions (defect 8)', () => {
     stack = await startStack();
     const admin = await startAdminServer({ gateway: stack.gateways[0]!, port: 0, token: 'admin-token-for-slow-headers', headersTimeoutMs: 300 });
     cleanups.push(() => admin.close());
-    const socket: Socket = tcpConnect(admin.port, '127.0.0.1');
-    cleanups.push(async () => void socket.destroy());
-    let received = '';
-    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
-    socket.on('error', () => {});
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    socket.write('GET /api/counts HTTP/1.1\r\nHost: x\r\n');
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      closed,
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('slow headers not cut within 5 s')), 5000))),
-    ]).finally(() => clearTimeout(timer));
+    const received = await slowHeadersAnswer(admin.port, 'GET /api/counts HTTP/1.1\r\nHost: x\r\n');
     expect(received).toMatch(/^HTTP\/1\.1 408/);
   });
 });
@@ -334,7 +320,7 @@ describe('limits - frames (defect 8)', () => {
     expect(client.closeReason).toBe('too many refused frames');
     expect(client.frames.filter((f) => f.type === 'error')).toHaveLength(10);
     const session = welcome.session as string;
-    await until(() => lines.some((l) => l.includes(session) && l.includes('session closed')), 'the close was logged');
+    await until('the close was logged', () => lines.some((l) => l.includes(session) && l.includes('session closed')));
     expect(lines.filter((l) => l.includes(session))).toHaveLength(1);
   });
 

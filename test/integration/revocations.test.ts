@@ -28,6 +28,7 @@ import { RevocationList } from '../../src/auth/revocations.ts';
 import { openRevocationBucket, storeRevocation } from '../../src/auth/revocation-store.ts';
 import { AUTH_QUEUE, REVOCATIONS_BUCKET, encodeId, subjects } from '../../src/subjects.ts';
 import type { VerifyResult } from '../../machines/connection.machine.ts';
+import { until } from '../harness/sync.ts';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {
@@ -66,15 +67,6 @@ async function verify(nc: NatsConnection, token: string): Promise<VerifyResult> 
 
 async function bucket(nc: NatsConnection): Promise<KV> {
   return new Kvm(nc).open(REVOCATIONS_BUCKET);
-}
-
-/** Polls `check` until it returns true, for at most `timeoutMs`. */
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** A gateway of the stack's keys on any NATS URL (a proxy), stopped after the test. */

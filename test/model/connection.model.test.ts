@@ -52,6 +52,7 @@ import {
   type ModelSnapshot,
   type VerifyVariant,
 } from './connection.model.ts';
+import { until } from '../harness/sync.ts';
 
 /** Bound on every wait for a frame or a close. */
 const WAIT_MS = 5000;
@@ -141,15 +142,6 @@ const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** Polls a condition of the node (bounded); used only where the wire has nothing to wait on. */
-async function until(what: string, condition: () => boolean, timeoutMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 interface World {
   stack: Stack;
