@@ -9,6 +9,4 @@
  */
 import type { GatewayOptions } from '../src/gateway/gateway.ts';
 
-export const benchGatewayOptions = {} as const satisfies Partial<GatewayOptions>;
-
 export const scaleGatewayOptions = { maxConnections: 1_000_000 } as const satisfies Partial<GatewayOptions>;

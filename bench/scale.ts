@@ -207,6 +207,8 @@ async function main() {
           break;
         }
         idleOpen += add;
+        const degraded = sum(results.map((r) => r.degraded));
+        if (degraded) stops.push(`${target}: ${degraded} of the sessions added at ${perNode} per node were admitted degraded (the auth breaker was open)`);
         await waitForCount(idleOpen + usersOpen);
         await sleep(1000);
         const after = await mem();
