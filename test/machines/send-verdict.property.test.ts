@@ -111,7 +111,8 @@ function machineIn(c: Case) {
     closeReason: undefined,
   };
   const snapshot = logic.resolveState({ value: c.state.value, context });
-  const actor = createActor(logic, { snapshot });
+  // Restored, not started from input: the input is not read.
+  const actor = createActor(logic, { snapshot, input: undefined as never });
   const errors: unknown[] = [];
   actor.subscribe({ error: (err) => errors.push(err) });
   actor.start();
