@@ -3,7 +3,7 @@
  * the connection machine names (writing frames, NATS interest, publishing, closing), provided to
  * the pure machine with `machine.provide(...)`.
  */
-import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
+import { createActor, fromPromise, type ActorRefFrom, type InspectionEvent } from 'xstate';
 import { WebSocket, type RawData } from 'ws';
 import { nuid, type NatsConnection } from '@nats-io/nats-core';
 import {
@@ -31,6 +31,7 @@ import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import type { UserSendBudget } from './user-send-budget.ts';
 import type { Delivery, DeliveryMember } from '../durable/delivery.ts';
+import type { ActorShards, Shard } from './actor-shards.ts';
 
 /** What a node shares with its sessions. */
 export interface NodeContext {
@@ -65,6 +66,8 @@ export interface NodeContext {
   };
   /** When set, each actor reports what it lives through (inspector page, recorder). */
   observers?: Observers;
+  /** The actor systems the sessions' actors share (actor-shards.ts). */
+  shards: ActorShards;
 }
 
 export type ConnectionActor = ActorRefFrom<typeof connectionMachine>;
@@ -74,6 +77,10 @@ export class Session implements Member, DeliveryMember {
   readonly subjects = new Set<string>();
   readonly ws: WebSocket;
   readonly startedAt = Date.now();
+  /** The same, on the monotonic clock observations count from. */
+  readonly startedPerf = performance.now();
+  /** The actor system this session's actor belongs to, until released. */
+  shard: Shard | undefined;
   readonly #maxBufferedBytes: number;
   readonly #metrics: Metrics;
   readonly #nodeLog: Logger;
@@ -394,9 +401,34 @@ const frameTypeOf = {
   'frame.invalid': 'invalid',
 } as const;
 
-/** Forgets a session that ended: the node's map, and its user's count. */
+/** Each session actor's session, for the inspection its shard routes (`inspectSessions`). */
+const sessionOfActor = new WeakMap<object, Session>();
+
+/**
+ * The inspection observer of the node's shards while someone observes: each event of a session's
+ * own actor becomes an observation of that session; its children's (the invoked promise actors)
+ * are not, as with a root actor's `inspect`.
+ */
+export function inspectSessions(node: NodeContext): (ev: InspectionEvent) => void {
+  return (ev) => {
+    const session = sessionOfActor.get(ev.actorRef);
+    if (!session) return;
+    node.observers?.observe(
+      ev,
+      { machine: 'connection', node: node.nodeId, session: session.id },
+      () => session.actor.getSnapshot()?.context.user,
+      session.startedPerf,
+    );
+  };
+}
+
+/** Forgets a session that ended: the node's map, its user's count, its place in a shard. */
 function releaseSession(node: NodeContext, session: Session): void {
   node.sessions.delete(session.id);
+  if (session.shard) {
+    node.shards.release(session.shard);
+    session.shard = undefined;
+  }
   node.degraded.release(session);
   session.checkedToken = undefined;
   const user = session.countedUser;
@@ -422,12 +454,10 @@ export function openSession(
   node.sessions.set(session.id, session);
   const input: ConnectionInput = { session: session.id, token, now: Date.now, limits: node.limits };
   if (since !== undefined) input.since = since;
-  const actor = createActor(logic, {
-    input,
-    inspect: node.observers?.inspector({ machine: 'connection', node: node.nodeId, session: session.id }, () =>
-      session.actor?.getSnapshot().context.user,
-    ),
-  });
+  // In a shared actor system (actor-shards.ts), which has an inspection observer while someone observes.
+  session.shard = node.shards.acquire();
+  const actor = createActor(logic, { input, parent: session.shard.parent });
+  sessionOfActor.set(actor, session);
   session.actor = actor;
 
   let lastState = '';
