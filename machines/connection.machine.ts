@@ -237,7 +237,7 @@ const sendAskOf = (event: ConnectionEvent): SendAsk => (event.type === 'frame.se
  *
  * The one decision, for two callers: the machine's guards `isOverSendRate` and
  * `isToUnwritableRoom` ask it, and so does the gateway's fast path for accepted sends
- * (src/gateway/session.ts, docs/architecture.md), which may take a send only when this says
+ * (src/gateway/session.ts, docs/scaling.md), which may take a send only when this says
  * `accept` in a state where `acceptsSendsFast` holds. A property test checks they agree.
  */
 export function sendVerdict(state: SendState, now: number, ask: SendAsk): 'accept' | 'overRate' | 'unwritable' {

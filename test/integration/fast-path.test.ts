@@ -1,6 +1,6 @@
 /**
  * The fast path for accepted sends and the shared actor systems, on a real node
- * (docs/architecture.md, "The fast path for accepted sends"): while nobody observes, sends are
+ * (docs/scaling.md, "How a send is decided"): while nobody observes, sends are
  * acked and delivered without the machine's macrostep; once someone observes, a session opened
  * before is observed from then on and its sends go through the machine again (an observed
  * session's record is whole), and after the observer leaves they take the fast path again.
