@@ -68,7 +68,7 @@ const USAGE = `usage: npm run bench -- [options]
   --latency-duration S       latency measurement per slice, seconds (default 5)
   --body-bytes N             filler characters in each message body (default 100)
   --loadgens N               load generator processes, 1 or 2 (default 2)
-  --only chatgate|ephemeral|relay   measure one system (no ratios); chatgate is DELIVERY=durable
+  --only LIST                which systems, of chatgate,ephemeral,relay (ratios need relay); chatgate is DELIVERY=durable
   --phases LIST              which phases to run, of idle,throughput,latency (default all three)
   --cpu-prof DIR             write .cpuprofile files (first round only): node A and chatgate's auth
                              service while the idle sessions connect, nodes A and B over the
@@ -134,8 +134,9 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isFinite(n) || n < min || n > max) fail(`--${name} must be a number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
     return n;
   };
-  if (values.only !== undefined && !['chatgate', 'ephemeral', 'relay'].includes(values.only)) {
-    fail(`--only is chatgate, ephemeral or relay, got ${JSON.stringify(values.only)}`);
+  const only = values.only?.split(',').map((k) => k.trim());
+  if (only !== undefined && !only.every((k) => ['chatgate', 'ephemeral', 'relay'].includes(k))) {
+    fail(`--only is a comma-separated list of chatgate, ephemeral, relay, got ${JSON.stringify(values.only)}`);
   }
   const phases = values.phases.split(',').map((p) => p.trim());
   if (!phases.every((p): p is Phase => (PHASES as string[]).includes(p))) {
@@ -155,7 +156,7 @@ function parseOptions(argv: string[]): Options {
     latencyDurationMs: num('latency-duration', values['latency-duration'], 0.5) * 1000,
     bodyBytes: num('body-bytes', values['body-bytes'], 0, 60_000),
     loadgens,
-    systems: values.only ? [values.only as SystemKind] : (['chatgate', 'ephemeral', 'relay'] as SystemKind[]),
+    systems: only ? (only as SystemKind[]) : (['chatgate', 'ephemeral', 'relay'] as SystemKind[]),
     phases: new Set(phases as Phase[]),
     cpuProf: values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined,
     heapSnapshot: values['heap-snapshot'] ? resolve(values['heap-snapshot']) : undefined,
