@@ -65,6 +65,8 @@ export interface ChaosReport {
   lostSamples: Array<{ client: string; id: string; to: { user: string } | { room: string } }>;
   /** `gap` events: destinations the SDK was told could not be recovered. */
   gaps: number;
+  /** The SDK's `error` events by code. */
+  errors: Record<string, number>;
   problems: string[];
   faults: Array<{ atMs: number; kind: string; target: string }>;
   storm: StormFigures;
@@ -201,6 +203,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
   const resumes: Array<{ at: number; ms: number }> = [];
   const rolling: Array<[number, number]> = [];
   let gaps = 0;
+  const errors = new Map<string, number>();
 
   const stopEverything = async () => {
     stopped = true;
@@ -276,6 +279,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         lostAt = undefined;
       });
       client.on('gap', () => gaps++);
+      client.on('error', (e) => errors.set(e.code, (errors.get(e.code) ?? 0) + 1));
       client.on('message', (m) => {
         const id = (m.body as { ledger?: unknown } | null)?.ledger;
         if (typeof id === 'string') ledger.delivered(user, id, destinationKey(m.to));
@@ -435,6 +439,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       counts,
       lostSamples: ledger.lostSamples(),
       gaps,
+      errors: Object.fromEntries(errors),
       problems: ledger.verdict(),
       faults,
       storm: {
@@ -479,6 +484,7 @@ export function chaosTable(report: ChaosReport): string {
     ['stray', c.stray],
     ['own room messages handed back', c.echoes],
     ['gaps reported (could not be recovered)', report.gaps],
+    ['client errors by code', JSON.stringify(report.errors)],
     ['faults', report.faults.length],
     ['  gateway SIGKILL', report.faults.filter((f) => f.kind === 'gateway SIGKILL').length],
     ['  nats SIGKILL', report.faults.filter((f) => f.kind === 'nats SIGKILL').length],
