@@ -3,12 +3,14 @@
  * losses each (docs/durability.md): a room join whose barrier read fails is undone, never left
  * joined without its replay; a node cut off from NATS misses nothing of a subject it had heard
  * nothing on yet; the SDK asks a join again that the node answered `unavailable`. Real
- * nats-server with JetStream, gateways in-process (one behind a TCP proxy), real WebSockets.
+ * nats-server with JetStream, gateways in-process (one behind a TCP proxy), real WebSockets; and a
+ * drain that closes a session only after the ack of its send in flight (the NATS server paused).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { startStack, type Stack } from '../harness/stack.ts';
 import { startTcpProxy } from '../harness/tcp-proxy.ts';
+import { rawRequest } from '../harness/fleet.ts';
 import { isSentinel, until } from '../harness/sync.ts';
 import type { Frame, TestClient } from '../harness/client.ts';
 import { TestClient as Client } from '../harness/client.ts';
@@ -124,6 +126,32 @@ describe('durable faults - a node cut off from NATS', () => {
     await acked(sender, { type: 'send', id: 's2', to: { room: 'cf-room' }, body: 'm2' });
     await reader.next((f) => f.body === 'm2', 10_000);
     expect(reader.messages().filter((m) => !isSentinel(m)).map((m) => m.body)).toEqual(['m1', 'm2']);
+  });
+});
+
+describe('durable faults - drain', () => {
+  it('drain - a send in flight when the node drains gets its ack before the session is closed with 1001', async () => {
+    const stack = await stackOf();
+    const draining = later(
+      await startGateway({ natsUrl: stack.nats[0]!.url, port: 0, host: '127.0.0.1', nodeId: 'draining', drainGraceMs: 0, drainWindowMs: 0, ...durable }),
+      (g) => g.close(),
+    );
+    const client = later(new Client(draining.url, { token: await stack.token('dr-una', ALL) }), (c) => c.close());
+    await client.type('welcome');
+    // The NATS server paused: the send is stored, and acknowledged, only once it goes on.
+    const nats = stack.nats[0]!.process;
+    nats.kill('SIGSTOP');
+    cleanups.push(() => void nats.kill('SIGCONT'));
+    const answer = client.request({ type: 'send', id: 's1', to: { user: 'dr-una' }, body: 'in flight', key: 'dr-1' }, 10_000);
+    await until('the send to reach the node', () => draining.sessions.values().next().value?.acksInFlight === 1);
+    void draining.drain();
+    // The drain is closing sessions (upgrades refused with 503): this one waits for its ack.
+    const upgrade =
+      'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+    await until('the drain to close sessions', async () => (await rawRequest(draining.port, upgrade)).status === 503);
+    nats.kill('SIGCONT');
+    expect(await answer).toMatchObject({ type: 'ack', id: 's1', pos: expect.any(String) });
+    expect(await client.closedWith(10_000)).toBe(1001);
   });
 });
 
