@@ -355,9 +355,10 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       );
     };
     // Warm-up, before any fault: one message into every inbox and every room, so that each client
-    // has a position to resume from. A destination never read from has none, and the protocol has
-    // no "position now" to resume from (docs/client.md, "Positions"): what goes to it while the
-    // client is away is not recovered. Nothing is cut until these have arrived (bounded).
+    // has a position to resume from. A destination that was empty when the client came has none
+    // (`welcome` and a join's `ack` carry `pos` only once it has a message; docs/client.md,
+    // "Positions"): what goes to it while the client is away is not recovered. Nothing is cut
+    // until these have arrived (bounded).
     for (let i = 0; i < N; i++) {
       const c = clients[i]!;
       const n = perSender.get(c.user) ?? 0;
