@@ -27,7 +27,7 @@ interface Queued {
 }
 
 interface Track {
-  /** The last sequence passed on; undefined until the first message. */
+  /** The last sequence passed on (or a session's barrier, `started`); undefined until then. */
   last: number | undefined;
   /** While catching up: what arrived meanwhile, in order. */
   backlog: Queued[] | undefined;
@@ -123,6 +123,19 @@ export class LiveSequencer {
     }
     track.last = seq;
     this.#emit(subject, seq, msg.data);
+  }
+
+  /**
+   * A barrier read for a session that just joined `subject` (resume.ts) found `top`, the newest
+   * sequence the stream had for it, after the node's subscription was in place: everything after
+   * `top` is republished to this node. A subject the node has passed nothing on for yet starts
+   * from there, so that a republish it misses later (a NATS reconnect) is noticed as a gap, from
+   * the next message's `Nats-Last-Sequence` or by `resync`, instead of going unseen.
+   */
+  started(subject: string, top: number): void {
+    let track = this.#tracks.get(subject);
+    if (!track) this.#tracks.set(subject, (track = { last: undefined, backlog: undefined }));
+    if (track.last === undefined && !track.backlog) track.last = top;
   }
 
   /** The node no longer listens on `subject`. */
