@@ -83,6 +83,8 @@ export type ConnectionEvent =
   | { type: 'frame.tooLarge' }
   | { type: 'socket.closed'; code: number }
   | { type: 'socket.slow' }
+  /** A room join could not be made whole (NATS, or the stream's barrier read, failed): undo it. */
+  | { type: 'join.failed'; room: string; id: FrameId }
   | { type: 'heartbeat.lost' }
   | { type: 'node.shutdown' }
   | { type: 'session.revoked'; reason: string }
@@ -191,32 +193,90 @@ export interface Buckets {
   at: number;
 }
 
-/** Send tokens available now: the bucket refilled since it was last checked. */
-const sendTokensNow = (context: ConnectionContext) =>
-  Math.min(
-    context.limits.sendBurst,
-    context.buckets.sendTokens + ((context.now() - context.buckets.at) / 1000) * context.limits.sendsPerSecond,
-  );
+/** Send tokens available at `now`: the bucket refilled since it was last checked. */
+const sendTokensAt = (buckets: Buckets, limits: ConnectionLimits, now: number) =>
+  Math.min(limits.sendBurst, buckets.sendTokens + ((now - buckets.at) / 1000) * limits.sendsPerSecond);
 
-/** Send bytes available now: the byte bucket refilled since it was last checked. */
-const sendBytesNow = (context: ConnectionContext) =>
-  Math.min(
-    context.limits.sendBytesBurst,
-    context.buckets.sendBytes + ((context.now() - context.buckets.at) / 1000) * context.limits.sendBytesPerSecond,
-  );
+/** Send bytes available at `now`: the byte bucket refilled since it was last checked. */
+const sendBytesAt = (buckets: Buckets, limits: ConnectionLimits, now: number) =>
+  Math.min(limits.sendBytesBurst, buckets.sendBytes + ((now - buckets.at) / 1000) * limits.sendBytesPerSecond);
 
-/** Signal tokens available now. */
-const signalTokensNow = (context: ConnectionContext) =>
-  Math.min(
-    context.limits.signalBurst,
-    context.buckets.signals + ((context.now() - context.buckets.at) / 1000) * context.limits.signalsPerSecond,
-  );
+/** Signal tokens available at `now`. */
+const signalTokensAt = (buckets: Buckets, limits: ConnectionLimits, now: number) =>
+  Math.min(limits.signalBurst, buckets.signals + ((now - buckets.at) / 1000) * limits.signalsPerSecond);
+
+const sendTokensNow = (context: ConnectionContext) => sendTokensAt(context.buckets, context.limits, context.now());
+const sendBytesNow = (context: ConnectionContext) => sendBytesAt(context.buckets, context.limits, context.now());
+const signalTokensNow = (context: ConnectionContext) => signalTokensAt(context.buckets, context.limits, context.now());
 
 /** What a frame takes from the byte bucket: a `send` its size, other frames nothing. */
 const frameBytes = (event: ConnectionEvent) => (event.type === 'frame.send' ? (event.bytes ?? 0) : 0);
 
 /** The per-user budget's wait for this frame (0: the user's sessions may send it). */
 const userWaitMs = (event: ConnectionEvent) => (event.type === 'frame.send' ? (event.userRetryAfterMs ?? 0) : 0);
+
+/** What `sendVerdict` reads of a session: its buckets and limits, and the rooms it joined and may write. */
+export type SendState = Pick<ConnectionContext, 'buckets' | 'limits' | 'joined' | 'rooms'>;
+
+/**
+ * What a frame that takes from the send bucket asks of `sendVerdict`: a `send` frame's
+ * destination, size and per-user wait; other frames (join, leave, ping, ...) give none of them.
+ */
+export interface SendAsk {
+  to?: Destination;
+  bytes?: number;
+  userRetryAfterMs?: number;
+}
+const NO_SEND: SendAsk = {};
+const sendAskOf = (event: ConnectionEvent): SendAsk => (event.type === 'frame.send' ? event : NO_SEND);
+
+/**
+ * What `open.active` does with a frame that takes from the send bucket, at `now`:
+ * - `overRate`: no send token, no room for its bytes, or its user's budget on the node is spent
+ *   (refused with `rate_limited` and a strike);
+ * - `unwritable`: a `send` to a room this session has not joined or may only read (forbidden, a strike);
+ * - `accept`: one send token and its bytes are taken (`takeSend`), and a `send` is published.
+ *
+ * The one decision, for two callers: the machine's guards `isOverSendRate` and
+ * `isToUnwritableRoom` ask it, and so does the gateway's fast path for accepted sends
+ * (src/gateway/session.ts, docs/scaling.md), which may take a send only when this says
+ * `accept` in a state where `acceptsSendsFast` holds. A property test checks they agree.
+ */
+export function sendVerdict(state: SendState, now: number, ask: SendAsk): 'accept' | 'overRate' | 'unwritable' {
+  if (
+    sendTokensAt(state.buckets, state.limits, now) < 1 ||
+    sendBytesAt(state.buckets, state.limits, now) < (ask.bytes ?? 0) ||
+    (ask.userRetryAfterMs ?? 0) > 0
+  ) {
+    return 'overRate';
+  }
+  const to = ask.to;
+  if (to !== undefined && 'room' in to && (!state.joined.includes(to.room) || capabilityOf(state.rooms, to.room) !== 'rw')) {
+    return 'unwritable';
+  }
+  return 'accept';
+}
+
+/** The buckets after one send token and `bytes` are taken at `now` (what `takeSendToken` assigns). */
+export function takeSend(buckets: Buckets, limits: ConnectionLimits, now: number, bytes: number): Buckets {
+  return {
+    sendTokens: sendTokensAt(buckets, limits, now) - 1,
+    sendBytes: sendBytesAt(buckets, limits, now) - bytes,
+    signals: signalTokensAt(buckets, limits, now),
+    at: now,
+  };
+}
+
+/**
+ * Whether a snapshot is in a state where every `send` frame is decided by `sendVerdict` alone,
+ * with no other transition: `open.active` (either token state, either refresh state). The fast
+ * path for accepted sends is open only there.
+ */
+export function acceptsSendsFast(snapshot: { status: string; value: unknown }): boolean {
+  if (snapshot.status !== 'active') return false;
+  const open = (snapshot.value as { open?: unknown }).open;
+  return typeof open === 'object' && open !== null && 'active' in open;
+}
 
 /** How long until there is one send token and room for this frame's bytes again. */
 const retryAfterMs = (context: ConnectionContext, event: ConnectionEvent) =>
@@ -353,8 +413,7 @@ export const connectionMachine = setup({
       result.outcome === 'ok' && result.claims.sub === context.user,
     isHoldFull: ({ context }) => context.held.length >= context.limits.maxHeldFrames,
     isAbusive: ({ context }) => context.strikes + 1 > context.limits.maxStrikes,
-    isOverSendRate: ({ context, event }) =>
-      sendTokensNow(context) < 1 || sendBytesNow(context) < frameBytes(event) || userWaitMs(event) > 0,
+    isOverSendRate: ({ context, event }) => sendVerdict(context, context.now(), sendAskOf(event)) === 'overRate',
     isTooManySessions: (_, error: unknown) => isTooManySessions(error),
     isRoomLimitReached: ({ context }) => context.joined.length >= context.limits.maxRooms,
     isRoomJoined: ({ context }, room: string) => context.joined.includes(room),
@@ -367,8 +426,8 @@ export const connectionMachine = setup({
       'room' in to && capabilityOf(context.rooms, to.room) !== 'rw',
     isOverSignalRate: ({ context }) => signalTokensNow(context) < 1,
     /** A room this session has not joined, or may only read. */
-    isToUnwritableRoom: ({ context }, to: Destination) =>
-      'room' in to && (!context.joined.includes(to.room) || capabilityOf(context.rooms, to.room) !== 'rw'),
+    isToUnwritableRoom: ({ context, event }, to: Destination) =>
+      sendVerdict(context, context.now(), { to, bytes: frameBytes(event), userRetryAfterMs: userWaitMs(event) }) === 'unwritable',
     /** The user's own inbox, or a room the token grants (joining is not needed). */
     isHistoryAllowed: ({ context }, room: string | undefined) => room === undefined || isAllowed(context.rooms, room),
     isExpiringSoon: ({ context }) =>
@@ -400,12 +459,7 @@ export const connectionMachine = setup({
     confirmSession: assign({ degraded: false }),
     addStrike: assign({ strikes: ({ context }) => context.strikes + 1 }),
     takeSendToken: assign(({ context, event }) => ({
-      buckets: {
-        sendTokens: sendTokensNow(context) - 1,
-        sendBytes: sendBytesNow(context) - frameBytes(event),
-        signals: signalTokensNow(context),
-        at: context.now(),
-      },
+      buckets: takeSend(context.buckets, context.limits, context.now(), frameBytes(event)),
     })),
     takeSignalToken: assign(({ context }) => ({
       buckets: {
@@ -800,6 +854,27 @@ export const connectionMachine = setup({
                 ],
               },
               ...refuseUngrantedRoom,
+            ],
+            // The join's effect failed after the room was added: the session leaves it again (a
+            // repeated join then resumes anew) and is told `unavailable`.
+            'join.failed': [
+              {
+                guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
+                actions: [
+                  { type: 'removeRoom', params: ({ event }) => event.room },
+                  { type: 'unsubscribeRooms', params: ({ event }) => ({ rooms: [event.room] }) },
+                  {
+                    type: 'sendError',
+                    params: ({ event }) => ({ id: event.id, code: ErrorCode.unavailable, message: 'NATS is not reachable' }),
+                  },
+                ],
+              },
+              {
+                actions: {
+                  type: 'sendError',
+                  params: ({ event }) => ({ id: event.id, code: ErrorCode.unavailable, message: 'NATS is not reachable' }),
+                },
+              },
             ],
             // Every leave takes a token from the send bucket, also one of a granted room not joined
             // (acked, nothing else to do).

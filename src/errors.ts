@@ -22,6 +22,8 @@ export const ChatgateErrorCode = {
   noRevocationBucket: 'no_revocation_bucket',
   /** The revocations bucket did not store a revocation (no acknowledgement, or a conflict). */
   revocationStore: 'revocation_store',
+  /** A message stream did not acknowledge a message (no answer in time, an error answer, no JetStream). */
+  messageStore: 'message_store',
 } as const;
 
 export type ChatgateErrorCodeValue = (typeof ChatgateErrorCode)[keyof typeof ChatgateErrorCode];

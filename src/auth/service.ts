@@ -116,6 +116,10 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
   });
   const guard = new CallbackGuard(log);
   const foreignReply = limitedLog(log);
+  // Each budgeted: a flood of bad tokens or requests must not flood the log.
+  const tokenRefused = limitedLog(log);
+  const malformedRevoke = limitedLog(log);
+  const revocationNotStored = limitedLog(log);
   /**
    * Answers only on an asker's inbox: a reply subject is the asker's choice, and the auth role may
    * write revocations, so an answer on `$KV.…` would be a write in its name (docs/security.md).
@@ -166,7 +170,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
             ? Promise.resolve({ outcome: 'invalid', reason: 'malformed auth request' })
             : verify(token);
         return pending.then((verdict) => {
-          if (verdict.outcome !== 'ok') log.info({ reason: verdict.reason }, 'token refused');
+          if (verdict.outcome !== 'ok') tokenRefused('info', { reason: verdict.reason }, 'token refused');
           msg.respond(JSON.stringify(verdict));
         });
       }),
@@ -211,7 +215,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
         const at = typeof request?.at === 'number' && request.at <= now ? request.at : now;
         const parsed = revocationSchema.safeParse({ ...request, at });
         if (!parsed.success) {
-          log.info('malformed revoke request');
+          malformedRevoke('info', {}, 'malformed revoke request');
           msg.respond(JSON.stringify({ ok: false, error: 'give exactly one of jti and sub' }));
           return;
         }
@@ -219,7 +223,7 @@ export async function startAuthService(options: AuthServiceOptions = {}): Promis
           (revocation) => msg.respond(JSON.stringify({ ok: true, revocation })),
           (err: unknown) => {
             const { code, message } = revocationStoreError(err);
-            log.error({ code, err: message }, 'revocation not stored');
+            revocationNotStored('error', { code, err: message }, 'revocation not stored');
             msg.respond(JSON.stringify({ ok: false, code, error: `revocation not stored: ${message}` }));
           },
         );

@@ -32,6 +32,11 @@ export interface NatsServerOptions {
   /** How long to wait for the server to listen. @default 10000 */
   readyTimeoutMs?: number;
   /**
+   * Called with the server's `stop` as soon as the process is spawned, before it listens: for a
+   * caller that must be able to stop it while it is still starting (a signal during start-up).
+   */
+  onSpawn?: (stop: () => Promise<void>) => void;
+  /**
    * A config file body with an `authorization` block (see nats-server-config.ts), written next to
    * the ports file (0600) and passed with `-c`; the flags above still set everything else.
    * Off by default: the server then lets any client do anything (the tests' open servers).
@@ -173,6 +178,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     await rm(portsDir, { recursive: true, force: true });
   };
 
+  options.onSpawn?.(stop);
   const deadline = Date.now() + (options.readyTimeoutMs ?? 10_000);
   let ports: PortsFile | undefined;
   const failure = spawnError.then((err) =>

@@ -89,6 +89,8 @@ export const commands: { [C in CommandName]: (config: CommandConfig<C>, args: st
           ? undefined
           : `chatgate-${hostname()}-${config.port > 0 ? config.port : nuid.next().slice(-8)}`),
       stdio: 'inherit',
+      // From the spawn on: a signal while the server starts stops it too.
+      onSpawn: (stop) => onShutdown(stop, 10_000),
     });
     process.stdout.write(`nats-server listening on ${server.url}\n`);
     process.stdout.write(`JetStream store in ${resolve(jetstreamDir)}\n`);
@@ -98,7 +100,6 @@ export const commands: { [C in CommandName]: (config: CommandConfig<C>, args: st
         ? 'insecure: any client may connect and publish or subscribe to anything\n'
         : `clients need a role credential from ${credentialsDir(config.home)} (anonymous clients are refused)\n`,
     );
-    onShutdown(() => server.stop(), 10_000);
     await new Promise<void>((resolve) => server.process.once('exit', () => resolve()));
   },
   async auth(config) {

@@ -27,16 +27,22 @@ const DEFAULT_NATS_PORT = 4222;
  * system service on 4222), dev mode takes any free port instead and says so; a port set on
  * purpose that is taken is an error.
  */
-async function startDevNats(port: number, home: string, jetstreamDir: string, log: Logger): Promise<NatsServer> {
+async function startDevNats(
+  port: number,
+  home: string,
+  jetstreamDir: string,
+  log: Logger,
+  onSpawn: (stop: () => Promise<void>) => void,
+): Promise<NatsServer> {
   const authorization = authorizationConfig(await ensureRoleCredentials(home));
   try {
-    return await startNatsServer({ port, host: '127.0.0.1', authorization, jetstreamDir });
+    return await startNatsServer({ port, host: '127.0.0.1', authorization, jetstreamDir, onSpawn });
   } catch (err) {
     if (port !== DEFAULT_NATS_PORT || !(err instanceof ChatgateError) || err.code !== ChatgateErrorCode.natsServerFailed) {
       throw err;
     }
     log.warn({ port }, 'nats port in use: dev mode uses a free port instead');
-    return startNatsServer({ port: -1, host: '127.0.0.1', authorization, jetstreamDir });
+    return startNatsServer({ port: -1, host: '127.0.0.1', authorization, jetstreamDir, onSpawn });
   }
 }
 
@@ -52,9 +58,11 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
   // Before anything starts: a signal during start-up still stops every child started so far.
   onShutdown(stopAll, config.shutdownTimeoutMs + 5000);
   // JetStream holds the revocations; its store survives dev runs that share CHATGATE_HOME.
-  const nats = await startDevNats(config.natsPort, config.home, config.jetstream ?? join(config.home, 'jetstream'), log);
-  stops.push(() => nats.stop());
   try {
+    // Its stop is listed as soon as it is spawned: a signal while it starts stops it too.
+    const nats = await startDevNats(config.natsPort, config.home, config.jetstream ?? join(config.home, 'jetstream'), log, (stop) =>
+      stops.push(stop),
+    );
     const auth = await startAuthService({
       natsUrl: nats.url,
       home: config.home,
@@ -118,6 +126,8 @@ export async function runDev(config: CommandConfig<'dev'>): Promise<void> {
       void stopAll().then(() => process.exit(1));
     });
   } catch (err) {
+    // A signal stopped what was starting: the signal's handler is stopping everything and exits 0.
+    if (stopping) return;
     await stopAll();
     throw err;
   }

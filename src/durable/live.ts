@@ -27,10 +27,57 @@ interface Queued {
 }
 
 interface Track {
-  /** The last sequence passed on; undefined until the first message. */
+  /** The last sequence passed on (or a session's barrier, `started`); undefined until then. */
   last: number | undefined;
   /** While catching up: what arrived meanwhile, in order. */
   backlog: Queued[] | undefined;
+}
+
+/** A RePublish header: its name, and its line as it appears in the header block. */
+interface SequenceHeader {
+  name: string;
+  line: Buffer;
+}
+const SEQUENCE: SequenceHeader = { name: 'Nats-Sequence', line: Buffer.from('\r\nNats-Sequence:') };
+const LAST_SEQUENCE: SequenceHeader = { name: 'Nats-Last-Sequence', line: Buffer.from('\r\nNats-Last-Sequence:') };
+const CR = 0x0d;
+const SPACE = 0x20;
+
+/** The header block nats.js keeps undecoded (MsgImpl's `_rdata` up to `_msg.hdr`), if it is there. */
+function headerBlock(msg: Msg): Buffer | null | undefined {
+  const impl = msg as unknown as { _msg?: { hdr?: unknown }; _rdata?: unknown };
+  const length = impl._msg?.hdr;
+  if (typeof length !== 'number' || !(impl._rdata instanceof Uint8Array)) return undefined;
+  if (length < 0) return null;
+  const data = impl._rdata;
+  return Buffer.from(data.buffer, data.byteOffset, Math.min(length, data.length));
+}
+
+/**
+ * A RePublish sequence header's value: undefined when absent, NaN when not a number. Read from the
+ * raw header block (a byte search), not `msg.headers`, which decodes every header into a map for
+ * each message: a few microseconds per message on every node (BENCHMARKS.md).
+ */
+function sequenceHeader(msg: Msg, header: SequenceHeader): number | undefined {
+  const block = headerBlock(msg);
+  if (block === null) return undefined;
+  if (block === undefined) {
+    // nats.js keeps its message differently: the public, decoding way.
+    const value = msg.headers?.get(header.name);
+    return value ? Number(value) : undefined;
+  }
+  const at = block.indexOf(header.line);
+  if (at < 0) return undefined;
+  let i = at + header.line.length;
+  while (i < block.length && block[i] === SPACE) i++;
+  let value = 0;
+  let digits = 0;
+  for (; i < block.length && block[i] !== CR && block[i] !== SPACE; i++, digits++) {
+    const d = block[i]! - 0x30;
+    if (d < 0 || d > 9 || digits > 16) return NaN;
+    value = value * 10 + d;
+  }
+  return digits === 0 ? NaN : value;
 }
 
 /** The longest backlog one subject may queue while catching up; past it, the subject is lost. */
@@ -54,13 +101,12 @@ export class LiveSequencer {
 
   /** One message heard on the live subject `subject`. */
   accept(subject: string, msg: Msg): void {
-    const header = msg.headers?.get('Nats-Sequence');
-    if (!header) {
+    const seq = sequenceHeader(msg, SEQUENCE);
+    if (seq === undefined) {
       this.#emit(subject, 0, msg.data);
       return;
     }
-    const seq = Number(header);
-    const prev = Number(msg.headers?.get('Nats-Last-Sequence') ?? 0);
+    const prev = sequenceHeader(msg, LAST_SEQUENCE) ?? 0;
     if (!Number.isSafeInteger(seq) || seq < 1 || !Number.isSafeInteger(prev) || prev < 0) return;
     let track = this.#tracks.get(subject);
     if (!track) this.#tracks.set(subject, (track = { last: undefined, backlog: undefined }));
@@ -77,6 +123,19 @@ export class LiveSequencer {
     }
     track.last = seq;
     this.#emit(subject, seq, msg.data);
+  }
+
+  /**
+   * A barrier read for a session that just joined `subject` (resume.ts) found `top`, the newest
+   * sequence the stream had for it, after the node's subscription was in place: everything after
+   * `top` is republished to this node. A subject the node has passed nothing on for yet starts
+   * from there, so that a republish it misses later (a NATS reconnect) is noticed as a gap, from
+   * the next message's `Nats-Last-Sequence` or by `resync`, instead of going unseen.
+   */
+  started(subject: string, top: number): void {
+    let track = this.#tracks.get(subject);
+    if (!track) this.#tracks.set(subject, (track = { last: undefined, backlog: undefined }));
+    if (track.last === undefined && !track.backlog) track.last = top;
   }
 
   /** The node no longer listens on `subject`. */

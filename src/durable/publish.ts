@@ -92,31 +92,61 @@ export function createPublisher(options: {
   };
 }
 
-/** One sender's publishes, one after another; after a failure, those queued behind it fail too. */
+interface Queued {
+  publish: () => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * One sender's publishes, one after another; after a failure, those queued behind it fail too.
+ * The next publish starts in the same microtask as the previous one's acknowledgement, so it goes
+ * out in the same write to NATS as the other sessions' publishes of that moment.
+ */
 export class SendOrder {
-  #tail: Promise<unknown> = Promise.resolve();
-  #pending = 0;
+  readonly #queue: Queued[] = [];
+  #busy = false;
   #failed = false;
 
   run<T>(publish: () => Promise<T>): Promise<T> {
-    this.#pending += 1;
-    const result = this.#tail.then(() => {
-      if (this.#failed) throw new Error('an earlier send of this session failed');
-      return publish().catch((err: unknown) => {
-        this.#failed = true;
-        throw err;
-      });
+    return new Promise<T>((resolve, reject) => {
+      const queued: Queued = { publish, resolve: resolve as (value: unknown) => void, reject };
+      if (this.#busy) {
+        this.#queue.push(queued);
+        return;
+      }
+      this.#busy = true;
+      this.#start(queued);
     });
-    this.#tail = result.then(
-      () => this.#settle(),
-      () => this.#settle(),
-    );
-    return result;
   }
 
-  #settle(): void {
-    this.#pending -= 1;
-    // Once everything queued has settled, a new send starts afresh.
-    if (this.#pending === 0) this.#failed = false;
+  #start(queued: Queued): void {
+    let pending: Promise<unknown>;
+    try {
+      pending = queued.publish();
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then(
+      (value) => {
+        queued.resolve(value);
+        this.#next();
+      },
+      (err: unknown) => {
+        this.#failed = true;
+        queued.reject(err);
+        this.#next();
+      },
+    );
+  }
+
+  #next(): void {
+    for (let queued = this.#queue.shift(); queued; queued = this.#queue.shift()) {
+      if (!this.#failed) return this.#start(queued);
+      queued.reject(new Error('an earlier send of this session failed'));
+    }
+    // Everything queued has settled: a new send starts afresh.
+    this.#busy = false;
+    this.#failed = false;
   }
 }

@@ -6,12 +6,9 @@
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
-  jetstream,
   jetstreamManager,
-  type JetStreamClient,
   type JetStreamManager,
   type MsgRequest,
-  type PubAck,
   type StoredMsg,
 } from '@nats-io/jetstream';
 import type { Logger } from '../log.ts';
@@ -19,6 +16,7 @@ import { jserrors } from '@nats-io/jetstream/internal';
 import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 import { durableStreams, ensureStreams, streamDefaults, type Epochs, type StreamKind, type StreamOptions } from './streams.ts';
 import { decodePosition, encodePosition } from './positions.ts';
+import { PubAcks, type PubAck } from './pub-acks.ts';
 
 export interface StoreOptions extends StreamOptions {
   /** How long a JetStream publish may wait for its acknowledgement. @default 5000 */
@@ -28,16 +26,14 @@ export interface StoreOptions extends StreamOptions {
 export class DurableStore {
   readonly epochs: Epochs;
   readonly maxPerTarget: number;
-  readonly #js: JetStreamClient;
+  readonly #acks: PubAcks;
   readonly #jsm: JetStreamManager;
-  readonly #publishTimeoutMs: number;
 
-  private constructor(js: JetStreamClient, jsm: JetStreamManager, epochs: Epochs, options: StoreOptions) {
-    this.#js = js;
+  private constructor(nc: NatsConnection, jsm: JetStreamManager, epochs: Epochs, options: StoreOptions) {
+    this.#acks = new PubAcks(nc, options.publishTimeoutMs ?? 5000);
     this.#jsm = jsm;
     this.epochs = epochs;
     this.maxPerTarget = options.maxPerTarget ?? streamDefaults.maxPerTarget;
-    this.#publishTimeoutMs = options.publishTimeoutMs ?? 5000;
   }
 
   /** Makes sure both streams exist (see streams.ts) and reads their epochs. */
@@ -51,14 +47,15 @@ export class DurableStore {
       );
     });
     const epochs = await ensureStreams(jsm, options, log);
-    return new DurableStore(jetstream(nc), jsm, epochs, options);
+    return new DurableStore(nc, jsm, epochs, options);
   }
 
-  /** Stores `payload` on `subject` (a stored subject of subjects.ts); `msgId` deduplicates. */
+  /**
+   * Stores `payload` on `subject` (a stored subject of subjects.ts); `msgId` deduplicates.
+   * Resolves with the PubAck (pub-acks.ts); a failure means it may or may not be stored.
+   */
   publish(subject: string, payload: string | Uint8Array, msgId?: string): Promise<PubAck> {
-    return this.#js.publish(subject, payload, msgId === undefined
-      ? { timeout: this.#publishTimeoutMs }
-      : { timeout: this.#publishTimeoutMs, msgID: msgId });
+    return this.#acks.publish(subject, payload, msgId);
   }
 
   position(kind: StreamKind, seq: number): string {

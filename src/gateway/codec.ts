@@ -125,6 +125,50 @@ function describe(error: z.ZodError): string {
   return path ? `${path}: ${issue.message}` : issue.message;
 }
 
+/** A user or room id as `id` above accepts it: 1–256 UTF-16 code units of well-formed Unicode. */
+const isId = (v: unknown): v is string =>
+  typeof v === 'string' && v.length >= 1 && v.length <= MAX_ID_LENGTH && v.isWellFormed();
+
+/** A destination as `destination` above accepts it: an object with exactly one key, `user` or `room`. */
+function isPlainDestination(to: unknown): to is Destination {
+  if (typeof to !== 'object' || to === null || Array.isArray(to)) return false;
+  let keys = 0;
+  for (const key in to) {
+    if (++keys > 1 || (key !== 'user' && key !== 'room') || !isId((to as Record<string, unknown>)[key])) return false;
+  }
+  return keys === 1;
+}
+
+/**
+ * The common case without zod: a well-formed `send` frame becomes its event here, exactly as the
+ * schema would make it (`test/unit/codec.property.test.ts` checks that for any frame this accepts).
+ * Anything it is not sure of (another type, a field out of bounds, an unknown extra key) is
+ * undefined and goes to the schema, which is then the one that accepts or refuses it and words
+ * the reason. Only the obviously valid is accepted here: a `key` or `id` counted in UTF-16 units
+ * is within zod's bound in code points too.
+ */
+export function decodeSendFast(value: unknown): ConnectionEvent | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const f = value as Record<string, unknown>;
+  if (f.type !== 'send') return undefined;
+  // No other key: the schema would drop one, and only it says what it does with what.
+  for (const key in f) {
+    if (key !== 'type' && key !== 'id' && key !== 'to' && key !== 'body' && key !== 'key') return undefined;
+  }
+  const id = f.id;
+  if (typeof id === 'string' ? id.length > 128 : !Number.isSafeInteger(id)) return undefined;
+  const to = f.to;
+  if (!isPlainDestination(to)) return undefined;
+  const body = f.body;
+  if (body === undefined || (typeof body === 'object' && body !== null && nestsDeeperThan(body, MAX_BODY_DEPTH))) return undefined;
+  const key = f.key;
+  if (key === undefined) {
+    return { type: 'frame.send', id: id as FrameId, to: 'user' in to ? { user: to.user } : { room: to.room }, body };
+  }
+  if (typeof key !== 'string' || key.length < 1 || key.length > 64) return undefined;
+  return { type: 'frame.send', id: id as FrameId, to: 'user' in to ? { user: to.user } : { room: to.room }, body, key };
+}
+
 /** Parses one text frame into the event the connection machine understands. */
 export function decodeClientFrame(text: string): ConnectionEvent {
   let value: unknown;
@@ -133,6 +177,11 @@ export function decodeClientFrame(text: string): ConnectionEvent {
   } catch {
     return { type: 'frame.invalid', reason: 'frame is not JSON' };
   }
+  return decodeSendFast(value) ?? decodeFrameValue(value);
+}
+
+/** A parsed frame into its event, by the schema alone (what `decodeSendFast` must agree with). */
+export function decodeFrameValue(value: unknown): ConnectionEvent {
   const result = clientFrame.safeParse(value);
   if (!result.success) {
     return { type: 'frame.invalid', id: salvageId(value), reason: describe(result.error) };
@@ -187,7 +236,12 @@ export function encodeChatMessage(
   origin: string,
   message: { msgId: string; from: string; to: Destination; body: unknown; ts: number; system?: true },
 ): string {
-  return `${origin} ${message.ts}\n${JSON.stringify({ type: 'message', ...message })}`;
+  // A literal, not a spread: the same keys in the same order, without copying the object twice.
+  const { msgId, from, to, body, ts } = message;
+  const frame = message.system
+    ? { type: 'message', msgId, from, to, body, ts, system: true }
+    : { type: 'message', msgId, from, to, body, ts };
+  return `${origin} ${ts}\n${JSON.stringify(frame)}`;
 }
 
 /**

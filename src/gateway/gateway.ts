@@ -40,7 +40,8 @@ import { silentLogger, type Logger } from '../log.ts';
 import { Observers } from '../observe/observe.ts';
 import { startRecorder, type RecordingOptions } from '../observe/recording.ts';
 import { UserSendBudget } from './user-send-budget.ts';
-import { connectionLogic, openSession, type NodeContext, type Session } from './session.ts';
+import { connectionLogic, inspectSessions, openSession, type NodeContext, type Session } from './session.ts';
+import { ActorShards } from './actor-shards.ts';
 import { MAX_TOKEN_LENGTH, type TokenVerifier } from '../auth/tokens.ts';
 import { defaults } from '../defaults.ts';
 import { createDrain } from './drain.ts';
@@ -336,8 +337,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     }),
     degraded,
     observers,
+    shards: new ActorShards(),
   };
   const logic = connectionLogic(node);
+  // The session actors are inspected only while someone observes: XState builds no inspection
+  // event otherwise. A recorder listens from the start, so a recorded session is whole.
+  const inspection = inspectSessions(node);
+  const setInspection = (active: boolean) => node.shards.setInspection(active ? inspection : undefined);
+  const stopInspection = observers.onActivity(setInspection);
+  setInspection(observers.active);
 
   // Revocations heard on NATS close every affected session here.
   auth.onRevoked((r) => closeRevoked(sessions, auth.revocations, r));
@@ -416,6 +424,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     // After the sessions' own leaves: the others drop whatever this node still held.
     presence.stop();
     await recorder?.close();
+    stopInspection();
     await closeNats(nc);
     log.info('gateway stopped');
   };

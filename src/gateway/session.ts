@@ -3,11 +3,14 @@
  * the connection machine names (writing frames, NATS interest, publishing, closing), provided to
  * the pure machine with `machine.provide(...)`.
  */
-import { createActor, fromPromise, type ActorRefFrom } from 'xstate';
+import { createActor, fromPromise, type ActorRefFrom, type InspectionEvent } from 'xstate';
 import { WebSocket, type RawData } from 'ws';
 import { nuid, type NatsConnection } from '@nats-io/nats-core';
 import {
+  acceptsSendsFast,
   connectionMachine,
+  sendVerdict,
+  takeSend,
   tooManySessions,
   type ConnectionContext,
   type ConnectionEvent,
@@ -28,6 +31,7 @@ import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import type { UserSendBudget } from './user-send-budget.ts';
 import type { Delivery, DeliveryMember } from '../durable/delivery.ts';
+import type { ActorShards, Shard } from './actor-shards.ts';
 
 /** What a node shares with its sessions. */
 export interface NodeContext {
@@ -62,6 +66,8 @@ export interface NodeContext {
   };
   /** When set, each actor reports what it lives through (inspector page, recorder). */
   observers?: Observers;
+  /** The actor systems the sessions' actors share (actor-shards.ts). */
+  shards: ActorShards;
 }
 
 export type ConnectionActor = ActorRefFrom<typeof connectionMachine>;
@@ -71,6 +77,10 @@ export class Session implements Member, DeliveryMember {
   readonly subjects = new Set<string>();
   readonly ws: WebSocket;
   readonly startedAt = Date.now();
+  /** The same, on the monotonic clock observations count from. */
+  readonly startedPerf = performance.now();
+  /** The actor system this session's actor belongs to, until released. */
+  shard: Shard | undefined;
   readonly #maxBufferedBytes: number;
   readonly #metrics: Metrics;
   readonly #nodeLog: Logger;
@@ -106,7 +116,7 @@ export class Session implements Member, DeliveryMember {
   /** Rooms this session counts in presence (joined and subscribed). */
   readonly presentIn = new Set<string>();
   /** The user inbox's resume, from `subscribeUser` until the welcome writes it. */
-  resumed: { recovered?: boolean; flush: (between?: () => void) => void } | undefined;
+  resumed: { recovered?: boolean; pos?: string; flush: (between?: () => void) => void } | undefined;
 
   constructor(ws: WebSocket, node: NodeContext) {
     this.id = nuid.next();
@@ -173,9 +183,60 @@ export class Session implements Member, DeliveryMember {
   }
 }
 
+/** Answers a frame with an `error` (and counts a rate-limited one). */
+function answerError(
+  node: NodeContext,
+  session: Session,
+  code: ErrorCodeValue,
+  message: string,
+  id?: FrameId,
+  retryAfterMs?: number,
+): void {
+  // Debug only: every refusal is a strike, and the session's close says why it ended.
+  if (node.log.isLevelEnabled('debug')) session.log.debug({ code, reason: message }, 'frame refused');
+  if (code === ErrorCode.rateLimited) node.metrics.rateLimited('send');
+  const frame: ServerFrame = { type: 'error', code, message };
+  if (id !== undefined) frame.id = id;
+  if (retryAfterMs !== undefined) frame.retryAfterMs = retryAfterMs;
+  session.send(frame);
+}
+
+/**
+ * An accepted `send`: published, then acked (or answered with `unavailable`). The effect
+ * `publishAndAck` of the machine, and the whole of the fast path (see `openSession`): one body
+ * for both. `bytes` come out of the user's budget on this node (undefined: not a `send` frame).
+ */
+function publishSend(
+  node: NodeContext,
+  session: Session,
+  user: string,
+  id: FrameId,
+  to: Destination,
+  body: unknown,
+  key: string | undefined,
+  bytes: number | undefined,
+): void {
+  const nc = node.nc;
+  if (nc.isClosed() || nc.isDraining()) {
+    answerError(node, session, ErrorCode.unavailable, 'NATS is not reachable', id);
+    return;
+  }
+  // The machine let the frame through: its bytes come out of the user's budget on this node.
+  if (bytes !== undefined) node.userSendBudget.take(user, bytes);
+  // Room messages skip the sending session; user messages reach every session of the user.
+  const origin = 'room' in to ? session.id : '';
+  // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
+  // Counted until answered: a drain (drain.ts) closes the session after its acks in flight.
+  const answered = session.owesAck();
+  node.delivery.publish(session, { from: user, to, body, origin, key }).then(
+    ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
+    () => answerError(node, session, ErrorCode.unavailable, 'NATS is not reachable', id),
+  ).finally(answered);
+}
+
 /** The connection machine with this node's effects. */
 export function connectionLogic(node: NodeContext) {
-  const { interest, nc, signals, presence } = node;
+  const { interest, signals, presence } = node;
   /**
    * The one place an effect finds its session: by the id the actor carries. A session that has
    * already ended (its socket closed, the node forgot it) gets nothing done.
@@ -187,21 +248,8 @@ export function connectionLogic(node: NodeContext) {
       const session = sessionOf(context.session);
       if (session) effect(session, context, params);
     };
-  const replyError = (
-    session: Session,
-    code: ErrorCodeValue,
-    message: string,
-    id?: FrameId,
-    retryAfterMs?: number,
-  ) => {
-    // Debug only: every refusal is a strike, and the session's close says why it ended.
-    session.log.debug({ code, reason: message }, 'frame refused');
-    if (code === ErrorCode.rateLimited) node.metrics.rateLimited('send');
-    const frame: ServerFrame = { type: 'error', code, message };
-    if (id !== undefined) frame.id = id;
-    if (retryAfterMs !== undefined) frame.retryAfterMs = retryAfterMs;
-    session.send(frame);
-  };
+  const replyError = (session: Session, code: ErrorCodeValue, message: string, id?: FrameId, retryAfterMs?: number) =>
+    answerError(node, session, code, message, id, retryAfterMs);
 
   return connectionMachine.provide({
     actors: {
@@ -247,6 +295,7 @@ export function connectionLogic(node: NodeContext) {
           degraded: context.degraded,
         };
         if (resumed?.recovered !== undefined) welcome.recovered = resumed.recovered;
+        if (resumed?.pos !== undefined) welcome.pos = resumed.pos;
         session.send(welcome);
         resumed?.flush();
       }),
@@ -262,16 +311,20 @@ export function connectionLogic(node: NodeContext) {
       sendRefreshAck: withSession((session, _context, { id, exp }: { id: FrameId; exp: number }) =>
         session.send({ type: 'ack', id, exp }),
       ),
-      // With `since`: the room's replay, then the ack with `recovered`, then its live messages.
+      // With `since`: the room's replay, then the ack with `recovered` (and `pos`), then its live
+      // messages. A join that fails is undone (`join.failed`): never joined without its replay.
       subscribeRoomAndAck: withSession((session, _context, { room, id, since }: { room: string; id: FrameId; since?: string }) => {
         const subject = subjects.room(room);
         node.delivery.join(session, subject, since, () => interest.join(subject, session)).then(
-          ({ recovered, flush }) => {
-            flush(() => session.send(recovered === undefined ? { type: 'ack', id } : { type: 'ack', id, recovered }));
+          ({ recovered, pos, flush }) => {
+            const ack: ServerFrame = { type: 'ack', id };
+            if (recovered !== undefined) ack.recovered = recovered;
+            if (pos !== undefined) ack.pos = pos;
+            flush(() => session.send(ack));
             // Still joined (not left or closed meanwhile): the session counts in the room's presence.
             if (session.subjects.has(subject)) session.present(presence, room);
           },
-          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+          () => session.actor.send({ type: 'join.failed', room, id }),
         );
       }),
       unsubscribeRooms: withSession((session, _context, { rooms }: { rooms: readonly string[] }) => {
@@ -325,22 +378,7 @@ export function connectionLogic(node: NodeContext) {
         { id, to, body, key }: { id: FrameId; to: Destination; body: unknown; key?: string },
       ) => {
         const session = sessionOf(context.session);
-        if (!session) return;
-        if (nc.isClosed() || nc.isDraining()) {
-          replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id);
-          return;
-        }
-        // The machine let the frame through: its bytes come out of the user's budget on this node.
-        if (event.type === 'frame.send') node.userSendBudget.take(context.user!, event.bytes ?? 0);
-        // Room messages skip the sending session; user messages reach every session of the user.
-        const origin = 'room' in to ? session.id : '';
-        // Acked once the NATS server has it (ephemeral) or the stream stored it (durable): publish.ts.
-        // Counted until answered: a drain (drain.ts) closes the session after its acks in flight.
-        const answered = session.owesAck();
-        node.delivery.publish(session, { from: context.user!, to, body, origin, key }).then(
-          ({ msgId, pos }) => session.send(pos === undefined ? { type: 'ack', id, msgId } : { type: 'ack', id, msgId, pos }),
-          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
-        ).finally(answered);
+        if (session) publishSend(node, session, context.user!, id, to, body, key, event.type === 'frame.send' ? (event.bytes ?? 0) : undefined);
       },
       closeSocket: withSession((session, context) => {
         const ws = session.ws;
@@ -368,9 +406,34 @@ const frameTypeOf = {
   'frame.invalid': 'invalid',
 } as const;
 
-/** Forgets a session that ended: the node's map, and its user's count. */
+/** Each session actor's session, for the inspection its shard routes (`inspectSessions`). */
+const sessionOfActor = new WeakMap<object, Session>();
+
+/**
+ * The inspection observer of the node's shards while someone observes: each event of a session's
+ * own actor becomes an observation of that session; its children's (the invoked promise actors)
+ * are not, as with a root actor's `inspect`.
+ */
+export function inspectSessions(node: NodeContext): (ev: InspectionEvent) => void {
+  return (ev) => {
+    const session = sessionOfActor.get(ev.actorRef);
+    if (!session) return;
+    node.observers?.observe(
+      ev,
+      { machine: 'connection', node: node.nodeId, session: session.id },
+      () => session.actor.getSnapshot()?.context.user,
+      session.startedPerf,
+    );
+  };
+}
+
+/** Forgets a session that ended: the node's map, its user's count, its place in a shard. */
 function releaseSession(node: NodeContext, session: Session): void {
   node.sessions.delete(session.id);
+  if (session.shard) {
+    node.shards.release(session.shard);
+    session.shard = undefined;
+  }
   node.degraded.release(session);
   session.checkedToken = undefined;
   const user = session.countedUser;
@@ -396,12 +459,10 @@ export function openSession(
   node.sessions.set(session.id, session);
   const input: ConnectionInput = { session: session.id, token, now: Date.now, limits: node.limits };
   if (since !== undefined) input.since = since;
-  const actor = createActor(logic, {
-    input,
-    inspect: node.observers?.inspector({ machine: 'connection', node: node.nodeId, session: session.id }, () =>
-      session.actor?.getSnapshot().context.user,
-    ),
-  });
+  // In a shared actor system (actor-shards.ts), which has an inspection observer while someone observes.
+  session.shard = node.shards.acquire();
+  const actor = createActor(logic, { input, parent: session.shard.parent });
+  sessionOfActor.set(actor, session);
   session.actor = actor;
 
   let lastState = '';
@@ -449,6 +510,24 @@ export function openSession(
       if (user !== undefined) event.userRetryAfterMs = node.userSendBudget.retryAfterMs(user, event.bytes);
     }
     node.metrics.frameIn(frameTypeOf[event.type as keyof typeof frameTypeOf] ?? 'invalid');
+    // The fast path: a send the machine would accept is taken here, without a macrostep, when
+    // nobody observes (an observed or recorded session goes through the machine, so that its
+    // recording is complete). The machine stays the authority: `acceptsSendsFast` says which of
+    // its states decide a send by `sendVerdict` alone, and `sendVerdict` is what its guards ask;
+    // the buckets are updated exactly as `takeSendToken` would, and `publishSend` is the body of
+    // its `publishAndAck`. Everything else (refusals, other frames) goes to the actor.
+    if (event.type === 'frame.send' && !node.observers?.active) {
+      const snapshot = actor.getSnapshot();
+      if (acceptsSendsFast(snapshot)) {
+        const context = snapshot.context;
+        const now = context.now();
+        if (sendVerdict(context, now, event) === 'accept') {
+          context.buckets = takeSend(context.buckets, context.limits, now, event.bytes ?? 0);
+          publishSend(node, session, context.user!, event.id, event.to, event.body, event.key, event.bytes ?? 0);
+          return;
+        }
+      }
+    }
     actor.send(event);
   });
   ws.on('pong', () => {

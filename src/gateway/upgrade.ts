@@ -142,6 +142,12 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
     if (left > 0) ipSessions.set(ip, left);
     else ipSessions.delete(ip);
   };
+  /**
+   * The close listener of a socket from `ip`. Made here, not in `upgrade`: a closure made there
+   * shares its scope with the request's token (V8 gives closures of one scope one context), and
+   * would keep the `Authorization` header alive for the whole session.
+   */
+  const releaseIpOnClose = (ip: string) => () => releaseIp(ip);
   const upgradeFailed = limitedLog(log);
   // One budget per kind of refusal: each is the client's doing, and a flood of them must not flood the log.
   const originRefused = limitedLog(log);
@@ -186,7 +192,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
         return;
       }
       ipSessions.set(ip, (ipSessions.get(ip) ?? 0) + 1);
-      ws.once('close', () => releaseIp(ip));
+      ws.once('close', releaseIpOnClose(ip));
       options.open(ws, token, since);
     });
   };

@@ -132,6 +132,7 @@ export interface ObserversOptions {
 
 export class Observers {
   readonly #listeners = new Set<Listener>();
+  readonly #activity = new Set<(active: boolean) => void>();
   readonly #failed: LimitedLog;
 
   constructor(options: ObserversOptions = {}) {
@@ -144,8 +145,25 @@ export class Observers {
 
   /** Starts listening; returns the function that stops it. */
   listen(listener: Listener): () => void {
+    const wasActive = this.active;
     this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    if (!wasActive) this.#activityChanged(true);
+    return () => {
+      if (this.#listeners.delete(listener) && !this.active) this.#activityChanged(false);
+    };
+  }
+
+  /**
+   * Calls `fn(true)` when the first listener comes and `fn(false)` when the last one goes: a node
+   * inspects its connection actors only while someone listens (src/gateway/actor-shards.ts).
+   */
+  onActivity(fn: (active: boolean) => void): () => void {
+    this.#activity.add(fn);
+    return () => this.#activity.delete(fn);
+  }
+
+  #activityChanged(active: boolean): void {
+    for (const fn of this.#activity) fn(active);
   }
 
   emit(o: Observation): void {
@@ -171,25 +189,39 @@ export class Observers {
   inspector(meta: { machine: ObservedMachine; node: string; session?: string }, user: () => string | undefined) {
     const startedAt = performance.now();
     return (ev: InspectionEvent) => {
-      if (this.#listeners.size === 0 || ev.actorRef.sessionId !== ev.rootId) return;
-      // XState does not catch what its inspection throws: nothing may leave this function.
-      try {
-        const base = { ...meta, user: user(), t: Math.round((performance.now() - startedAt) * 1000) / 1000 };
-        switch (ev.type) {
-          case '@xstate.event':
-            // `xstate.init` and events the actor sends itself are part of the machine, not input.
-            if (ev.event.type !== 'xstate.init') this.emit({ ...base, kind: 'event', event: ev.event });
-            break;
-          case '@xstate.snapshot':
-            this.emit({ ...base, kind: 'state', state: (ev.snapshot as { value?: StateValue }).value });
-            break;
-          case '@xstate.action':
-            this.emit({ ...base, kind: 'action', action: ev.action });
-            break;
-        }
-      } catch (err) {
-        this.#failed('error', { machine: meta.machine, error: errorSummary(err) }, 'observation failed');
-      }
+      if (ev.actorRef.sessionId !== ev.rootId) return;
+      this.observe(ev, meta, user, startedAt);
     };
+  }
+
+  /**
+   * One inspection event of the actor `meta` names, started at `startedAt` (`performance.now()`),
+   * as an observation: for actors that share a system, whose inspection the caller routes.
+   */
+  observe(
+    ev: InspectionEvent,
+    meta: { machine: ObservedMachine; node: string; session?: string },
+    user: () => string | undefined,
+    startedAt: number,
+  ): void {
+    if (this.#listeners.size === 0) return;
+    // XState does not catch what its inspection throws: nothing may leave this function.
+    try {
+      const base = () => ({ ...meta, user: user(), t: Math.round((performance.now() - startedAt) * 1000) / 1000 });
+      switch (ev.type) {
+        case '@xstate.event':
+          // `xstate.init` and events the actor sends itself are part of the machine, not input.
+          if (ev.event.type !== 'xstate.init') this.emit({ ...base(), kind: 'event', event: ev.event });
+          break;
+        case '@xstate.snapshot':
+          this.emit({ ...base(), kind: 'state', state: (ev.snapshot as { value?: StateValue }).value });
+          break;
+        case '@xstate.action':
+          this.emit({ ...base(), kind: 'action', action: ev.action });
+          break;
+      }
+    } catch (err) {
+      this.#failed('error', { machine: meta.machine, error: errorSummary(err) }, 'observation failed');
+    }
   }
 }

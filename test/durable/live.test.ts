@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection, type Msg } from '@nats-io/transport-node';
+import { connect, headers, type NatsConnection, type Msg } from '@nats-io/transport-node';
 import { startNats, type NatsServer } from '../harness/nats.ts';
 import { DurableStore } from '../../src/durable/store.ts';
 import { LiveSequencer } from '../../src/durable/live.ts';
@@ -135,5 +135,46 @@ describe('durable publish - keys and order', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected']);
     expect(ran).toEqual([1, 2]);
     expect(await order.run(async () => 'again')).toBe('again');
+  });
+});
+
+describe('durable live path - the RePublish headers', () => {
+  it('durable live path - the sequence headers are read as numbers; a message without them passes as ephemeral; bad values are dropped', async () => {
+    const heard: Array<{ seq: number; body: string }> = [];
+    const sequencer = new LiveSequencer(
+      store,
+      (_subject, seq, data) => heard.push({ seq, body: Buffer.from(data).toString() }),
+      () => {},
+      silentLogger,
+    );
+    const subject = subjects.user('h-ann');
+    const done = new Promise<void>((resolve) => {
+      nc.subscribe(subject, {
+        callback: (_err, msg: Msg) => {
+          if (msg.string() === 'barrier') return resolve();
+          sequencer.accept(subject, msg);
+        },
+      });
+    });
+    await nc.flush();
+    const send = (body: string, h?: Record<string, string>) => {
+      const hdrs = h ? headers() : undefined;
+      for (const [k, v] of Object.entries(h ?? {})) hdrs!.set(k, v);
+      nc.publish(subject, body, hdrs ? { headers: hdrs } : {});
+    };
+    send('plain');
+    send('other-headers', { 'X-Other': '5' });
+    send('first', { 'Nats-Stream': 'S', 'Nats-Sequence': '9007199254740', 'Nats-Time-Stamp': 'x', 'Nats-Last-Sequence': '0' });
+    send('not-a-number', { 'Nats-Sequence': '12x', 'Nats-Last-Sequence': '9007199254740' });
+    send('bad-prev', { 'Nats-Sequence': '9007199254741', 'Nats-Last-Sequence': '-1' });
+    send('second', { 'Nats-Last-Sequence': '9007199254740', 'Nats-Sequence': '9007199254745' });
+    send('barrier');
+    await done;
+    expect(heard).toEqual([
+      { seq: 0, body: 'plain' },
+      { seq: 0, body: 'other-headers' },
+      { seq: 9007199254740, body: 'first' },
+      { seq: 9007199254745, body: 'second' },
+    ]);
   });
 });

@@ -95,6 +95,32 @@ describe('bus - reflection through the auth role’s replies', () => {
     expect(refusals.length).toBeLessThanOrEqual(10);
   });
 
+  it('bus - a flood of refused tokens and malformed revoke requests is answered in full and logged within the budget', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _e, cb) {
+        for (const l of String(chunk).split('\n')) if (l) lines.push(l);
+        cb();
+      },
+    });
+    services.push(await startAuthService({ natsUrl: server!.url, home, log: createLogger({ destination }) }));
+    const gw = await as('gateway');
+    const authNc = await as('auth');
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, async (_, i) => {
+        const verdict = await gw.request(subjects.authVerify, JSON.stringify({ token: `not-a-jwt-${i}` }), { timeout: 5000 });
+        const revoke = await authNc.request(subjects.authRevoke, JSON.stringify({ jti: 'a', sub: 'b' }), { timeout: 5000 });
+        return [verdict.json<{ outcome: string }>().outcome, revoke.json<{ ok: boolean }>().ok];
+      }),
+    );
+    expect(answers.every(([outcome, ok]) => outcome === 'invalid' && ok === false)).toBe(true);
+    for (const message of ['token refused', 'malformed revoke request']) {
+      const logged = lines.filter((l) => l.includes(message));
+      expect(logged.length, message).toBeGreaterThan(0);
+      expect(logged.length, message).toBeLessThanOrEqual(10);
+    }
+  });
+
   it('bus - the server refuses an auth role reply to the JetStream API, even from a naive responder', async () => {
     // A regressed auth service: it answers on whatever reply subject it is given. The bus refuses
     // what the auth role has no right to (purge, delete); a write to `$KV.…` it has the right to,

@@ -8,6 +8,7 @@ import { decodeJwt } from 'jose';
 import { ChatgateProcess, runChatgate, stopAll } from '../harness/process.ts';
 import { startNats, type NatsServer } from '../harness/nats.ts';
 import { TestClient } from '../harness/client.ts';
+import { until } from '../harness/sync.ts';
 import { machinesMarkdown } from '../../src/observe/diagrams.ts';
 
 let home: string;
@@ -222,6 +223,20 @@ describe('cli - processes', () => {
     expect(await auth.stop()).toBe(0);
     await natsProc.stop();
     expect(gateway.stdout + auth.stdout).not.toContain(token);
+  });
+
+  it('cli - a SIGTERM while dev starts still stops the nats-server it started', async () => {
+    const dev = new ChatgateProcess(['dev'], { ...env, PORT: '0', NATS_PORT: '-1' });
+    // As soon as its nats-server exists (dev is still starting: it waits for it to listen).
+    let natsPid = 0;
+    await until('dev started nats-server', async () => ((natsPid = (await childPids(dev.child.pid!, 'nats-server'))[0] ?? 0), natsPid > 0), 20_000);
+    try {
+      dev.child.kill('SIGTERM');
+      expect(await dev.exited).toBe(0);
+      expect(isRunning(natsPid), `nats-server ${natsPid} still runs after dev exited`).toBe(false);
+    } finally {
+      if (isRunning(natsPid)) process.kill(natsPid, 'SIGKILL');
+    }
   });
 
   it('cli - dev starts nats-server, auth and a gateway, prints the URL, and stops them all', async () => {

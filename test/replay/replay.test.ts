@@ -107,7 +107,7 @@ describe('replay - recordings from a real gateway', () => {
       session: played.session,
       redacted: true,
       delays: { authTimeout: 5000 },
-      input: { limits: { expiryWarningMs: 59_500 } },
+      input: { limits: { expiryWarningMs: scenarioGateway.limits!.expiryWarningMs } },
     });
     // The token came in an `auth` frame, not with the upgrade.
     expect(recording.header.input).not.toHaveProperty('token');
@@ -173,7 +173,7 @@ describe('replay - recordings from a real gateway', () => {
 
   it('replay - a machine given other limits than recorded diverges where it arms its timer', () => {
     const recording = connectionOf(fileText, played.session);
-    // A warning 1 s before expiry instead of 59.5 s: the expiry timer is armed for much later.
+    // A warning 1 s before expiry instead of 58.8 s: the expiry timer is armed for much later.
     const limits = { ...(recording.header.input.limits as object), expiryWarningMs: 1000 };
     const result = replay(connectionMachine, { ...recording, header: { ...recording.header, input: { ...recording.header.input, limits } } });
     const armed = indexOf(recording, (o) => o.action?.type === 'xstate.raise' && JSON.stringify(o.action.params).includes('untilExpiring'));
