@@ -18,8 +18,9 @@
  * destination's sequence), when after the replay was read the stream's oldest message is at or
  * before `since + 1` (age took nothing after `since`) and the destination holds fewer messages
  * than its limit (the limit took none: had it taken one after `since`, the destination would
- * hold a full limit of newer ones). Otherwise (too old, another epoch, malformed, ahead of the
- * stream, or a destination at its limit) nothing is replayed. See docs/durability.md.
+ * hold a full limit of newer ones), and the stream is still the one whose epoch the node knows.
+ * Otherwise (too old, another epoch, malformed, ahead of the stream, or a destination at its
+ * limit) nothing is replayed. See docs/durability.md.
  */
 import type { StoredMsg } from '@nats-io/jetstream';
 import { decodeChatMessage } from '../gateway/codec.ts';
@@ -74,7 +75,8 @@ export async function resumeFrom(store: DurableStore, kind: StreamKind, stored: 
  */
 async function nothingRemovedAfter(store: DurableStore, kind: StreamKind, subject: string, since: number): Promise<boolean> {
   const state = await store.state(kind, subject);
-  if (since > state.last) return false;
+  // Made anew since this node read its epoch: what it held is gone.
+  if (state.epoch !== store.epochs[kind] || since > state.last) return false;
   const agedOut = state.first > since + 1;
   const limited = state.maxPerSubject > 0 && state.count >= state.maxPerSubject;
   return !agedOut && !limited;

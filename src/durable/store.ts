@@ -17,7 +17,7 @@ import type { Logger } from '../log.ts';
 import { jserrors } from '@nats-io/jetstream/internal';
 import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 import { durableStreams, ensureStreams, streamDefaults, type Epochs, type StreamKind, type StreamOptions } from './streams.ts';
-import { decodePosition, encodePosition } from './positions.ts';
+import { decodePosition, encodePosition, streamEpoch } from './positions.ts';
 import { PubAcks, type PubAck } from './pub-acks.ts';
 
 export interface StoreOptions extends StreamOptions {
@@ -38,6 +38,8 @@ export interface Barrier {
 
 /** A stream's state as its leader reports it (`STREAM.INFO`). */
 export interface StreamState {
+  /** The epoch of the stream as it is now (another one than `epochs` when it was made anew). */
+  epoch: string;
   /** The oldest sequence it holds (last + 1 when it holds none; 0 before its first message). */
   first: number;
   last: number;
@@ -125,6 +127,7 @@ export class DurableStore {
       throw new ChatgateError(ChatgateErrorCode.messageStore, `stream ${name} has no leader`);
     }
     return {
+      epoch: streamEpoch(info.config.name, info.created),
       first: info.state.first_seq,
       last: info.state.last_seq,
       count: subject === undefined ? 0 : (info.state.subjects?.[subject] ?? 0),
