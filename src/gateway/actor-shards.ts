@@ -17,7 +17,10 @@
  *   inspection observer, and the node routes each event to its session (`ownerOf`). While nobody
  *   observes, no shard has one, and XState builds no inspection event at all.
  */
-import { createActor, fromTransition, type AnyActorRef, type InspectionEvent, type Subscription } from 'xstate';
+import { createActor, fromTransition, type ActorOptions, type AnyActorLogic, type AnyActorRef, type InspectionEvent, type Subscription } from 'xstate';
+
+/** XState's clock (the `clock` of an actor system), as its ActorOptions type it. */
+type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 
 /** Sessions per shard: small enough that a stop's walk of the shard's timers stays cheap. */
 export const SHARD_SIZE = 256;
@@ -54,10 +57,16 @@ export class ActorShards {
   #open: Shard | undefined;
   #inspect: ((ev: InspectionEvent) => void) | undefined;
   readonly #logic: ReturnType<typeof shardLogic>;
+  readonly #clock: Clock | undefined;
 
-  /** @param onEnded told of every session actor that reached its final state or failed. */
-  constructor(onEnded: (ended: ActorEnded) => void = () => {}) {
+  /**
+   * @param onEnded told of every session actor that reached its final state or failed.
+   * @param clock the timers of every shard's actors (timer-queue.ts); XState's default (the
+   * global `setTimeout`) when absent.
+   */
+  constructor(onEnded: (ended: ActorEnded) => void = () => {}, clock?: Clock) {
     this.#logic = shardLogic(onEnded);
+    this.#clock = clock;
   }
 
   /** Shards in use (for tests and the heap's sake). */
@@ -69,7 +78,7 @@ export class ActorShards {
   acquire(): Shard {
     let shard = this.#open;
     if (!shard || shard.live >= SHARD_SIZE) {
-      const parent = createActor(this.#logic);
+      const parent = createActor(this.#logic, this.#clock ? { clock: this.#clock } : {});
       parent.start();
       shard = { parent, live: 0, inspection: this.#inspect ? parent.system.inspect(this.#inspect) : undefined };
       this.#shards.add(shard);

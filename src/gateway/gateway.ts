@@ -42,6 +42,7 @@ import { startRecorder, type RecordingOptions } from '../observe/recording.ts';
 import { UserSendBudget } from './user-send-budget.ts';
 import { connectionLogic, inspectSessions, openSession, sessionEnded, type NodeContext, type Session } from './session.ts';
 import { ActorShards } from './actor-shards.ts';
+import { TimerQueue } from './timer-queue.ts';
 import { MAX_TOKEN_LENGTH, type TokenVerifier } from '../auth/tokens.ts';
 import { defaults } from '../defaults.ts';
 import { createDrain } from './drain.ts';
@@ -339,7 +340,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     degraded,
     observers,
     // The sessions' one supervisor: each actor's end reaches the node through its shard.
-    shards: new ActorShards((ended) => sessionEnded(node, ended)),
+    // Their timers share one Node timer (timer-queue.ts).
+    shards: new ActorShards((ended) => sessionEnded(node, ended), new TimerQueue()),
   };
   const logic = connectionLogic(node);
   // The session actors are inspected only while someone observes: XState builds no inspection
