@@ -83,6 +83,8 @@ export type ConnectionEvent =
   | { type: 'frame.tooLarge' }
   | { type: 'socket.closed'; code: number }
   | { type: 'socket.slow' }
+  /** A room join could not be made whole (NATS, or the stream's barrier read, failed): undo it. */
+  | { type: 'join.failed'; room: string; id: FrameId }
   | { type: 'heartbeat.lost' }
   | { type: 'node.shutdown' }
   | { type: 'session.revoked'; reason: string }
@@ -870,6 +872,27 @@ export const connectionMachine = setup({
                 ],
               },
               ...refuseUngrantedRoom,
+            ],
+            // The join's effect failed after the room was added: the session leaves it again (a
+            // repeated join then resumes anew) and is told `unavailable`.
+            'join.failed': [
+              {
+                guard: { type: 'isRoomJoined', params: ({ event }) => event.room },
+                actions: [
+                  { type: 'removeRoom', params: ({ event }) => event.room },
+                  { type: 'unsubscribeRooms', params: ({ event }) => ({ rooms: [event.room] }) },
+                  {
+                    type: 'sendError',
+                    params: ({ event }) => ({ id: event.id, code: ErrorCode.unavailable, message: 'NATS is not reachable' }),
+                  },
+                ],
+              },
+              {
+                actions: {
+                  type: 'sendError',
+                  params: ({ event }) => ({ id: event.id, code: ErrorCode.unavailable, message: 'NATS is not reachable' }),
+                },
+              },
             ],
             // Every leave takes a token from the send bucket, also one of a granted room not joined
             // (acked, nothing else to do).

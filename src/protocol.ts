@@ -98,6 +98,8 @@ export interface WelcomeFrame {
   degraded: boolean;
   /** Whether the inbox was resumed from `since` (durable; only when `since` was given). */
   recovered?: boolean;
+  /** The inbox's newest position when the session started: live messages come after it (durable; absent while the inbox is empty). */
+  pos?: Position;
 }
 export interface MessageFrame {
   type: 'message';
@@ -114,7 +116,7 @@ export interface AckFrame {
   id: FrameId;
   /** `send`: the message's id. */
   msgId?: string;
-  /** `send`: the message's position (durable). */
+  /** `send`: the message's position; `join`: the room's newest position, live messages come after it (durable). */
   pos?: Position;
   /** `refresh`: the new token's expiry. */
   exp?: number;

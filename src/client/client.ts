@@ -130,6 +130,8 @@ interface Pending {
 }
 
 const OPEN = 1;
+/** Pauses before a `join` answered `unavailable` is asked again in the same session; then the socket is dropped. */
+const JOIN_RETRY_MS = [250, 500, 1000, 2000];
 /** Own room sends remembered, to drop their replay after a resume. */
 const OWN_SENDS_KEPT = 2048;
 
@@ -292,7 +294,7 @@ export class ChatClient {
   async join(room: string): Promise<{ recovered?: boolean }> {
     this.#rooms.add(room);
     if (this.#state !== 'open') return {};
-    return this.#joinNow(room);
+    return this.#joinSure(room);
   }
 
   /** Leaves a room and forgets its position. */
@@ -335,6 +337,7 @@ export class ChatClient {
   readonly frameHandlers: { [T in ServerFrame['type']]?: (frame: ServerFrame & { type: T }) => void } = {
     welcome: (frame: WelcomeFrame) => {
       this.#user = frame.user;
+      this.#startAt('inbox', this.#inboxSince !== undefined ? frame.recovered : undefined, frame.pos);
       if (this.#inboxSince !== undefined && frame.recovered === false) this.#emit('gap', { inbox: true });
       this.#actor.send({ type: 'frame.welcome', session: frame.session, node: frame.node, exp: frame.exp });
     },
@@ -450,22 +453,15 @@ export class ChatClient {
   }
 
   /**
-   * A destination with no position yet cannot be resumed (a resume without `since` gives only live
-   * messages): take the newest stored message's position, when there is one (durable delivery;
-   * an error, with ephemeral delivery, leaves it unknown).
+   * Where a destination starts after a `welcome` or a join's `ack`: `pos` is its newest position
+   * then (live messages come after it). Taken when the client knows none yet, so that a later
+   * resume starts there; and after `recovered: false`, whose old position will never resume again
+   * (the application reloads with `history`). Never moves a known position otherwise.
    */
-  #seed(target: HistoryTarget): void {
-    const key = 'room' in target ? destinationKey({ room: target.room }) : 'inbox';
-    if (this.#positions.last(key) !== undefined) return;
-    this.history(target, { limit: 1 }).then(
-      (page) => {
-        const newest = page.messages.at(-1)?.pos;
-        if (newest !== undefined) this.#positions.seed(key, newest);
-      },
-      () => {
-        // No history here (ephemeral delivery, a lost socket): the position stays unknown.
-      },
-    );
+  #startAt(key: string, recovered: boolean | undefined, pos: Position | undefined): void {
+    if (pos === undefined) return;
+    if (recovered === false) this.#positions.reset(key, pos);
+    else this.#positions.seed(key, pos);
   }
 
   /** Where the client stands in a destination: the position a resume would start from. */
@@ -476,13 +472,10 @@ export class ChatClient {
   /** After `welcome`: re-join every room from its position, then let the outbox send. */
   async #resume(): Promise<void> {
     const session = this.#session;
-    this.#seed({ user: true });
     await Promise.all(
       [...this.#rooms].map((room) =>
-        this.#joinNow(room).catch((err: ClientError) => {
-          // A room the token no longer grants is left; a lost socket is handled by the reconnect.
-          if (err.code === 'forbidden') this.#rooms.delete(room);
-          if (err.code !== 'unavailable') this.#emit('error', err);
+        this.#joinSure(room).catch(() => {
+          // Reported, and the room left or the socket dropped, by #joinSure.
         }),
       ),
     );
@@ -493,11 +486,45 @@ export class ChatClient {
   }
 
   async #joinNow(room: string): Promise<{ recovered?: boolean }> {
-    const since = this.#positions.last(destinationKey({ room }));
+    const key = destinationKey({ room });
+    const since = this.#positions.last(key);
     const ack = (await this.#request({ type: 'join', room, ...(since === undefined ? {} : { since }) })) as AckFrame;
+    this.#startAt(key, since !== undefined ? ack.recovered : undefined, ack.pos);
     if (since !== undefined && ack.recovered === false) this.#emit('gap', { room });
-    if (since === undefined) this.#seed({ room });
     return ack.recovered === undefined ? {} : { recovered: ack.recovered };
+  }
+
+  /**
+   * Joins `room` (resuming it) in this session, or gives the session up: a node that answers
+   * `unavailable` has undone the join (NATS or the stream could not be read, as while a stream
+   * elects a leader), so it is asked again after a pause (JOIN_RETRY_MS); a join still failing
+   * then, or never answered (the node may or may not have joined: unknown), drops the socket, and
+   * the reconnect resumes every destination from its position. A client never stays in a session
+   * that is not in one of its rooms. A room the token does not grant is left (and reported).
+   */
+  async #joinSure(room: string): Promise<{ recovered?: boolean }> {
+    const session = this.#session;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#joinNow(room);
+      } catch (err) {
+        const error = err as ClientError;
+        if (this.#session !== session || this.#state !== 'open') throw error;
+        if (error.code === 'forbidden') {
+          this.#rooms.delete(room);
+          this.#emit('error', error);
+          throw error;
+        }
+        const pause = JOIN_RETRY_MS[attempt];
+        if (error.code === 'unavailable' && pause !== undefined) {
+          await new Promise((r) => setTimeout(r, pause));
+          if (this.#session !== session || this.#state !== 'open') throw error;
+          continue;
+        }
+        if (this.#rooms.has(room)) this.#socket?.close(4000, 'join failed');
+        throw error;
+      }
+    }
   }
 
   #request(frame: Record<string, unknown> & { type: 'join' | 'leave' | 'refresh' | 'history' | 'presence' | 'signal' }): Promise<Answer> {

@@ -56,6 +56,11 @@ export class Positions {
     track.last ??= pos;
   }
 
+  /** Moves `key` to `pos` (a resume the node could not make: the old position is no use). */
+  reset(key: DestinationKey, pos: Position): void {
+    this.#track(key).last = pos;
+  }
+
   /** Forgets a destination (a room left for good). */
   forget(key: DestinationKey): void {
     this.#tracks.delete(key);

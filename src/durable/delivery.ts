@@ -100,47 +100,61 @@ export class Delivery {
   }
 
   /**
-   * Makes `member` receive `live` (a user or room subject) through `subscribe`, resuming from
-   * `since` when given: the replay comes back to be written right after the welcome or before the
-   * join's ack (`flush`), followed by what arrived live meanwhile. Without `since`, only live.
+   * Makes `member` receive `live` (a user or room subject) through `subscribe`. In durable
+   * delivery every join reads the barrier (resume.ts): `pos` is the destination's newest position
+   * then (absent while it has none), and live messages come only after it; with `since`, the
+   * replay of what came after `since` up to the barrier. Both come back to be written by `flush`:
+   * the replay, then `between` (the welcome is written before, the join's ack is `between`), then
+   * what arrived live meanwhile. When it fails nothing is written and nothing is held: the
+   * caller undoes the subscription and answers `unavailable`, so the member is never left
+   * joined without its replay.
    */
   async join(
     member: DeliveryMember,
     live: string,
     since: string | undefined,
     subscribe: () => Promise<void>,
-  ): Promise<{ recovered?: boolean; flush: (between?: () => void) => void }> {
+  ): Promise<{ recovered?: boolean; pos?: string; flush: (between?: () => void) => void }> {
     const where = storedOf(live);
-    if (since === undefined) {
-      await subscribe();
-      return { flush: (between) => between?.() };
-    }
     if (!this.store || !where) {
       await subscribe();
-      return { recovered: false, flush: (between) => between?.() };
+      return since === undefined ? { flush: (between) => between?.() } : { recovered: false, flush: (between) => between?.() };
     }
+    const store = this.store;
     const hold = new Hold(MAX_HELD);
     let holds = this.#holds.get(member);
     if (!holds) this.#holds.set(member, (holds = new Map()));
     holds.set(live, hold);
-    // The replay, then `between` (the join's ack), then what arrived live meanwhile.
-    const release = (resumed: Resumed | undefined, between?: () => void) => {
+    const unhold = () => {
       if (holds.get(live) === hold) holds.delete(live);
-      if (hold.overflowed) return member.lost();
-      const { replay, live: held } = resumed ? hold.split(resumed) : { replay: [], live: hold.frames.map((f) => f.frame) };
-      for (const frame of replay) member.write(frame, 'message');
-      between?.();
-      for (const frame of held) member.write(frame, 'message');
     };
     let resumed: Resumed;
     try {
       await subscribe();
-      resumed = await resumeFrom(this.store, where.kind, where.stored, since);
+      resumed =
+        since === undefined
+          ? { recovered: false, top: await store.lastSeq(where.kind, where.stored), frames: [] }
+          : await resumeFrom(store, where.kind, where.stored, since);
     } catch (err) {
-      release(undefined);
+      unhold();
       throw err;
     }
-    return { recovered: resumed.recovered, flush: (between) => release(resumed, between) };
+    this.sequencer?.started(live, resumed.top);
+    // The replay, then `between` (the join's ack), then what arrived live meanwhile.
+    const flush = (between?: () => void) => {
+      unhold();
+      if (hold.overflowed) return member.lost();
+      const { replay, live: held } = hold.split(resumed);
+      for (const frame of replay) member.write(frame, 'message');
+      between?.();
+      for (const frame of held) member.write(frame, 'message');
+    };
+    const pos = resumed.top > 0 ? store.position(where.kind, resumed.top) : undefined;
+    return {
+      ...(since === undefined ? {} : { recovered: resumed.recovered }),
+      ...(pos === undefined ? {} : { pos }),
+      flush,
+    };
   }
 
   /** Forgets a member that left `live` (or every subject when undefined). */

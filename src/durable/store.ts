@@ -29,8 +29,8 @@ export class DurableStore {
   readonly #acks: PubAcks;
   readonly #jsm: JetStreamManager;
 
-  private constructor(nc: NatsConnection, jsm: JetStreamManager, epochs: Epochs, options: StoreOptions) {
-    this.#acks = new PubAcks(nc, options.publishTimeoutMs ?? 5000);
+  private constructor(nc: NatsConnection, jsm: JetStreamManager, epochs: Epochs, options: StoreOptions, log: Logger) {
+    this.#acks = new PubAcks(nc, options.publishTimeoutMs ?? 5000, log);
     this.#jsm = jsm;
     this.epochs = epochs;
     this.maxPerTarget = options.maxPerTarget ?? streamDefaults.maxPerTarget;
@@ -47,7 +47,7 @@ export class DurableStore {
       );
     });
     const epochs = await ensureStreams(jsm, options, log);
-    return new DurableStore(nc, jsm, epochs, options);
+    return new DurableStore(nc, jsm, epochs, options, log);
   }
 
   /**

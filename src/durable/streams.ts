@@ -76,26 +76,49 @@ export function streamConfig(kind: StreamKind, options: StreamOptions = {}): Par
   };
 }
 
-/** JetStream's error code for a name that a stream with other settings already has. */
+/** JetStream's error codes: a name that a stream with other settings already has; no such stream. */
 const STREAM_NAME_IN_USE = 10058;
+const STREAM_NOT_FOUND = 10059;
 
 /** Per stream kind: its epoch (see positions.ts). */
 export type Epochs = Record<StreamKind, string>;
 
-/** Makes both streams unless they exist, and returns their epochs. */
+/** The settings a gateway sets that an existing stream may have otherwise. */
+const differs = (want: Partial<StreamConfig>, have: StreamConfig) =>
+  want.max_msgs_per_subject !== have.max_msgs_per_subject ||
+  want.max_age !== have.max_age ||
+  want.duplicate_window !== have.duplicate_window ||
+  want.num_replicas !== have.num_replicas;
+
+/**
+ * Makes both streams unless they exist, and returns their epochs. An existing stream is only
+ * read (`STREAM.INFO`), never created again: on nats-server 2.9 a `STREAM.CREATE` of an existing
+ * R3 stream while it has no leader (an election after a server died) goes through as a new
+ * assignment with a new creation time, which a replica that restarts later takes as the stream's
+ * `created`: once it leads, the epoch of positions would change under the clients (every resume
+ * `recovered: false`, every message seen twice under two positions).
+ */
 export async function ensureStreams(jsm: JetStreamManager, options: StreamOptions, log: Logger): Promise<Epochs> {
   const epochs = {} as Epochs;
   for (const kind of ['user', 'room'] as const) {
     const config = streamConfig(kind, options);
     let info;
     try {
-      info = await jsm.streams.add(config);
-    } catch (err) {
-      // Made earlier with other settings: used as it is (a gateway may not change it).
-      if (!(err instanceof JetStreamApiError) || err.code !== STREAM_NAME_IN_USE) throw err;
       info = await jsm.streams.info(config.name);
-      log.warn({ stream: config.name }, 'stream exists with other settings; using it as it is');
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError) || err.code !== STREAM_NOT_FOUND) throw err;
     }
+    if (!info) {
+      try {
+        info = await jsm.streams.add(config);
+      } catch (err) {
+        // Made meanwhile by another gateway, with other settings: used as it is.
+        if (!(err instanceof JetStreamApiError) || err.code !== STREAM_NAME_IN_USE) throw err;
+        info = await jsm.streams.info(config.name);
+      }
+    }
+    // Made earlier with other settings: used as it is (a gateway may not change it).
+    if (differs(config, info.config)) log.warn({ stream: config.name }, 'stream exists with other settings; using it as it is');
     epochs[kind] = streamEpoch(info.config.name, info.created);
   }
   return epochs;

@@ -119,7 +119,7 @@ export class Session implements Member, DeliveryMember {
   /** Rooms this session counts in presence (joined and subscribed); made on first use. */
   #presentIn: Set<string> | undefined;
   /** The user inbox's resume, from `subscribeUser` until the welcome writes it. */
-  resumed: { recovered?: boolean; flush: (between?: () => void) => void } | undefined;
+  resumed: { recovered?: boolean; pos?: string; flush: (between?: () => void) => void } | undefined;
 
   constructor(ws: WebSocket, node: NodeContext) {
     this.id = nuid.next();
@@ -296,6 +296,7 @@ export function connectionLogic(node: NodeContext) {
           degraded: context.degraded,
         };
         if (resumed?.recovered !== undefined) welcome.recovered = resumed.recovered;
+        if (resumed?.pos !== undefined) welcome.pos = resumed.pos;
         session.send(welcome);
         resumed?.flush();
       }),
@@ -311,16 +312,20 @@ export function connectionLogic(node: NodeContext) {
       sendRefreshAck: withSession((session, _context, { id, exp }: { id: FrameId; exp: number }) =>
         session.send({ type: 'ack', id, exp }),
       ),
-      // With `since`: the room's replay, then the ack with `recovered`, then its live messages.
+      // With `since`: the room's replay, then the ack with `recovered` (and `pos`), then its live
+      // messages. A join that fails is undone (`join.failed`): never joined without its replay.
       subscribeRoomAndAck: withSession((session, _context, { room, id, since }: { room: string; id: FrameId; since?: string }) => {
         const subject = subjects.room(room);
         node.delivery.join(session, subject, since, () => interest.join(subject, session)).then(
-          ({ recovered, flush }) => {
-            flush(() => session.send(recovered === undefined ? { type: 'ack', id } : { type: 'ack', id, recovered }));
+          ({ recovered, pos, flush }) => {
+            const ack: ServerFrame = { type: 'ack', id };
+            if (recovered !== undefined) ack.recovered = recovered;
+            if (pos !== undefined) ack.pos = pos;
+            flush(() => session.send(ack));
             // Still joined (not left or closed meanwhile): the session counts in the room's presence.
             if (session.subjects.has(subject)) session.present(presence, room);
           },
-          () => replyError(session, ErrorCode.unavailable, 'NATS is not reachable', id),
+          () => session.actor.send({ type: 'join.failed', room, id }),
         );
       }),
       unsubscribeRooms: withSession((session, _context, { rooms }: { rooms: readonly string[] }) => {

@@ -7,7 +7,7 @@
  * store), a rolling restart of every gateway with SIGTERM (graceful drain), and sockets cut at
  * random all along. At the end sending stops, the outboxes empty, and the ledger gives its verdict.
  *
- * Used by test/chaos/chaos.test.ts (bounded, in CI) and bench/chaos.ts (`npm run chaos`).
+ * Used by test/chaos/ledger.test.ts (bounded, in `npm test`) and bench/chaos.ts (`npm run chaos`).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +18,7 @@ import { mintToken } from '../../src/auth/tokens.ts';
 import { ChatgateProcess } from './process.ts';
 import { Ledger, type LedgerCounts } from './ledger.ts';
 import { closeClients, sdkClient, trackedWebSocket, type SdkSocket } from './sdk.ts';
-import type { ChatClient } from '../../src/client/index.ts';
+import type { ChatClient, HistoryTarget } from '../../src/client/index.ts';
 import { destinationKey } from '../../src/client/positions.ts';
 
 export interface ChaosOptions {
@@ -65,6 +65,8 @@ export interface ChaosReport {
   lostSamples: Array<{ client: string; id: string; to: { user: string } | { room: string } }>;
   /** `gap` events: destinations the SDK was told could not be recovered. */
   gaps: number;
+  /** The SDK's `error` events by code. */
+  errors: Record<string, number>;
   problems: string[];
   faults: Array<{ atMs: number; kind: string; target: string }>;
   storm: StormFigures;
@@ -179,6 +181,35 @@ class Gateway {
   }
 }
 
+/**
+ * What an application does on `gap`: reads the destination's history backwards, page by page,
+ * until a page holds a message it already had (or the history ends), and hands the ledger the
+ * ones it had not. Asked again (bounded) while the socket is away.
+ */
+async function reloadHistory(ledger: Ledger, user: string, client: ChatClient, target: HistoryTarget): Promise<void> {
+  let before: string | undefined;
+  for (let attempt = 0, pages = 0; attempt < 20 && pages < 20; ) {
+    let page;
+    try {
+      page = await client.history(target, { limit: 100, ...(before === undefined ? {} : { before }) });
+    } catch {
+      attempt++;
+      await sleep(500);
+      continue;
+    }
+    pages++;
+    let known = false;
+    for (const m of page.messages) {
+      const id = (m.body as { ledger?: unknown } | null)?.ledger;
+      if (typeof id !== 'string') continue;
+      if (ledger.times(user, id) > 0) known = true;
+      else ledger.recovered(user, id);
+    }
+    if (known || !page.more || page.messages.length === 0) return;
+    before = page.messages[0]!.pos;
+  }
+}
+
 export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport> {
   const G = options.gateways ?? 3;
   const N = options.clients ?? 200;
@@ -201,6 +232,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
   const resumes: Array<{ at: number; ms: number }> = [];
   const rolling: Array<[number, number]> = [];
   let gaps = 0;
+  const reload = (user: string, client: ChatClient, target: HistoryTarget) => reloadHistory(ledger, user, client, target);
+  const errors = new Map<string, number>();
 
   const stopEverything = async () => {
     stopped = true;
@@ -275,7 +308,12 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         if (lostAt !== undefined) resumes.push({ at: lostAt, ms: Date.now() - lostAt });
         lostAt = undefined;
       });
-      client.on('gap', () => gaps++);
+      // As docs/client.md tells applications: a gap is answered by reloading the destination's history.
+      client.on('gap', (g) => {
+        gaps++;
+        void reload(user, client, g.room !== undefined ? { room: g.room } : { user: true });
+      });
+      client.on('error', (e) => errors.set(e.code, (errors.get(e.code) ?? 0) + 1));
       client.on('message', (m) => {
         const id = (m.body as { ledger?: unknown } | null)?.ledger;
         if (typeof id === 'string') ledger.delivered(user, id, destinationKey(m.to));
@@ -317,9 +355,10 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       );
     };
     // Warm-up, before any fault: one message into every inbox and every room, so that each client
-    // has a position to resume from. A destination never read from has none, and the protocol has
-    // no "position now" to resume from (docs/client.md, "Positions"): what goes to it while the
-    // client is away is not recovered. Nothing is cut until these have arrived (bounded).
+    // has a position to resume from. A destination that was empty when the client came has none
+    // (`welcome` and a join's `ack` carry `pos` only once it has a message; docs/client.md,
+    // "Positions"): what goes to it while the client is away is not recovered. Nothing is cut
+    // until these have arrived (bounded).
     for (let i = 0; i < N; i++) {
       const c = clients[i]!;
       const n = perSender.get(c.user) ?? 0;
@@ -435,7 +474,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       counts,
       lostSamples: ledger.lostSamples(),
       gaps,
-      problems: ledger.verdict(),
+      errors: Object.fromEntries(errors),
+      problems: [...ledger.verdict(), ...(gaps > 0 ? [`${gaps} gaps (destinations the SDK could not resume)`] : [])],
       faults,
       storm: {
         peakConnectsPerSecondPerNode: peak,
@@ -478,7 +518,9 @@ export function chaosTable(report: ChaosReport): string {
     ['out of order', c.outOfOrder],
     ['stray', c.stray],
     ['own room messages handed back', c.echoes],
-    ['gaps reported (could not be recovered)', report.gaps],
+    ['gaps reported (could not be resumed)', report.gaps],
+    ['  deliveries recovered by a history reload', c.recovered],
+    ['client errors by code', JSON.stringify(report.errors)],
     ['faults', report.faults.length],
     ['  gateway SIGKILL', report.faults.filter((f) => f.kind === 'gateway SIGKILL').length],
     ['  nats SIGKILL', report.faults.filter((f) => f.kind === 'nats SIGKILL').length],

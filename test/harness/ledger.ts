@@ -45,6 +45,12 @@ export interface LedgerCounts {
    * flight when the socket dropped): not a loss or a duplicate for anyone addressed; counted, not failed.
    */
   echoes: number;
+  /**
+   * Deliveries the application got by reloading `history` after a `gap` (the SDK could not resume
+   * a destination): counted as delivered, not checked for order. With default retention in the
+   * chaos runs there should be none: a gap there means a defect.
+   */
+  recovered: number;
 }
 
 export class Ledger {
@@ -57,6 +63,7 @@ export class Ledger {
   #stray = 0;
   #delivered = 0;
   #echoes = 0;
+  #recovered = 0;
 
   sent(record: Omit<SendRecord, 'outcome'>): SendRecord {
     const full: SendRecord = { ...record, outcome: 'pending' };
@@ -100,6 +107,17 @@ export class Ledger {
     else this.#order.set(key, record.seq);
   }
 
+  /** `client` got `id` from a `history` reload after a gap: once, and only if it had not got it live. */
+  recovered(client: string, id: string): void {
+    const record = this.sends.get(id);
+    if (!record || record.sender === client || !record.addressed.includes(client) || this.times(client, id) > 0) return;
+    let seen = this.#deliveries.get(client);
+    if (!seen) this.#deliveries.set(client, (seen = new Map()));
+    seen.set(id, 1);
+    this.#delivered++;
+    this.#recovered++;
+  }
+
   /** How many times `client` got `id`. */
   times(client: string, id: string): number {
     return this.#deliveries.get(client)?.get(id) ?? 0;
@@ -119,6 +137,7 @@ export class Ledger {
       outOfOrder: this.#outOfOrder,
       stray: this.#stray,
       echoes: this.#echoes,
+      recovered: this.#recovered,
     };
     for (const r of this.sends.values()) {
       c[r.outcome === 'acked' ? 'acked' : r.outcome === 'failed' ? 'failed' : 'pending']++;
