@@ -134,6 +134,24 @@ export const defaultConnectionLimits: ConnectionLimits = {
   signalBurst: 20,
 };
 
+/** The merged limits of each frozen limits object given in an input (see `limitsOf`). */
+const mergedLimits = new WeakMap<Partial<ConnectionLimits>, ConnectionLimits>();
+
+/**
+ * The limits of a new actor: the defaults, overridden by the input's. A frozen input object (a
+ * gateway node's, given to every session) is merged once and the result shared by every actor
+ * given it, so an idle session does not hold its own copy; the limits are only ever read.
+ */
+function limitsOf(given: Partial<ConnectionLimits> | undefined): ConnectionLimits {
+  if (given === undefined || !Object.isFrozen(given)) return { ...defaultConnectionLimits, ...given };
+  let merged = mergedLimits.get(given);
+  if (merged === undefined) {
+    merged = Object.freeze({ ...defaultConnectionLimits, ...given });
+    mergedLimits.set(given, merged);
+  }
+  return merged;
+}
+
 export interface ConnectionInput {
   session: string;
   /** A token that came with the upgrade request (header or subprotocol). */
@@ -528,7 +546,7 @@ export const connectionMachine = setup({
   context: ({ input }) => ({
     session: input.session,
     now: input.now,
-    limits: { ...defaultConnectionLimits, ...input.limits },
+    limits: limitsOf(input.limits),
     token: input.token,
     user: undefined,
     exp: undefined,

@@ -23,7 +23,8 @@ import {
   type CircuitBreakerMachine,
 } from '../../machines/circuit-breaker.machine.ts';
 import type { VerifyResult } from '../../machines/connection.machine.ts';
-import { requestVerdict, type RemoteVerdict } from './client.ts';
+import type { RemoteVerdict } from './client.ts';
+import { VerifyRequests } from './verify-requests.ts';
 import type { Logger } from '../log.ts';
 import type { Observers } from '../observe/observe.ts';
 import { limitedLog } from '../bounded-log.ts';
@@ -141,6 +142,9 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
   breaker.subscribe({ error: (err) => log.error({ err }, 'auth breaker failed') });
   breaker.start();
 
+  // Every verify request of this node, answered on one subscription (verify-requests.ts).
+  const requests = new VerifyRequests(nc, timeoutMs);
+
   /** One auth request through the breaker, reported to it; undefined when the breaker refuses. */
   const askThroughBreaker = async (token: string): Promise<RemoteVerdict | undefined> => {
     // Never forwarded: the auth service would refuse it anyway, and it costs every node's breaker.
@@ -148,7 +152,7 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
     const generation = requestTicket(breaker);
     if (generation === undefined) return undefined;
     const started = performance.now();
-    const verdict = await requestVerdict(nc, token, timeoutMs);
+    const verdict = await requests.verdict(token);
     const durationMs = performance.now() - started;
     // An answer that comes after the node stopped its breaker is not reported.
     if (breaker.getSnapshot().status !== 'active') return verdict;
@@ -244,6 +248,7 @@ export async function startAuthGate(options: AuthGateOptions): Promise<AuthGate>
       clearInterval(refresh);
       watch.stop();
       for (const sub of subs) sub.unsubscribe();
+      requests.close();
       breaker.stop();
     },
   };

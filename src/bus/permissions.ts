@@ -23,7 +23,8 @@
  * Durable delivery (`DELIVERY=durable`, src/durable/) adds, for the gateway only: JetStream
  * publishes to the stored subjects (`js.publish` is a PUB whose reply is the PubAck), and on
  * exactly the two message streams `STREAM.CREATE` (`jsm.streams.add`, idempotent), `STREAM.INFO`
- * (an existing stream with other settings) and `STREAM.MSG.GET` (leader reads: the resume barrier,
+ * (an existing stream with other settings; the stream's first and last sequence and one
+ * destination's count, for a position of an empty destination and a resume's check) and `STREAM.MSG.GET` (leader reads: the resume barrier,
  * catching up, history). No update, purge, delete, consumer or direct get: see docs/security.md.
  */
 import { AUTH_QUEUE, GATEWAY_QUEUE, REVOCATIONS_BUCKET, ROOMS_STREAM, USERS_STREAM, subjects } from '../subjects.ts';
@@ -88,7 +89,7 @@ const durableDelivery: Grant[] = [
   { subject: STORED_ROOMS, why: 'store a message to a room (durable delivery; the reply is the PubAck)' },
   ...[USERS_STREAM, ROOMS_STREAM].flatMap((stream) => [
     js(`STREAM.CREATE.${stream}`, 'make the message stream when it does not exist (never update it)'),
-    js(`STREAM.INFO.${stream}`, 'read an existing message stream’s settings and epoch'),
+    js(`STREAM.INFO.${stream}`, 'read a message stream’s settings and epoch, its first and last sequence (empty destinations, resume)'),
     js(`STREAM.MSG.GET.${stream}`, 'leader reads: resume barrier, catching up, history'),
   ]),
 ];

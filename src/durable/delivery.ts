@@ -102,7 +102,8 @@ export class Delivery {
   /**
    * Makes `member` receive `live` (a user or room subject) through `subscribe`. In durable
    * delivery every join reads the barrier (resume.ts): `pos` is the destination's newest position
-   * then (absent while it has none), and live messages come only after it; with `since`, the
+   * then (for an empty one the stream's last position: every message it gets later comes after
+   * it), and live messages come only after it; with `since`, the
    * replay of what came after `since` up to the barrier. Both come back to be written by `flush`:
    * the replay, then `between` (the welcome is written before, the join's ack is `between`), then
    * what arrived live meanwhile. When it fails nothing is written and nothing is held: the
@@ -133,7 +134,7 @@ export class Delivery {
       await subscribe();
       resumed =
         since === undefined
-          ? { recovered: false, top: await store.lastSeq(where.kind, where.stored), frames: [] }
+          ? { recovered: false, ...(await store.barrier(where.kind, where.stored)), frames: [] }
           : await resumeFrom(store, where.kind, where.stored, since);
     } catch (err) {
       unhold();
@@ -149,10 +150,9 @@ export class Delivery {
       between?.();
       for (const frame of held) member.write(frame, 'message');
     };
-    const pos = resumed.top > 0 ? store.position(where.kind, resumed.top) : undefined;
     return {
       ...(since === undefined ? {} : { recovered: resumed.recovered }),
-      ...(pos === undefined ? {} : { pos }),
+      pos: store.position(where.kind, resumed.pos),
       flush,
     };
   }

@@ -7,7 +7,8 @@
  * leader and passed on in order, then what arrived meanwhile. A message at or below the last
  * sequence is a repeat and is dropped. After a reconnect, `resync` asks the leader for the newest
  * sequence of every subject and catches up the same way, so a quiet destination is not skipped
- * either. When catching up fails, `lost` is told the subject: its sessions must resume.
+ * either. A read that fails is asked again for a few seconds (a leader election after a
+ * reconnect); when catching up still fails, `lost` is told the subject: its sessions must resume.
  *
  * Messages without a sequence (ephemeral delivery) pass through untouched.
  */
@@ -84,6 +85,25 @@ function sequenceHeader(msg: Msg, header: SequenceHeader): number | undefined {
 const MAX_BACKLOG = 10_000;
 /** Subjects checked at once by `resync`. */
 const RESYNC_CONCURRENCY = 16;
+/**
+ * A read of the stream that fails is asked again after these pauses before the subject is given
+ * up: right after a NATS reconnect the stream is often still electing its leader, and giving up
+ * at once would close every session of the subject with 4009, all reconnecting together.
+ */
+const READ_RETRY_MS = [250, 500, 1000, 2000];
+
+/** `read`, asked again after each of `pauses` while it fails; the last failure is thrown. */
+async function withRetries<T>(read: () => Promise<T>, pauses: readonly number[] = READ_RETRY_MS): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await read();
+    } catch (err) {
+      const pause = pauses[attempt];
+      if (pause === undefined) throw err;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+}
 
 export class LiveSequencer {
   readonly #store: DurableStore;
@@ -157,14 +177,14 @@ export class LiveSequencer {
         const where = storedOf(subject);
         if (!track || track.backlog || track.last === undefined || !where) continue;
         try {
-          const top = await this.#store.lastSeq(where.kind, where.stored);
+          const top = await withRetries(() => this.#store.lastSeq(where.kind, where.stored));
           if (top > track.last && !track.backlog && this.#tracks.get(subject) === track) {
             track.backlog = [];
             await this.#catchUp(subject, track, top);
           }
         } catch (err) {
           this.#failed('warn', { subject, error: errorSummary(err) }, 'resync failed');
-          this.#lose(subject, track);
+          if (this.#tracks.get(subject) === track) this.#lose(subject, track);
         }
       }
     };
@@ -180,7 +200,8 @@ export class LiveSequencer {
         const head = track.backlog![0];
         const target = head ? (head.prev > track.last! ? head.prev : 0) : to > track.last! ? to : 0;
         if (target > 0) {
-          const missed = await this.#store.range(where.kind, where.stored, track.last! + 1, target);
+          const from = track.last! + 1;
+          const missed = await withRetries(() => this.#store.range(where.kind, where.stored, from, target));
           if (this.#tracks.get(subject) !== track) return;
           for (const m of missed) {
             if (m.seq <= track.last!) continue;
@@ -203,7 +224,7 @@ export class LiveSequencer {
       track.backlog = undefined;
     } catch (err) {
       this.#failed('warn', { subject, error: errorSummary(err) }, 'catching up failed');
-      this.#lose(subject, track);
+      if (this.#tracks.get(subject) === track) this.#lose(subject, track);
     }
   }
 

@@ -4,6 +4,10 @@
  * stream's creation time, so a recreated stream, which restarts its sequence at 1, never matches
  * an old position) and the JetStream stream sequence of the message in decimal. Sequences are
  * sparse per destination (one stream holds every user, or every room) but ordered.
+ *
+ * A destination with no message yet is given the stream's last sequence (the sequence of some
+ * other destination's message, or 0 while the stream has taken none): every message it gets
+ * later is after that (resume.ts, docs/durability.md).
  */
 import { createHash } from 'node:crypto';
 
@@ -16,7 +20,7 @@ export interface Position {
 /** The longest `pos` a client may send; anything longer is malformed. */
 export const MAX_POSITION_LENGTH = 64;
 
-const POSITION = /^([A-Za-z0-9_-]{8})-([1-9][0-9]{0,15})$/;
+const POSITION = /^([A-Za-z0-9_-]{8})-(0|[1-9][0-9]{0,15})$/;
 
 /** The epoch of a stream: a short digest of its name and creation time. */
 export function streamEpoch(stream: string, created: string): string {

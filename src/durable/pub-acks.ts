@@ -15,6 +15,8 @@
  */
 import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
+import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
+import { silentLogger, type Logger } from '../log.ts';
 
 export interface PubAck {
   stream: string;
@@ -33,6 +35,37 @@ function failure(message: string, cause?: unknown): ChatgateError {
   return new ChatgateError(ChatgateErrorCode.messageStore, message, cause === undefined ? undefined : { cause });
 }
 
+/** How a failure starts when the answer was not a stream's (logged, within a budget). */
+const NOT_UNDERSTOOD = 'the stream answered something that is not';
+
+/**
+ * One answer on a publish's reply subject as its PubAck, or the failure it means. May throw (a
+ * malformed header block makes nats.js's `msg.headers` throw): the caller catches.
+ */
+function readPubAck(msg: Msg): PubAck | Error {
+  if (msg.data.length === 0) {
+    // 503: nothing listens on the stream's subject (no JetStream, or no stream leader right now).
+    const code = msg.headers?.code;
+    return failure(`no stream answered (status ${code ?? 'none'})`);
+  }
+  let ack: unknown;
+  try {
+    ack = JSON.parse(msg.string());
+  } catch (parseErr) {
+    return failure(`${NOT_UNDERSTOOD} JSON`, parseErr);
+  }
+  if (typeof ack !== 'object' || ack === null || Array.isArray(ack)) return failure(`${NOT_UNDERSTOOD} a JSON object`);
+  const { stream, seq, duplicate, error } = ack as { stream?: unknown; seq?: unknown; duplicate?: unknown; error?: unknown };
+  if (error !== undefined && error !== null) {
+    const e = typeof error === 'object' ? (error as { code?: unknown; description?: unknown }) : {};
+    return failure(`the stream did not store the message: ${String(e.code)} ${String(e.description)}`.slice(0, 200));
+  }
+  if (typeof stream !== 'string' || !Number.isSafeInteger(seq) || (seq as number) < 1) {
+    return failure(`${NOT_UNDERSTOOD} a stream and sequence`);
+  }
+  return { stream, seq: seq as number, duplicate: duplicate === true };
+}
+
 export class PubAcks {
   readonly #nc: NatsConnection;
   readonly #timeoutMs: number;
@@ -44,9 +77,12 @@ export class PubAcks {
   #next = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed: Error | undefined;
+  /** Answers that were no PubAck: one bounded line each. */
+  readonly #report: LimitedLog;
 
-  constructor(nc: NatsConnection, timeoutMs: number) {
+  constructor(nc: NatsConnection, timeoutMs: number, log: Logger = silentLogger) {
     this.#nc = nc;
+    this.#report = limitedLog(log);
     this.#timeoutMs = timeoutMs;
     // The connection's inbox prefix (a role's, see src/bus/permissions.ts), as nats.js's requests use.
     const prefix = (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
@@ -93,25 +129,22 @@ export class PubAcks {
     // An answer after its publish timed out: the caller was already told "maybe stored".
     if (!waiting) return;
     this.#waiting.delete(token);
-    if (msg.data.length === 0) {
-      // 503: nothing listens on the stream's subject (no JetStream, or no stream leader right now).
-      const code = msg.headers?.code;
-      waiting.reject(failure(`no stream answered (status ${code ?? 'none'})`));
-      return;
-    }
-    let ack: { stream?: unknown; seq?: unknown; duplicate?: unknown; error?: { code?: unknown; description?: unknown } };
+    // Whatever arrived (a role that may publish into this inbox can put anything here), the
+    // publish is answered, and nothing is thrown: a throw here would stop the connection's reader.
+    let answer: PubAck | Error;
     try {
-      ack = JSON.parse(msg.string()) as typeof ack;
-    } catch (parseErr) {
-      waiting.reject(failure('the stream answered something that is not JSON', parseErr));
-      return;
+      answer = readPubAck(msg);
+    } catch (readErr) {
+      answer = failure('the stream answered something that is not a PubAck', readErr);
     }
-    if (ack.error || typeof ack.stream !== 'string' || typeof ack.seq !== 'number') {
-      const what = ack.error ? `${String(ack.error.code)} ${String(ack.error.description)}` : 'no stream and sequence';
-      waiting.reject(failure(`the stream did not store the message: ${what}`));
-      return;
+    if (answer instanceof Error) {
+      if (answer.message.startsWith(NOT_UNDERSTOOD)) {
+        this.#report('warn', { error: errorSummary(answer) }, 'pub ack not understood');
+      }
+      waiting.reject(answer);
+    } else {
+      waiting.resolve(answer);
     }
-    waiting.resolve({ stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true });
   }
 
   /** Fails the publishes whose time is up; re-arms for the next one. */

@@ -45,9 +45,27 @@ export interface Publisher {
   publishChat(message: ChatMessage): Promise<Published>;
 }
 
-/** The JetStream message id of a user's key: a digest, so keys of different users never meet. */
+/**
+ * The JetStream message id of a user's key: a digest, so keys of different users never meet.
+ * The common form digests `<user> NUL <key>` in UTF-8, which is one-to-one only while the user id
+ * has no NUL and the key no lone surrogate (UTF-8 makes each of those U+FFFD): `ann`+`x\0k` and
+ * `ann\0x`+`k` would meet, and so would two keys of one user that differ in a lone surrogate.
+ * Such a pair is digested in another form instead: a NUL byte first (which no UTF-8 user id
+ * starts with, so the two forms never meet), the user's length, then both in UTF-16, which keeps
+ * every code unit. The common form stays as it was, so a key retried across an upgrade still dedupes.
+ */
 export function dedupeId(user: string, key: string): string {
-  return createHash('sha256').update(user).update('\0').update(key).digest('base64url');
+  if (user.length > 0 && !user.includes('\0') && key.isWellFormed()) {
+    return createHash('sha256').update(user).update('\0').update(key).digest('base64url');
+  }
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(user.length);
+  return createHash('sha256')
+    .update(Buffer.from([0]))
+    .update(length)
+    .update(Buffer.from(user, 'utf16le'))
+    .update(Buffer.from(key, 'utf16le'))
+    .digest('base64url');
 }
 
 /** The `message` frame's fields; `system` only when set, so a session's message has none. */

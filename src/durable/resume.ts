@@ -3,13 +3,24 @@
  * stored messages.
  *
  * The caller first subscribes the session to the live subject and holds its live messages
- * (`Hold`). Then the barrier: the newest sequence on the destination, read from the stream leader
- * (`top`). Every message after `top` was stored after the subscription was in place, so it comes
- * live; every message up to `top` is read from the stream. `recovered` is true only when the
- * message at `since` itself is still stored (limits remove a destination's messages only from its
- * oldest end, and the streams deny deletes, so nothing after it can be missing); then the replay
- * is every message after `since` up to `top`, and the held live messages after `top` follow it.
- * Otherwise (too old, another epoch, malformed, or ahead of the stream) nothing is replayed.
+ * (`Hold`). Then the barrier (store.ts `barrier`): the destination's newest sequence, read from
+ * the stream leader (`top`; for an empty destination the stream's last sequence is its `pos`).
+ * Every message after `top` was stored after the subscription was in place, so it comes live;
+ * every message up to `top` is read from the stream.
+ *
+ * `recovered` is true only when no message of the destination after `since` can have been
+ * removed; then the replay is every message of it after `since` up to `top`, and the held live
+ * messages after `top` follow it. Messages leave a stream only by its limits (the streams deny
+ * deletes and purges): by age, oldest of the stream first, and by `max_msgs_per_subject`, oldest
+ * of that destination first. So it is recovered when the message at `since` is still stored in
+ * this destination (nothing of it after that can be gone), or, for a `since` whose message is
+ * elsewhere or gone (the position of a destination that was empty, which is another
+ * destination's sequence), when after the replay was read the stream's oldest message is at or
+ * before `since + 1` (age took nothing after `since`) and the destination holds fewer messages
+ * than its limit (the limit took none: had it taken one after `since`, the destination would
+ * hold a full limit of newer ones), and the stream is still the one whose epoch the node knows.
+ * Otherwise (too old, another epoch, malformed, ahead of the stream, or a destination at its
+ * limit) nothing is replayed. See docs/durability.md.
  */
 import type { StoredMsg } from '@nats-io/jetstream';
 import { decodeChatMessage } from '../gateway/codec.ts';
@@ -20,6 +31,8 @@ export interface Resumed {
   recovered: boolean;
   /** The barrier: messages after it come live. */
   top: number;
+  /** The sequence of the position the session starts at (store.ts `Barrier`). */
+  pos: number;
   /** The replay, oldest first: frame bytes with their `pos`. */
   frames: Array<{ seq: number; frame: Buffer }>;
 }
@@ -40,17 +53,33 @@ export function storedFrame(store: DurableStore, kind: StreamKind, m: StoredMsg)
 }
 
 export async function resumeFrom(store: DurableStore, kind: StreamKind, stored: string, since: unknown): Promise<Resumed> {
-  const top = await store.lastSeq(kind, stored);
+  const { top, pos } = await store.barrier(kind, stored);
+  const lost: Resumed = { recovered: false, top, pos, frames: [] };
   const from = store.sequenceOf(kind, since);
-  if (from === undefined || from > top) return { recovered: false, top, frames: [] };
-  const messages = await store.range(kind, stored, from, top);
-  if (messages[0]?.seq !== from) return { recovered: false, top, frames: [] };
+  // A position this destination was given is never past its barrier position.
+  if (from === undefined || from > pos) return lost;
+  const messages = top > 0 && from <= top ? await store.range(kind, stored, from, top) : [];
+  const atSince = messages[0]?.seq === from;
+  if (!atSince && !(await nothingRemovedAfter(store, kind, stored, from))) return lost;
   const frames: Resumed['frames'] = [];
-  for (const m of messages.slice(1)) {
+  for (const m of atSince ? messages.slice(1) : messages) {
     const frame = storedFrame(store, kind, m);
     if (frame) frames.push({ seq: m.seq, frame });
   }
-  return { recovered: true, top, frames };
+  return { recovered: true, top, pos, frames };
+}
+
+/**
+ * Whether no message of `subject` after sequence `since` has been removed by the stream's limits
+ * (read after the replay, so that what the replay read was all there; see the top of this file).
+ */
+async function nothingRemovedAfter(store: DurableStore, kind: StreamKind, subject: string, since: number): Promise<boolean> {
+  const state = await store.state(kind, subject);
+  // Made anew since this node read its epoch: what it held is gone.
+  if (state.epoch !== store.epochs[kind] || since > state.last) return false;
+  const agedOut = state.first > since + 1;
+  const limited = state.maxPerSubject > 0 && state.count >= state.maxPerSubject;
+  return !agedOut && !limited;
 }
 
 /**

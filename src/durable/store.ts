@@ -2,7 +2,9 @@
  * The message store of durable delivery: JetStream publishes into the two streams, and the reads
  * that resume and history need. Every read is a `STREAM.MSG.GET`, which only the stream leader
  * answers (never a direct get, whose follower copies may lag): `last_by_subj` is the resume
- * barrier, `next_by_subj` walks one destination forward. See docs/durability.md.
+ * barrier, `next_by_subj` walks one destination forward; and `STREAM.INFO`, which also only the
+ * leader answers (a member of a group without a leader may answer with what it has: such an
+ * answer is refused), for the stream's first and last sequence. See docs/durability.md.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
@@ -15,12 +17,36 @@ import type { Logger } from '../log.ts';
 import { jserrors } from '@nats-io/jetstream/internal';
 import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 import { durableStreams, ensureStreams, streamDefaults, type Epochs, type StreamKind, type StreamOptions } from './streams.ts';
-import { decodePosition, encodePosition } from './positions.ts';
+import { decodePosition, encodePosition, streamEpoch } from './positions.ts';
 import { PubAcks, type PubAck } from './pub-acks.ts';
 
 export interface StoreOptions extends StreamOptions {
   /** How long a JetStream publish may wait for its acknowledgement. @default 5000 */
   publishTimeoutMs?: number;
+}
+
+/** Where a session starts listening to one destination (`barrier`). */
+export interface Barrier {
+  /** The destination's newest sequence, 0 when it holds none: its messages after it come live. */
+  top: number;
+  /**
+   * The sequence of the `pos` the session is given: `top`, or for an empty destination the
+   * stream's last sequence (0 for an empty stream); every later message of it is after this.
+   */
+  pos: number;
+}
+
+/** A stream's state as its leader reports it (`STREAM.INFO`). */
+export interface StreamState {
+  /** The epoch of the stream as it is now (another one than `epochs` when it was made anew). */
+  epoch: string;
+  /** The oldest sequence it holds (last + 1 when it holds none; 0 before its first message). */
+  first: number;
+  last: number;
+  /** Messages held on the subject asked about. */
+  count: number;
+  /** Its per-subject limit (`max_msgs_per_subject`); 0 or less: none. */
+  maxPerSubject: number;
 }
 
 export class DurableStore {
@@ -29,8 +55,8 @@ export class DurableStore {
   readonly #acks: PubAcks;
   readonly #jsm: JetStreamManager;
 
-  private constructor(nc: NatsConnection, jsm: JetStreamManager, epochs: Epochs, options: StoreOptions) {
-    this.#acks = new PubAcks(nc, options.publishTimeoutMs ?? 5000);
+  private constructor(nc: NatsConnection, jsm: JetStreamManager, epochs: Epochs, options: StoreOptions, log: Logger) {
+    this.#acks = new PubAcks(nc, options.publishTimeoutMs ?? 5000, log);
     this.#jsm = jsm;
     this.epochs = epochs;
     this.maxPerTarget = options.maxPerTarget ?? streamDefaults.maxPerTarget;
@@ -47,7 +73,7 @@ export class DurableStore {
       );
     });
     const epochs = await ensureStreams(jsm, options, log);
-    return new DurableStore(nc, jsm, epochs, options);
+    return new DurableStore(nc, jsm, epochs, options, log);
   }
 
   /**
@@ -72,6 +98,41 @@ export class DurableStore {
   async lastSeq(kind: StreamKind, subject: string): Promise<number> {
     const m = await this.#jsm.streams.getMessage(durableStreams[kind].name, { last_by_subj: subject });
     return m?.seq ?? 0;
+  }
+
+  /**
+   * Where a session that listens to `subject` from now on starts: read after its subscription is
+   * in place. A destination with messages starts at its newest; an empty one at the stream's last
+   * sequence, read first and then checked against the destination again, so that a message
+   * stored for it meanwhile (with a sequence up to that one, which it would not replay) is
+   * found: the destination then starts at that message instead.
+   */
+  async barrier(kind: StreamKind, subject: string): Promise<Barrier> {
+    const top = await this.lastSeq(kind, subject);
+    if (top > 0) return { top, pos: top };
+    const { last } = await this.state(kind);
+    const again = await this.lastSeq(kind, subject);
+    return again > 0 ? { top: again, pos: again } : { top: 0, pos: last };
+  }
+
+  /**
+   * The stream's state, with the number of messages held on `subject` when given. Only the
+   * leader's answer is taken: a member of a group without a leader answers with what it has,
+   * which may lag; that is refused (code `message_store`), as a read that did not get through.
+   */
+  async state(kind: StreamKind, subject?: string): Promise<StreamState> {
+    const name = durableStreams[kind].name;
+    const info = await this.#jsm.streams.info(name, subject === undefined ? undefined : { subjects_filter: subject });
+    if (info.cluster && !info.cluster.leader) {
+      throw new ChatgateError(ChatgateErrorCode.messageStore, `stream ${name} has no leader`);
+    }
+    return {
+      epoch: streamEpoch(info.config.name, info.created),
+      first: info.state.first_seq,
+      last: info.state.last_seq,
+      count: subject === undefined ? 0 : (info.state.subjects?.[subject] ?? 0),
+      maxPerSubject: info.config.max_msgs_per_subject,
+    };
   }
 
   /** The first message on `subject` at or after `seq`, or null. */

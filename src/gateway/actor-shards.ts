@@ -7,8 +7,9 @@
  * spawning them would copy its `children` on every connect and close).
  *
  * What changes for a session actor, and why it is safe here:
- * - Its done and error events are relayed to the shard's empty actor, which ignores them; its own
- *   observers (session.ts) still hear its error and its final snapshot.
+ * - Its done and error events are relayed to the shard's actor, which hands them to the node
+ *   (`onEnded`): the node's one supervisor of its sessions, instead of an observer per session
+ *   (an observer costs each idle session an object, two bound functions and two closures).
  * - Stopping it ends it without `stop()` (a non-root actor cannot be stopped directly): the
  *   machine reaches `closed` by itself, as it always did.
  * - A stop cancels its timers by walking the shard's scheduled events: `SHARD_SIZE` bounds that.
@@ -16,7 +17,10 @@
  *   inspection observer, and the node routes each event to its session (`ownerOf`). While nobody
  *   observes, no shard has one, and XState builds no inspection event at all.
  */
-import { createEmptyActor, type AnyActorRef, type InspectionEvent, type Subscription } from 'xstate';
+import { createActor, fromTransition, type ActorOptions, type AnyActorLogic, type AnyActorRef, type InspectionEvent, type Subscription } from 'xstate';
+
+/** XState's clock (the `clock` of an actor system), as its ActorOptions type it. */
+type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 
 /** Sessions per shard: small enough that a stop's walk of the shard's timers stays cheap. */
 export const SHARD_SIZE = 256;
@@ -29,10 +33,41 @@ export interface Shard {
   inspection: Subscription | undefined;
 }
 
+/** How a session actor of a shard ended: its id, and the error when it failed (XState's done or error event). */
+export type ActorEnded = { actorId: string; kind: 'done' } | { actorId: string; kind: 'error'; error: unknown };
+
+const DONE = 'xstate.done.actor.';
+const ERROR = 'xstate.error.actor.';
+
+/**
+ * The logic of a shard's actor: it keeps no state, and tells `onEnded` of each child's done and
+ * error event (XState relays them to the parent after the child stopped), ignoring anything else.
+ */
+const shardLogic = (onEnded: (ended: ActorEnded) => void) =>
+  fromTransition((state: null, event: { type: string; actorId?: string; error?: unknown }) => {
+    if (event.actorId !== undefined) {
+      if (event.type.startsWith(DONE)) onEnded({ actorId: event.actorId, kind: 'done' });
+      else if (event.type.startsWith(ERROR)) onEnded({ actorId: event.actorId, kind: 'error', error: event.error });
+    }
+    return state;
+  }, null);
+
 export class ActorShards {
   readonly #shards = new Set<Shard>();
   #open: Shard | undefined;
   #inspect: ((ev: InspectionEvent) => void) | undefined;
+  readonly #logic: ReturnType<typeof shardLogic>;
+  readonly #clock: Clock | undefined;
+
+  /**
+   * @param onEnded told of every session actor that reached its final state or failed.
+   * @param clock the timers of every shard's actors (timer-queue.ts); XState's default (the
+   * global `setTimeout`) when absent.
+   */
+  constructor(onEnded: (ended: ActorEnded) => void = () => {}, clock?: Clock) {
+    this.#logic = shardLogic(onEnded);
+    this.#clock = clock;
+  }
 
   /** Shards in use (for tests and the heap's sake). */
   get size(): number {
@@ -43,7 +78,7 @@ export class ActorShards {
   acquire(): Shard {
     let shard = this.#open;
     if (!shard || shard.live >= SHARD_SIZE) {
-      const parent = createEmptyActor();
+      const parent = createActor(this.#logic, this.#clock ? { clock: this.#clock } : {});
       parent.start();
       shard = { parent, live: 0, inspection: this.#inspect ? parent.system.inspect(this.#inspect) : undefined };
       this.#shards.add(shard);

@@ -24,11 +24,15 @@ export interface DrainOptions {
   graceMs?: number;
   /** How long the closes of the open sessions are spread over. @default 10000 */
   windowMs?: number;
-  /** How long one session may wait for its acks in flight before it is closed anyway. @default 2000 */
+  /**
+   * How long one session may wait for its acks in flight before it is closed anyway: longer than
+   * a durable publish may wait for its acknowledgement (5 s), so an ack that comes at all is
+   * written; a bound still, for an ephemeral flush to a NATS server that hangs. @default 6000
+   */
   ackWaitMs?: number;
 }
 
-export const defaultDrainOptions = Object.freeze({ graceMs: 5000, windowMs: 10_000, ackWaitMs: 2000 });
+export const defaultDrainOptions = Object.freeze({ graceMs: 5000, windowMs: 10_000, ackWaitMs: 6000 });
 
 export type DrainPhase = 'serving' | 'grace' | 'closing' | 'done';
 

@@ -40,8 +40,9 @@ import { silentLogger, type Logger } from '../log.ts';
 import { Observers } from '../observe/observe.ts';
 import { startRecorder, type RecordingOptions } from '../observe/recording.ts';
 import { UserSendBudget } from './user-send-budget.ts';
-import { connectionLogic, inspectSessions, openSession, type NodeContext, type Session } from './session.ts';
+import { connectionLogic, inspectSessions, openSession, sessionEnded, type NodeContext, type Session } from './session.ts';
 import { ActorShards } from './actor-shards.ts';
+import { TimerQueue } from './timer-queue.ts';
 import { MAX_TOKEN_LENGTH, type TokenVerifier } from '../auth/tokens.ts';
 import { defaults } from '../defaults.ts';
 import { createDrain } from './drain.ts';
@@ -319,14 +320,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     verify: checkedVerify(options.verify ?? auth.verify, metrics, degraded),
     log,
     metrics,
-    limits: {
+    // Frozen: every session's actor then shares this one object (connection.machine.ts `limitsOf`).
+    limits: Object.freeze({
       ...defaultConnectionLimits,
       clockToleranceMs: clockToleranceS * 1000,
       sendBytesPerSecond: defaults.sendBytesPerSecond,
       sendBytesBurst: defaults.sendBytesBurst,
       maxStrikes: defaults.maxStrikes,
       ...options.limits,
-    },
+    }),
     authTimeoutMs: options.authTimeoutMs ?? defaults.authTimeoutMs,
     maxBufferedBytes: options.maxBufferedBytes ?? defaults.maxBufferedBytes,
     maxSessionsPerUser: options.maxSessionsPerUser ?? defaults.maxSessionsPerUser,
@@ -337,7 +339,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     }),
     degraded,
     observers,
-    shards: new ActorShards(),
+    // The sessions' one supervisor: each actor's end reaches the node through its shard.
+    // Their timers share one Node timer (timer-queue.ts).
+    shards: new ActorShards((ended) => sessionEnded(node, ended), new TimerQueue()),
   };
   const logic = connectionLogic(node);
   // The session actors are inspected only while someone observes: XState builds no inspection

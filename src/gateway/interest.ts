@@ -6,7 +6,7 @@
  * join and publish in the same tick), and only then adds the member: a session is acknowledged
  * only when it can really receive.
  */
-import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
+import type { Msg, MsgCallback, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { silentLogger, type Logger } from '../log.ts';
 import { CallbackGuard } from '../bus/callback-guard.ts';
 
@@ -33,6 +33,12 @@ export class Interest<M extends Member> {
   readonly #entries = new Map<string, Entry<M>>();
   readonly #guard: CallbackGuard;
   readonly #onRelease: ((subject: string) => void) | undefined;
+  /**
+   * The callback of every subscription made here: it finds the subject's members by the
+   * message's subject (each subscription is of one literal subject), so a subject held by an
+   * idle session costs no closures of its own.
+   */
+  readonly #callback: MsgCallback<Msg>;
   #nextFlush: Promise<void> | undefined;
 
   /** `log` takes the one bounded line of a subscription error or of a delivery that threw. */
@@ -41,6 +47,11 @@ export class Interest<M extends Member> {
     this.#onRelease = onRelease;
     this.#deliver = deliver;
     this.#guard = new CallbackGuard(log);
+    this.#callback = this.#guard.callback('interest', (msg) => {
+      const entry = this.#entries.get(msg.subject);
+      // Only while subscribed: nats.js delivers nothing on a subscription after its unsubscribe.
+      if (entry) this.#deliver(entry.members, msg.data, msg.subject, msg);
+    });
   }
 
   /** Number of NATS subscriptions held (one per subject). */
@@ -71,11 +82,8 @@ export class Interest<M extends Member> {
     let entry = this.#entries.get(subject);
     if (entry?.members.has(member)) return;
     if (!entry) {
-      const members = new Set<M>();
-      const sub = this.#nc.subscribe(subject, {
-        callback: this.#guard.callback('interest', (msg) => this.#deliver(members, msg.data, subject, msg)),
-      });
-      entry = { sub, members, pending: 0 };
+      const sub = this.#nc.subscribe(subject, { callback: this.#callback });
+      entry = { sub, members: new Set<M>(), pending: 0 };
       this.#entries.set(subject, entry);
     }
     entry.pending += 1;

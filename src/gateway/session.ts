@@ -31,7 +31,7 @@ import { subjects } from '../subjects.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import type { UserSendBudget } from './user-send-budget.ts';
 import type { Delivery, DeliveryMember } from '../durable/delivery.ts';
-import type { ActorShards, Shard } from './actor-shards.ts';
+import type { ActorEnded, ActorShards, Shard } from './actor-shards.ts';
 
 /** What a node shares with its sessions. */
 export interface NodeContext {
@@ -81,9 +81,7 @@ export class Session implements Member, DeliveryMember {
   readonly startedPerf = performance.now();
   /** The actor system this session's actor belongs to, until released. */
   shard: Shard | undefined;
-  readonly #maxBufferedBytes: number;
-  readonly #metrics: Metrics;
-  readonly #nodeLog: Logger;
+  readonly node: NodeContext;
   #log: Logger | undefined;
   #user: string | undefined;
   actor!: ConnectionActor;
@@ -98,32 +96,35 @@ export class Session implements Member, DeliveryMember {
   alive = true;
   /** Sends published and not yet answered (`ack` or `error`): a drain closes the session after them. */
   acksInFlight = 0;
-  #acksSettled: Array<() => void> = [];
+  /** Made on first use: most sessions never wait for their acks. */
+  #acksSettled: Array<() => void> | undefined;
 
   /** Counts one answer owed to a send; call the returned function once it is written. */
   owesAck(): () => void {
     this.acksInFlight++;
     return () => {
       this.acksInFlight--;
-      if (this.acksInFlight === 0) for (const wake of this.#acksSettled.splice(0)) wake();
+      if (this.acksInFlight === 0 && this.#acksSettled) {
+        const waiting = this.#acksSettled;
+        this.#acksSettled = undefined;
+        for (const wake of waiting) wake();
+      }
     };
   }
 
   /** Resolves once no send of this session waits for its answer. */
   acksSettled(): Promise<void> {
-    return this.acksInFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.#acksSettled.push(resolve));
+    return this.acksInFlight === 0 ? Promise.resolve() : new Promise((resolve) => (this.#acksSettled ??= []).push(resolve));
   }
-  /** Rooms this session counts in presence (joined and subscribed). */
-  readonly presentIn = new Set<string>();
+  /** Rooms this session counts in presence (joined and subscribed); made on first use. */
+  #presentIn: Set<string> | undefined;
   /** The user inbox's resume, from `subscribeUser` until the welcome writes it. */
   resumed: { recovered?: boolean; pos?: string; flush: (between?: () => void) => void } | undefined;
 
   constructor(ws: WebSocket, node: NodeContext) {
     this.id = nuid.next();
     this.ws = ws;
-    this.#nodeLog = node.log;
-    this.#maxBufferedBytes = node.maxBufferedBytes;
-    this.#metrics = node.metrics;
+    this.node = node;
   }
 
   /**
@@ -131,7 +132,7 @@ export class Session implements Member, DeliveryMember {
    * logs: most sessions log only their close, and a pino child per idle session costs memory.
    */
   get log(): Logger {
-    return (this.#log ??= this.#nodeLog.child(
+    return (this.#log ??= this.node.log.child(
       this.#user === undefined ? { session: this.id } : { session: this.id, user: this.#user },
     ));
   }
@@ -148,12 +149,12 @@ export class Session implements Member, DeliveryMember {
    */
   write(data: string | Buffer, type: ServerFrame['type'] | 'message' | 'history' | 'signal'): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return false;
-    if (this.ws.bufferedAmount > this.#maxBufferedBytes) {
+    if (this.ws.bufferedAmount > this.node.maxBufferedBytes) {
       this.actor.send({ type: 'socket.slow' });
       return false;
     }
     this.ws.send(data, { binary: false });
-    this.#metrics.frameOut(type);
+    this.node.metrics.frameOut(type);
     return true;
   }
 
@@ -163,18 +164,18 @@ export class Session implements Member, DeliveryMember {
 
   /** Counts this session in `room`'s presence (once). */
   present(presence: Presence, room: string): void {
-    if (this.countedUser === undefined || this.presentIn.has(room)) return;
-    this.presentIn.add(room);
+    if (this.countedUser === undefined || this.#presentIn?.has(room)) return;
+    (this.#presentIn ??= new Set()).add(room);
     presence.add(room, this.countedUser);
   }
 
   /** Takes this session out of `room`'s presence, if it counted there. */
   absent(presence: Presence, room: string): void {
-    if (this.presentIn.delete(room) && this.countedUser !== undefined) presence.remove(room, this.countedUser);
+    if (this.#presentIn?.delete(room) && this.countedUser !== undefined) presence.remove(room, this.countedUser);
   }
 
   absentEverywhere(presence: Presence): void {
-    for (const room of [...this.presentIn]) this.absent(presence, room);
+    if (this.#presentIn) for (const room of [...this.#presentIn]) this.absent(presence, room);
   }
 
   /** The node could not keep this session's messages whole: it closes with 4009 and resumes. */
@@ -447,6 +448,92 @@ function releaseSession(node: NodeContext, session: Session): void {
   }
 }
 
+/** The session a socket belongs to, on the socket itself: the socket handlers below are shared by all. */
+const SESSION = Symbol('chatgate.session');
+type SessionSocket = WebSocket & { [SESSION]: Session };
+
+function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  const session = (this as SessionSocket)[SESSION];
+  const node = session.node;
+  const actor = session.actor;
+  session.alive = true;
+  if (isBinary) {
+    node.metrics.frameIn('binary');
+    actor.send({ type: 'frame.binary' });
+    return;
+  }
+  const text = data.toString();
+  const event = decodeClientFrame(text);
+  // What the frame costs its recipients: counted against the session's send byte bucket.
+  if (event.type === 'frame.send') {
+    event.bytes = Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text);
+    // And against the user's budget on this node; the machine decides (before auth: no user yet).
+    const user = session.countedUser;
+    if (user !== undefined) event.userRetryAfterMs = node.userSendBudget.retryAfterMs(user, event.bytes);
+  }
+  node.metrics.frameIn(frameTypeOf[event.type as keyof typeof frameTypeOf] ?? 'invalid');
+  // The fast path: a send the machine would accept is taken here, without a macrostep, when
+  // nobody observes (an observed or recorded session goes through the machine, so that its
+  // recording is complete). The machine stays the authority: `acceptsSendsFast` says which of
+  // its states decide a send by `sendVerdict` alone, and `sendVerdict` is what its guards ask;
+  // the buckets are updated exactly as `takeSendToken` would, and `publishSend` is the body of
+  // its `publishAndAck`. Everything else (refusals, other frames) goes to the actor.
+  if (event.type === 'frame.send' && !node.observers?.active) {
+    const snapshot = actor.getSnapshot();
+    if (acceptsSendsFast(snapshot)) {
+      const context = snapshot.context;
+      const now = context.now();
+      if (sendVerdict(context, now, event) === 'accept') {
+        context.buckets = takeSend(context.buckets, context.limits, now, event.bytes ?? 0);
+        publishSend(node, session, context.user!, event.id, event.to, event.body, event.key, event.bytes ?? 0);
+        return;
+      }
+    }
+  }
+  actor.send(event);
+}
+
+function onSocketPong(this: WebSocket): void {
+  (this as SessionSocket)[SESSION].alive = true;
+}
+
+function onSocketError(this: WebSocket, err: Error & { code?: string }): void {
+  const session = (this as SessionSocket)[SESSION];
+  if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+    session.node.metrics.frameIn('too_large');
+    session.actor.send({ type: 'frame.tooLarge' });
+  } else session.log.info({ code: err.code }, 'socket error');
+}
+
+function onSocketClose(this: WebSocket, code: number): void {
+  const actor = (this as SessionSocket)[SESSION].actor;
+  // A machine that ended by itself (heartbeat lost, close grace over) has nothing more to hear.
+  if (actor.getSnapshot().status === 'active') actor.send({ type: 'socket.closed', code });
+}
+
+/**
+ * A session actor ended: the node's one supervisor of its sessions (the shards' actors relay each
+ * actor's done and error event here, actor-shards.ts), instead of an observer per session. The
+ * actor's id is its session's id (`openSession`).
+ */
+export function sessionEnded(node: NodeContext, ended: ActorEnded): void {
+  const session = node.sessions.get(ended.actorId);
+  if (!session) return;
+  if (ended.kind === 'done') {
+    const context = session.actor.getSnapshot().context;
+    releaseSession(node, session);
+    node.metrics.closed(context.closeCode);
+    session.log.info({ code: context.closeCode, reason: context.closeReason }, 'session closed');
+    return;
+  }
+  // A bug in one connection closes that connection with 1011, never the process.
+  session.log.error({ err: ended.error }, 'connection actor failed');
+  node.interest.leaveAll(session);
+  session.absentEverywhere(node.presence);
+  releaseSession(node, session);
+  if (session.ws.readyState === WebSocket.OPEN) session.ws.close(1011, 'internal error');
+}
+
 /** Starts the actor of a new socket and wires the socket's events to it. */
 export function openSession(
   node: NodeContext,
@@ -459,91 +546,29 @@ export function openSession(
   node.sessions.set(session.id, session);
   const input: ConnectionInput = { session: session.id, token, now: Date.now, limits: node.limits };
   if (since !== undefined) input.since = since;
-  // In a shared actor system (actor-shards.ts), which has an inspection observer while someone observes.
+  // In a shared actor system (actor-shards.ts), which has an inspection observer while someone
+  // observes, and whose actor hears this one end (`sessionEnded`): its id is the session's.
   session.shard = node.shards.acquire();
-  const actor = createActor(logic, { input, parent: session.shard.parent });
+  const actor = createActor(logic, { id: session.id, input, parent: session.shard.parent });
   sessionOfActor.set(actor, session);
   session.actor = actor;
 
-  let lastState = '';
-  actor.subscribe({
-    next: (snapshot) => {
-      // The node's level: asking the session's logger would make one for every session.
-      if (node.log.isLevelEnabled('debug')) {
-        const state = JSON.stringify(snapshot.value);
-        if (state !== lastState) session.log.debug({ state }, 'transition');
-        lastState = state;
-      }
-      if (snapshot.status === 'done') {
-        releaseSession(node, session);
-        node.metrics.closed(snapshot.context.closeCode);
-        session.log.info(
-          { code: snapshot.context.closeCode, reason: snapshot.context.closeReason },
-          'session closed',
-        );
-      }
-    },
-    // A bug in one connection closes that connection with 1011, never the process.
-    error: (err) => {
-      session.log.error({ err }, 'connection actor failed');
-      node.interest.leaveAll(session);
-      session.absentEverywhere(node.presence);
-      releaseSession(node, session);
-      if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'internal error');
-    },
-  });
+  if (node.log.isLevelEnabled('debug')) {
+    // Only at debug level: an observer per session costs each idle session memory.
+    let lastState = '';
+    actor.subscribe((snapshot) => {
+      const state = JSON.stringify(snapshot.value);
+      if (state !== lastState) session.log.debug({ state }, 'transition');
+      lastState = state;
+    });
+  }
 
-  ws.on('message', (data: RawData, isBinary: boolean) => {
-    session.alive = true;
-    if (isBinary) {
-      node.metrics.frameIn('binary');
-      actor.send({ type: 'frame.binary' });
-      return;
-    }
-    const text = data.toString();
-    const event = decodeClientFrame(text);
-    // What the frame costs its recipients: counted against the session's send byte bucket.
-    if (event.type === 'frame.send') {
-      event.bytes = Buffer.isBuffer(data) ? data.length : Buffer.byteLength(text);
-      // And against the user's budget on this node; the machine decides (before auth: no user yet).
-      const user = session.countedUser;
-      if (user !== undefined) event.userRetryAfterMs = node.userSendBudget.retryAfterMs(user, event.bytes);
-    }
-    node.metrics.frameIn(frameTypeOf[event.type as keyof typeof frameTypeOf] ?? 'invalid');
-    // The fast path: a send the machine would accept is taken here, without a macrostep, when
-    // nobody observes (an observed or recorded session goes through the machine, so that its
-    // recording is complete). The machine stays the authority: `acceptsSendsFast` says which of
-    // its states decide a send by `sendVerdict` alone, and `sendVerdict` is what its guards ask;
-    // the buckets are updated exactly as `takeSendToken` would, and `publishSend` is the body of
-    // its `publishAndAck`. Everything else (refusals, other frames) goes to the actor.
-    if (event.type === 'frame.send' && !node.observers?.active) {
-      const snapshot = actor.getSnapshot();
-      if (acceptsSendsFast(snapshot)) {
-        const context = snapshot.context;
-        const now = context.now();
-        if (sendVerdict(context, now, event) === 'accept') {
-          context.buckets = takeSend(context.buckets, context.limits, now, event.bytes ?? 0);
-          publishSend(node, session, context.user!, event.id, event.to, event.body, event.key, event.bytes ?? 0);
-          return;
-        }
-      }
-    }
-    actor.send(event);
-  });
-  ws.on('pong', () => {
-    session.alive = true;
-  });
-  ws.on('error', (err: Error & { code?: string }) => {
-    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-      node.metrics.frameIn('too_large');
-      actor.send({ type: 'frame.tooLarge' });
-    }
-    else session.log.info({ code: err.code }, 'socket error');
-  });
-  ws.on('close', (code: number) => {
-    // A machine that ended by itself (heartbeat lost, close grace over) has nothing more to hear.
-    if (actor.getSnapshot().status === 'active') actor.send({ type: 'socket.closed', code });
-  });
+  const socket = ws as SessionSocket;
+  socket[SESSION] = session;
+  socket.on('message', onSocketMessage);
+  socket.on('pong', onSocketPong);
+  socket.on('error', onSocketError);
+  socket.on('close', onSocketClose);
 
   actor.start();
   // XState keeps `input` for the actor's life; the machine has the token in its context now and

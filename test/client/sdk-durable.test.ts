@@ -68,6 +68,32 @@ describe('client SDK, durable delivery', () => {
     expect(bodies(bob.received)).toEqual(['before 1', 'before 2', 'away 1', 'away 2', 'away 3', 'away 4', 'away 5', 'sentinel']);
   });
 
+  it('sdk durable - a fresh client whose socket drops before its first message gets everything sent meanwhile', async () => {
+    const fresh = cuttable('sdkd-fresh');
+    const sender: ChatClient = sdkClient({ urls: urls().slice(1), token: () => stack.token('sdkd-sender', { rooms: '*' }) });
+    await Promise.all([opened(fresh.client), opened(sender)]);
+    await Promise.all([fresh.client.join('sdkd-new-room'), sender.join('sdkd-new-room')]);
+    // Nothing was ever sent to its inbox or its room, and still it knows where it stands.
+    expect(fresh.client.position({ user: 'sdkd-fresh' })).toEqual(expect.any(String));
+    expect(fresh.client.position({ room: 'sdkd-new-room' })).toEqual(expect.any(String));
+    const gaps: unknown[] = [];
+    fresh.client.on('gap', (g) => gaps.push(g));
+
+    fresh.net.offline = true;
+    const lost = nextEvent(fresh.client, 'state', (s) => s.state === 'reconnecting');
+    fresh.sockets.at(-1)!.terminate();
+    await lost;
+    for (let i = 1; i <= 3; i++) await sender.send({ user: 'sdkd-fresh' }, `away ${i}`);
+    for (let i = 4; i <= 5; i++) await sender.send({ room: 'sdkd-new-room' }, `away ${i}`);
+    const resumed = nextEvent(fresh.client, 'resumed');
+    fresh.net.offline = false;
+    await resumed;
+    await sender.send({ user: 'sdkd-fresh' }, 'sentinel');
+    await until('the sentinel', () => bodies(fresh.received).includes('sentinel'));
+    expect(bodies(fresh.received)).toEqual(['away 1', 'away 2', 'away 3', 'away 4', 'away 5', 'sentinel']);
+    expect(gaps).toEqual([]);
+  });
+
   it('sdk durable - a send cut off before its ack is re-sent with its key and delivered once', async () => {
     const carol = cuttable('sdkd-carol');
     const dave = sdkClient({ urls: urls().slice(1), token: () => stack.token('sdkd-dave') });

@@ -27,12 +27,12 @@ const bodies = (frames: Uint8Array[]) =>
   frames.map((f) => JSON.parse(Buffer.from(f).toString()).body);
 
 /** A sequencer fed from the live subject of `user`, with a filter that can drop what it hears. */
-async function listen(user: string, drop: (n: number) => boolean) {
+async function listen(user: string, drop: (n: number) => boolean, from: DurableStore = store) {
   const emitted: Array<{ seq: number; body: unknown }> = [];
   const lost: string[] = [];
   let waiting: { n: number; resolve: () => void } | undefined;
   const sequencer = new LiveSequencer(
-    store,
+    from,
     (_subject, seq, data) => {
       emitted.push({ seq, body: JSON.parse(decodeChatMessage(data)!.frame.toString()).body });
       if (waiting && emitted.length >= waiting.n) waiting.resolve();
@@ -82,6 +82,32 @@ describe('durable live path - gaps are filled, never skipped', () => {
 });
 
 describe('durable resume - from a position', () => {
+  it('durable live path - a stream read that fails for a moment (a leader election) is asked again, not given up', async () => {
+    // The real store, whose first two reads fail as while the stream has no leader.
+    let failures = 2;
+    const electing = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'lastSeq' || prop === 'range') {
+          return (...args: unknown[]) =>
+            failures-- > 0
+              ? Promise.reject(new Error('JetStream: no leader'))
+              : (target[prop] as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        }
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const { sequencer, emitted, lost, until } = await listen('l-eve', (n) => n > 0, electing);
+    const p = publisher();
+    for (let i = 0; i < 3; i++) await p.publishChat({ from: 'l-x', to: { user: 'l-eve' }, body: i });
+    await until(1);
+    await sequencer.resync();
+    await until(3);
+    expect(emitted.map((e) => e.body)).toEqual([0, 1, 2]);
+    expect(lost).toEqual([]);
+    expect(failures).toBeLessThan(0);
+  });
+
   it('durable resume - replays after since, and the held live messages after the barrier, with no repeat', async () => {
     const p = publisher();
     const acks = [];

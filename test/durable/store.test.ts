@@ -77,6 +77,20 @@ describe('durable store - streams on one server', () => {
       expect(store.sequenceOf('user', bad)).toBeUndefined();
     }
     expect(decodePosition(pos)).toEqual({ epoch: store.epochs.user, seq: 42 });
+    // 0: before the stream's first message (an empty destination of an empty stream).
+    const epoch = store.epochs.user;
+    expect(store.sequenceOf('user', `${epoch}-0`)).toBe(0);
+    for (const bad of [`${epoch}-00`, `${epoch}-01`, `${epoch}--1`, `${epoch}-`]) expect(store.sequenceOf('user', bad), bad).toBeUndefined();
+  });
+
+  it('durable store - the barrier of an empty destination is the stream’s last sequence', async () => {
+    const last = await store.publish(subjects.storedUser('s-elsewhere'), 'x');
+    expect(await store.barrier('user', subjects.storedUser('s-empty'))).toEqual({ top: 0, pos: last.seq });
+    const own = await store.publish(subjects.storedUser('s-empty'), 'y');
+    expect(await store.barrier('user', subjects.storedUser('s-empty'))).toEqual({ top: own.seq, pos: own.seq });
+    const state = await store.state('user', subjects.storedUser('s-empty'));
+    expect(state).toMatchObject({ last: own.seq, count: 1 });
+    expect(state.first).toBeLessThanOrEqual(last.seq);
   });
 
   it('durable store - opening again keeps the streams and their epochs', async () => {

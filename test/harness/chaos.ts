@@ -354,29 +354,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         (err: { code?: string }) => ledger.failed(id, err.code ?? String(err)),
       );
     };
-    // Warm-up, before any fault: one message into every inbox and every room, so that each client
-    // has a position to resume from. A destination that was empty when the client came has none
-    // (`welcome` and a join's `ack` carry `pos` only once it has a message; docs/client.md,
-    // "Positions"): what goes to it while the client is away is not recovered. Nothing is cut
-    // until these have arrived (bounded).
-    for (let i = 0; i < N; i++) {
-      const c = clients[i]!;
-      const n = perSender.get(c.user) ?? 0;
-      perSender.set(c.user, n + 2);
-      const next = clients[(i + 1) % N]!.user;
-      const toUser = `${c.user}:${n}`;
-      const toRoom = `${c.user}:${n + 1}`;
-      ledger.sent({ id: toUser, sender: c.user, seq: n, to: { user: next }, addressed: [next] });
-      ledger.sent({ id: toRoom, sender: c.user, seq: n + 1, to: { room: c.room }, addressed: roomMembers.get(c.room)!.filter((u) => u !== c.user) });
-      c.client.send({ user: next }, { ledger: toUser }).then(() => ledger.acked(toUser), (err: { code?: string }) => ledger.failed(toUser, err.code ?? String(err)));
-      c.client.send({ room: c.room }, { ledger: toRoom }).then(() => ledger.acked(toRoom), (err: { code?: string }) => ledger.failed(toRoom, err.code ?? String(err)));
-    }
-    const warmBy = Date.now() + 20_000;
-    while (Date.now() < warmBy) {
-      const c = ledger.counts();
-      if (c.pending === 0 && c.lost === 0) break;
-      await sleep(50);
-    }
+    // No warm-up: a destination that is still empty when its client comes has a position too
+    // (docs/client.md, "Positions"), so faults may hit clients before their first message.
 
     const sendTick = Math.max(5, Math.floor(sendIntervalMs / N));
     let cursor = 0;

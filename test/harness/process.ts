@@ -5,7 +5,9 @@
  * dist/ from the sources under test before any test starts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { until } from './sync.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/chatgate.js', import.meta.url));
 const running = new Set<ChatgateProcess>();
@@ -86,3 +88,23 @@ export async function runChatgate(args: string[], env: NodeJS.ProcessEnv = {}) {
 export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop()));
 }
+
+/** The state letter of /proc/<pid>/stat (Linux): `T` once a SIGSTOP has taken effect. */
+export function processState(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+  } catch {
+    return undefined; // gone
+  }
+}
+
+/**
+ * SIGSTOPs `child` and resolves once it has really stopped: `kill` only queues the signal, and
+ * on a loaded machine a server can still answer a request sent right after it (seen: a publish
+ * stored and acknowledged by a nats-server that a test believed paused).
+ */
+export async function pauseProcess(child: ChildProcess): Promise<void> {
+  child.kill('SIGSTOP');
+  await until(`process ${child.pid} to stop`, () => processState(child.pid!) === 'T', 5000);
+}
+

@@ -10,7 +10,6 @@
  * the later sends published while the first was unanswered, they would be stored on the restarted
  * server before the first one's re-send.
  */
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import { afterAll, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startNats, type NatsServer } from '../harness/nats.ts';
 import { until } from '../harness/sync.ts';
+import { pauseProcess } from '../harness/process.ts';
 import { Delivery, type DeliveryMember } from '../../src/durable/delivery.ts';
 import type { ChatMessage, Published } from '../../src/durable/publish.ts';
 import { decodeChatMessage } from '../../src/gateway/codec.ts';
@@ -36,8 +36,6 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** The state letter of /proc/<pid>/stat: `T` once a SIGSTOP has taken effect. */
-const processState = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 it('durable order - one session’s sends stay in order, each once, across a NATS crash with several in flight', async () => {
@@ -64,8 +62,7 @@ it('durable order - one session’s sends stay in order, each once, across a NAT
 
   await send(0);
   // Send 1 is written to the socket of a server that reads nothing (stopped), then dies: it is lost.
-  first.process.kill('SIGSTOP');
-  await until('the server stopped', () => processState(first.pid) === 'T', 5000);
+  await pauseProcess(first.process);
   const inFlight = [send(1)];
   await turn();
   await turn();

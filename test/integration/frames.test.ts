@@ -34,10 +34,10 @@ describe('frames - requests and replies', () => {
 
   it('frames - join needs the room in the token, "*" grants every room', async () => {
     const { client } = await stack.session(0, 'f-joiner', { rooms: ['lobby'] });
-    expect(await client.request({ type: 'join', id: 1, room: 'lobby' })).toEqual({ type: 'ack', id: 1 });
+    expect(await client.request({ type: 'join', id: 1, room: 'lobby' })).toEqual({ type: 'ack', id: 1, pos: expect.any(String) });
     expect(await client.request({ type: 'join', id: 2, room: 'vault' })).toMatchObject({ type: 'error', id: 2, code: 'forbidden' });
     const { client: admin } = await stack.session(0, 'f-admin', { rooms: '*' });
-    expect(await admin.request({ type: 'join', id: 3, room: 'vault' })).toEqual({ type: 'ack', id: 3 });
+    expect(await admin.request({ type: 'join', id: 3, room: 'vault' })).toEqual({ type: 'ack', id: 3, pos: expect.any(String) });
   });
 
   it('frames - sending to a room needs joining it; a member who left receives nothing more', async () => {
@@ -137,7 +137,7 @@ describe('frames - length limits', () => {
     client.send({ type: 'ping', id: 'i'.repeat(129) });
     expect(await client.next((f) => f.type === 'error')).toMatchObject({ code: 'bad_request' });
     const room256 = `😀${'r'.repeat(254)}`;
-    expect(await client.request({ type: 'join', id: 'j256', room: room256 })).toEqual({ type: 'ack', id: 'j256' });
+    expect(await client.request({ type: 'join', id: 'j256', room: room256 })).toEqual({ type: 'ack', id: 'j256', pos: expect.any(String) });
     expect(await client.request({ type: 'join', id: 'j257', room: `${room256}r` })).toMatchObject({ type: 'error', id: 'j257', code: 'bad_request' });
     expect(client.closeCode).toBeUndefined();
   });

@@ -10,7 +10,7 @@ import { waitFor } from 'xstate';
 import { connect } from '@nats-io/transport-node';
 import { createLocalJWKSet } from 'jose';
 import { startStack, type Stack } from '../harness/stack.ts';
-import { ChatgateProcess, runChatgate, stopAll } from '../harness/process.ts';
+import { ChatgateProcess, pauseProcess, runChatgate, stopAll } from '../harness/process.ts';
 import type { TestClient } from '../harness/client.ts';
 import { AUTH_QUEUE, subjects } from '../../src/subjects.ts';
 import { createTokenVerifier } from '../../src/auth/tokens.ts';
@@ -110,7 +110,7 @@ async function outageAndRecovery(fault: 'kill' | 'hang' | 'slow') {
   const outageAt = Date.now();
   // Slowed: the real service is gone and the only responder answers, correctly, but slowly.
   if (fault === 'kill' || fault === 'slow') auth.child.kill('SIGKILL');
-  else auth.child.kill('SIGSTOP');
+  else await pauseProcess(auth.child);
   if (fault === 'slow') {
     // A real responder in the auth queue group: each answer comes after the slow-call bound but
     // before the request timeout, so every call succeeds and the breaker counts it as slow.

@@ -5,7 +5,7 @@
  */
 import { expect, test } from 'vitest';
 import { createActor, createMachine, type InspectionEvent } from 'xstate';
-import { ActorShards, SHARD_SIZE } from '../../src/gateway/actor-shards.ts';
+import { ActorShards, SHARD_SIZE, type ActorEnded } from '../../src/gateway/actor-shards.ts';
 
 const pinger = createMachine({ initial: 'idle', states: { idle: { on: { ping: 'idle' } } } });
 
@@ -49,4 +49,24 @@ test('actor shards - inspection reaches the shards, existing and new, only while
   old.send({ type: 'ping' });
   fresh.send({ type: 'ping' });
   expect(heard).toEqual([]);
+});
+
+test('actor shards - the shard hears each of its actors end, done or failed, with the actor id; nothing else', () => {
+  const ended: ActorEnded[] = [];
+  const shards = new ActorShards((e) => ended.push(e));
+  const finite = createMachine({ initial: 'on', states: { on: { on: { stop: 'off', ping: 'on' } }, off: { type: 'final' } } });
+  const failing = createMachine({
+    initial: 'on',
+    states: { on: { on: { boom: { actions: () => { throw new Error('boom'); } } } } },
+  });
+  const done = createActor(finite, { id: 'session-a', parent: shards.acquire().parent }).start();
+  const broken = createActor(failing, { id: 'session-b', parent: shards.acquire().parent }).start();
+  done.send({ type: 'ping' });
+  expect(ended).toEqual([]);
+  done.send({ type: 'stop' });
+  expect(ended).toEqual([{ actorId: 'session-a', kind: 'done' }]);
+  broken.send({ type: 'boom' });
+  expect(ended).toHaveLength(2);
+  expect(ended[1]).toMatchObject({ actorId: 'session-b', kind: 'error' });
+  expect((ended[1] as { error: Error }).error.message).toBe('boom');
 });
