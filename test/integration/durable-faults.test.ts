@@ -41,7 +41,8 @@ async function stackOf(nodes = 1): Promise<Stack> {
 /** The rooms stream deleted, as an operator might, or as a stream with no leader answers: every read of it fails. */
 async function withoutRoomsStream(stack: Stack): Promise<{ restore: () => Promise<void> }> {
   const nc = later(await connectNats(stack.nats[0]!.url, 'durable-faults-test'), (n) => closeNats(n));
-  const jsm = await jetstreamManager(nc);
+  // A long API timeout: this test failed with a nats-core TimeoutError twice at load 10+ (the call not identified).
+  const jsm = await jetstreamManager(nc, { timeout: 20_000 });
   await jsm.streams.delete(ROOMS_STREAM);
   return { restore: async () => void (await jsm.streams.add(streamConfig('room'))) };
 }
