@@ -1,19 +1,18 @@
 /**
- * One chatgate gateway node as a child process of `bench/run.ts`: `startGateway` with the limits
- * that would throttle a benchmark lifted, everything else at its default (bench/gateway-options.ts
- * says which and why). Answers the bench's control requests (CPU time, memory after GC, CPU
- * profile, heap snapshot, session count, shutdown). Start with `--expose-gc`.
+ * One chatgate gateway node as a child process of the bench: `startGateway` with every option at
+ * its default, except those given as JSON in the fourth argument (bench/gateway-options.ts says
+ * which and why). Answers the bench's control requests (CPU time, memory after GC, CPU profile,
+ * heap snapshot, session count, shutdown). Start with `--expose-gc`.
  *
- *   args: <natsUrl> <nodeId> [durable|ephemeral]   (DELIVERY; default durable)
+ *   args: <natsUrl> <nodeId> [durable|ephemeral] [options JSON]   (DELIVERY; default durable)
  */
-import { startGateway } from '../src/gateway/gateway.ts';
+import { startGateway, type GatewayOptions } from '../src/gateway/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { processHandlers, serveControl } from './control.ts';
-import { benchGatewayOptions } from './gateway-options.ts';
 
-const [natsUrl, nodeId, delivery = 'durable'] = process.argv.slice(2);
+const [natsUrl, nodeId, delivery = 'durable', optionsJson = '{}'] = process.argv.slice(2);
 if (!natsUrl || !nodeId || (delivery !== 'durable' && delivery !== 'ephemeral')) {
-  process.stderr.write('usage: gateway-proc.ts <natsUrl> <nodeId> [durable|ephemeral]\n');
+  process.stderr.write('usage: gateway-proc.ts <natsUrl> <nodeId> [durable|ephemeral] [options JSON]\n');
   process.exit(2);
 }
 
@@ -27,7 +26,7 @@ const gateway = await startGateway({
   shutdownTimeoutMs: 3000,
   delivery,
   log,
-  ...benchGatewayOptions,
+  ...(JSON.parse(optionsJson) as Partial<GatewayOptions>),
 });
 
 serveControl(
