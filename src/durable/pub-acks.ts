@@ -5,15 +5,15 @@
  * promise race, a header block even when there is no header, and an `Error` object (the
  * rejection of its own request once it is answered): about a quarter of the sending gateway's
  * durable cost per message in a profile of `npm run bench` (BENCHMARKS.md). Here a publish is a
- * core publish with a reply subject and one map entry: one wildcard subscription under the
- * connection's inbox prefix (the same prefix nats.js's own requests use, so the bus permissions do
- * not change) receives every PubAck, and one timer fails those not answered in time.
+ * core publish with a reply subject and one map entry, on the requests shared with the auth
+ * requests (src/bus/inbox-requests.ts).
  *
  * The answers are what `js.publish` gives: `{stream, seq, duplicate}` or a failure. A failure
  * (no answer in time, an error answer, no JetStream responding, the connection closed) means the
  * message may or may not be stored, exactly as before; callers decide nothing from its text.
  */
-import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { headers, type Msg, type NatsConnection } from '@nats-io/nats-core';
+import { InboxRequests, NoAnswer, isNoResponders } from '../bus/inbox-requests.ts';
 import { ChatgateError, ChatgateErrorCode } from '../errors.ts';
 import { errorSummary, limitedLog, type LimitedLog } from '../bounded-log.ts';
 import { silentLogger, type Logger } from '../log.ts';
@@ -22,13 +22,6 @@ export interface PubAck {
   stream: string;
   seq: number;
   duplicate: boolean;
-}
-
-interface Waiting {
-  resolve: (ack: PubAck) => void;
-  reject: (err: Error) => void;
-  /** When to give up, `performance.now()` milliseconds. */
-  deadline: number;
 }
 
 function failure(message: string, cause?: unknown): ChatgateError {
@@ -45,8 +38,7 @@ const NOT_UNDERSTOOD = 'the stream answered something that is not';
 function readPubAck(msg: Msg): PubAck | Error {
   if (msg.data.length === 0) {
     // 503: nothing listens on the stream's subject (no JetStream, or no stream leader right now).
-    const code = msg.headers?.code;
-    return failure(`no stream answered (status ${code ?? 'none'})`);
+    return failure(isNoResponders(msg) ? 'no stream answered (no responders)' : 'the stream answered nothing');
   }
   let ack: unknown;
   try {
@@ -67,106 +59,49 @@ function readPubAck(msg: Msg): PubAck | Error {
 }
 
 export class PubAcks {
-  readonly #nc: NatsConnection;
+  readonly #requests: InboxRequests;
   readonly #timeoutMs: number;
-  /** `<inbox>.`: a PubAck's subject is this and the publish's token. */
-  readonly #inbox: string;
-  readonly #sub: Subscription;
-  /** In the order published, which is also deadline order (one timeout for all). */
-  readonly #waiting = new Map<string, Waiting>();
-  #next = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #closed: Error | undefined;
   /** Answers that were no PubAck: one bounded line each. */
   readonly #report: LimitedLog;
 
   constructor(nc: NatsConnection, timeoutMs: number, log: Logger = silentLogger) {
-    this.#nc = nc;
-    this.#report = limitedLog(log);
+    this.#requests = new InboxRequests(nc, timeoutMs);
     this.#timeoutMs = timeoutMs;
-    // The connection's inbox prefix (a role's, see src/bus/permissions.ts), as nats.js's requests use.
-    const prefix = (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
-    this.#inbox = `${createInbox(prefix)}.`;
-    this.#sub = nc.subscribe(`${this.#inbox}*`, { callback: (err, msg) => this.#answer(err, msg) });
-    void this.#sub.closed.then(
-      () => this.#failAll(failure('the NATS connection closed before the stream answered')),
-      (err: unknown) => this.#failAll(failure('the PubAck subscription failed', err)),
-    );
+    this.#report = limitedLog(log);
   }
 
   /** Stores `payload` on `subject` (a stream's subject); `msgId` deduplicates (`Nats-Msg-Id`). */
   publish(subject: string, payload: string | Uint8Array, msgId?: string): Promise<PubAck> {
-    if (this.#closed) return Promise.reject(this.#closed);
-    const token = (this.#next++).toString(36);
-    return new Promise<PubAck>((resolve, reject) => {
-      this.#waiting.set(token, { resolve, reject, deadline: performance.now() + this.#timeoutMs });
-      try {
-        const reply = this.#inbox + token;
-        if (msgId === undefined) {
-          this.#nc.publish(subject, payload, { reply });
-        } else {
-          const h = headers();
-          h.set('Nats-Msg-Id', msgId);
-          this.#nc.publish(subject, payload, { reply, headers: h });
+    let h;
+    if (msgId !== undefined) {
+      h = headers();
+      h.set('Nats-Msg-Id', msgId);
+    }
+    return this.#requests.request(subject, payload, h).then(
+      (msg) => {
+        // Whatever arrived (a role that may publish into this inbox can put anything here), the
+        // publish is answered once: an answer that is no PubAck fails it.
+        let answer: PubAck | Error;
+        try {
+          answer = readPubAck(msg);
+        } catch (readErr) {
+          answer = failure(`${NOT_UNDERSTOOD} readable`, readErr);
         }
-      } catch (err) {
-        this.#waiting.delete(token);
-        reject(failure('the message could not be published', err));
-        return;
-      }
-      this.#timer ??= setTimeout(() => this.#expire(), this.#timeoutMs);
-    });
-  }
-
-  #answer(err: Error | null, msg: Msg): void {
-    if (err) {
-      // The subscription itself failed (e.g. a permissions violation): nothing will be answered.
-      this.#failAll(failure('the PubAck subscription failed', err));
-      return;
-    }
-    const token = msg.subject.slice(this.#inbox.length);
-    const waiting = this.#waiting.get(token);
-    // An answer after its publish timed out: the caller was already told "maybe stored".
-    if (!waiting) return;
-    this.#waiting.delete(token);
-    // Whatever arrived (a role that may publish into this inbox can put anything here), the
-    // publish is answered, and nothing is thrown: a throw here would stop the connection's reader.
-    let answer: PubAck | Error;
-    try {
-      answer = readPubAck(msg);
-    } catch (readErr) {
-      answer = failure('the stream answered something that is not a PubAck', readErr);
-    }
-    if (answer instanceof Error) {
-      if (answer.message.startsWith(NOT_UNDERSTOOD)) {
-        this.#report('warn', { error: errorSummary(answer) }, 'pub ack not understood');
-      }
-      waiting.reject(answer);
-    } else {
-      waiting.resolve(answer);
-    }
-  }
-
-  /** Fails the publishes whose time is up; re-arms for the next one. */
-  #expire(): void {
-    this.#timer = undefined;
-    const now = performance.now();
-    for (const [token, waiting] of this.#waiting) {
-      if (waiting.deadline > now) {
-        this.#timer = setTimeout(() => this.#expire(), waiting.deadline - now + 1);
-        return;
-      }
-      this.#waiting.delete(token);
-      waiting.reject(failure(`no acknowledgement from the stream within ${this.#timeoutMs} ms`));
-    }
-  }
-
-  #failAll(err: Error): void {
-    this.#closed = err;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const waiting = [...this.#waiting.values()];
-    this.#waiting.clear();
-    for (const w of waiting) w.reject(err);
+        if (answer instanceof Error) {
+          if (answer.message.startsWith(NOT_UNDERSTOOD)) {
+            this.#report('warn', { error: errorSummary(answer) }, 'pub ack not understood');
+          }
+          throw answer;
+        }
+        return answer;
+      },
+      (err: unknown) => {
+        if (err instanceof NoAnswer && err.kind === 'timeout') {
+          throw failure(`no acknowledgement from the stream within ${this.#timeoutMs} ms`);
+        }
+        if (err instanceof NoAnswer && err.kind === 'publish') throw failure('the message could not be published', err.cause);
+        throw failure('the NATS connection closed before the stream answered', err);
+      },
+    );
   }
 }

@@ -9,6 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startNats, type NatsServer } from '../harness/nats.ts';
 import { VerifyRequests } from '../../src/auth/verify-requests.ts';
 import { AUTH_QUEUE, subjects } from '../../src/subjects.ts';
+import { rawPublish } from '../harness/raw-nats.ts';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -94,4 +95,28 @@ test('verify requests - once closed, waiting and new requests are unavailable', 
   requests.close();
   expect(await waiting).toMatchObject({ result: { outcome: 'unavailable' }, failure: 'error' });
   expect(await requests.verdict('b')).toMatchObject({ result: { outcome: 'unavailable' }, failure: 'error' });
+});
+
+test('verify requests - an empty answer with a malformed header block is unavailable, and the connection keeps reading', async () => {
+  const { server, gateway, service } = await setup();
+  const requests = new VerifyRequests(gateway, 3000);
+  cleanups.push(() => requests.close());
+  // Whoever may publish into the gateway's inboxes (the auth role) answers with a header block
+  // nats.js cannot parse (its `msg.headers` throws on a header name with a space).
+  const sub = service.subscribe(subjects.authVerify, {
+    callback: (_err, msg) => void rawPublish(server.url, msg.reply!, 'NATS/1.0\r\nbad key: v\r\n\r\n'),
+  });
+  await service.flush();
+  const started = performance.now();
+  expect(await requests.verdict('h')).toMatchObject({ result: { outcome: 'unavailable' }, failure: 'error' });
+  // Answered by the malformed answer itself, not by the timeout.
+  expect(performance.now() - started).toBeLessThan(2500);
+  sub.unsubscribe();
+  // The reader still runs: a round trip completes, and a real verdict is taken.
+  service.subscribe(subjects.authVerify, {
+    callback: (_err, msg) => void msg.respond(JSON.stringify({ outcome: 'invalid', reason: 'nope' })),
+  });
+  await service.flush();
+  await gateway.flush();
+  expect(await requests.verdict('g')).toEqual({ result: { outcome: 'invalid', reason: 'nope' } });
 });
