@@ -77,7 +77,10 @@ async function nothingRemovedAfter(store: DurableStore, kind: StreamKind, subjec
   const state = await store.state(kind, subject);
   // Made anew since this node read its epoch: what it held is gone.
   if (state.epoch !== store.epochs[kind] || since > state.last) return false;
-  const agedOut = state.first > since + 1;
+  // Age removes a stream's oldest messages first, so nothing after `since` aged out when the
+  // stream still holds `since + 1` or older; or when it is younger than its max age (then only
+  // other destinations' per-subject limits can have moved its first sequence past `since`).
+  const agedOut = state.mayHaveAgedOut && state.first > since + 1;
   const limited = state.maxPerSubject > 0 && state.count >= state.maxPerSubject;
   return !agedOut && !limited;
 }

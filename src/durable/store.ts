@@ -47,7 +47,15 @@ export interface StreamState {
   count: number;
   /** Its per-subject limit (`max_msgs_per_subject`); 0 or less: none. */
   maxPerSubject: number;
+  /**
+   * Whether the stream may have removed a message for its age: false while the stream is younger
+   * than its `max_age` (by a minute's margin for clocks), or when it has none.
+   */
+  mayHaveAgedOut: boolean;
 }
+
+/** A clock margin between this node and the NATS server, for `mayHaveAgedOut`. */
+const AGE_MARGIN_MS = 60_000;
 
 export class DurableStore {
   readonly epochs: Epochs;
@@ -132,6 +140,8 @@ export class DurableStore {
       last: info.state.last_seq,
       count: subject === undefined ? 0 : (info.state.subjects?.[subject] ?? 0),
       maxPerSubject: info.config.max_msgs_per_subject,
+      mayHaveAgedOut:
+        info.config.max_age > 0 && Date.now() - Date.parse(info.created) > info.config.max_age / 1e6 - AGE_MARGIN_MS,
     };
   }
 

@@ -78,6 +78,21 @@ describe('durable - an empty destination has a position', () => {
     expect(bodies(chat(back.client))).toEqual(['u1', 'u2']);
   });
 
+  it('durable empty - an empty room still recovers after another room’s limit moved the stream’s first sequence past its position (the stream is younger than its max age)', async () => {
+    // The first test of this file on the rooms stream: it is empty, so the quiet room's position is `<epoch>-0`.
+    const rooms = ['de-quiet', 'de-busy'];
+    const ida = (await stack.session(0, 'de-ida', { rooms })).client;
+    const joined = await ida.request({ type: 'join', id: 'jq', room: 'de-quiet' });
+    expect(joined.pos).toMatch(/-0$/);
+    expect(await ida.request({ type: 'leave', id: 'lq', room: 'de-quiet' })).toMatchObject({ type: 'ack' });
+    // The busy room's own limit removes its oldest messages: the stream's first sequence is past 1.
+    const jose = (await stack.session(1, 'de-jose', { rooms })).client;
+    await jose.request({ type: 'join', id: 'jb', room: 'de-busy' });
+    await sendAll(jose, { room: 'de-busy' }, Array.from({ length: MAX_PER_TARGET + 2 }, (_, i) => `b${i}`));
+    const again = await ida.request({ type: 'join', id: 'jq2', room: 'de-quiet', since: joined.pos });
+    expect(again).toMatchObject({ type: 'ack', recovered: true });
+  });
+
   it('durable empty - more than the per-destination limit sent meanwhile: recovered false, nothing replayed', async () => {
     const sender = (await stack.session(0, 'de-vic')).client;
     const pos = await firstVisit(0, 'de-wes');
