@@ -11,7 +11,6 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errors, type NatsConnection } from '@nats-io/nats-core';
@@ -23,7 +22,7 @@ import { closeNats, connectNats } from '../../src/bus/connection.ts';
 import { startAuthService, type AuthService } from '../../src/auth/service.ts';
 import { ensureRevocationBucket, storeRevocation } from '../../src/auth/revocation-store.ts';
 import { revocationKey } from '../../src/auth/revocations.ts';
-import { createLogger } from '../../src/log.ts';
+import { capturedLog } from '../harness/log-lines.ts';
 import { startGateway } from '../../src/gateway/gateway.ts';
 import { AUTH_QUEUE, REVOCATIONS_BUCKET, subjects } from '../../src/subjects.ts';
 
@@ -63,14 +62,8 @@ async function bucketState(nc: NatsConnection, key: string) {
 
 describe('bus - reflection through the auth role’s replies', () => {
   it('bus - a gateway cannot make the auth service write or purge the revocations bucket', async () => {
-    const lines: string[] = [];
-    const destination = new Writable({
-      write(chunk, _e, cb) {
-        for (const l of String(chunk).split('\n')) if (l) lines.push(l);
-        cb();
-      },
-    });
-    services.push(await startAuthService({ natsUrl: server!.url, home, log: createLogger({ destination }) }));
+    const { log, lines } = capturedLog();
+    services.push(await startAuthService({ natsUrl: server!.url, home, log }));
     const authNc = await as('auth');
     const revoked = await authNc.request(subjects.authRevoke, JSON.stringify({ sub: 'victim' }), { timeout: 5000 });
     expect(revoked.json<{ ok: boolean }>().ok).toBe(true);
@@ -96,14 +89,8 @@ describe('bus - reflection through the auth role’s replies', () => {
   });
 
   it('bus - a flood of refused tokens and malformed revoke requests is answered in full and logged within the budget', async () => {
-    const lines: string[] = [];
-    const destination = new Writable({
-      write(chunk, _e, cb) {
-        for (const l of String(chunk).split('\n')) if (l) lines.push(l);
-        cb();
-      },
-    });
-    services.push(await startAuthService({ natsUrl: server!.url, home, log: createLogger({ destination }) }));
+    const { log, lines } = capturedLog();
+    services.push(await startAuthService({ natsUrl: server!.url, home, log }));
     const gw = await as('gateway');
     const authNc = await as('auth');
     const answers = await Promise.all(
@@ -157,14 +144,8 @@ describe('bus - reflection through the auth role’s replies', () => {
 
   it('bus - what lands on auth.jwks.announce that is no key set (a push consumer can deliver there) is logged within the budget', async () => {
     services.push(await startAuthService({ natsUrl: server!.url, home }));
-    const lines: string[] = [];
-    const destination = new Writable({
-      write(chunk, _e, cb) {
-        for (const l of String(chunk).split('\n')) if (l) lines.push(l);
-        cb();
-      },
-    });
-    const gateway = await startGateway({ natsUrl: server!.url, natsHome: home, port: 0, host: '127.0.0.1', log: createLogger({ destination }) });
+    const { log, lines } = capturedLog();
+    const gateway = await startGateway({ natsUrl: server!.url, natsHome: home, port: 0, host: '127.0.0.1', log });
     try {
       // A later subscription on the gateway's own connection: once it has the barrier, the
       // gateway's key set subscription has handled everything published before it.

@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
-import { ChatgateProcess, runChatgate, stopAll } from '../harness/process.ts';
+import { ChatgateProcess, processState, runChatgate, stopAll } from '../harness/process.ts';
 import { startNats, type NatsServer } from '../harness/nats.ts';
 import { TestClient } from '../harness/client.ts';
 import { until } from '../harness/sync.ts';
@@ -45,13 +44,8 @@ async function childPids(parent: number, comm: string): Promise<number[]> {
 
 /** Whether `pid` is a live process: it exists and is not a zombie. */
 function isRunning(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return false; // no such process
-  }
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  const state = processState(pid);
+  return state !== undefined && state !== 'Z';
 }
 
 describe('cli - token and jwks', () => {

@@ -4,7 +4,6 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect as tcpConnect, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import { chmod, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { createLocalJWKSet } from 'jose';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { startStack, type Stack } from '../harness/stack.ts';
 import { sentinel, until } from '../harness/sync.ts';
+import { capturedLog } from '../harness/log-lines.ts';
 import { loadSigningKeys } from '../../src/auth/keys.ts';
 import { createTokenVerifier, MAX_TOKEN_LENGTH, mintToken } from '../../src/auth/tokens.ts';
 import { connectNats, closeNats } from '../../src/bus/connection.ts';
@@ -188,15 +188,9 @@ describe('limits - addresses and sessions (defect 8)', () => {
   });
 
   it('limits - refused upgrades log within the budget, and never a whole Origin', async () => {
-    const lines: string[] = [];
-    const destination = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(...chunk.toString().split('\n').filter(Boolean));
-        done();
-      },
-    });
+    const { log, lines } = capturedLog();
     stack = await startStack({
-      gateway: { allowedOrigins: ['https://chat.example'], handshakesPerIpPerSecond: 5, log: createLogger({ level: 'info', destination }) },
+      gateway: { allowedOrigins: ['https://chat.example'], handshakesPerIpPerSecond: 5, log },
     });
     const port = stack.gateways[0]!.port;
     /** A raw upgrade request; resolves with the status line. */
@@ -306,14 +300,8 @@ describe('limits - frames (defect 8)', () => {
   }, 60_000);
 
   it('limits - refused frames are strikes: forbidden joins end in 1008, with one log line for the session', async () => {
-    const lines: string[] = [];
-    const destination = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(...chunk.toString().split('\n').filter(Boolean));
-        done();
-      },
-    });
-    stack = await startStack({ gateway: { log: createLogger({ level: 'info', destination }) } });
+    const { log, lines } = capturedLog();
+    stack = await startStack({ gateway: { log } });
     const { client, welcome } = await stack.session(0, 'striker', { rooms: ['lobby'] });
     for (let i = 0; i < 50; i++) client.send({ type: 'join', id: i, room: 'secret' });
     expect(await client.closedWith()).toBe(1008);

@@ -21,14 +21,13 @@ import { startAuthService, type AuthService } from '../../src/auth/service.ts';
 import { closeNats, connectNats } from '../../src/bus/connection.ts';
 import { loadSigningKeys } from '../../src/auth/keys.ts';
 import { createTokenVerifier, mintToken } from '../../src/auth/tokens.ts';
-import { Writable } from 'node:stream';
-import { createLogger } from '../../src/log.ts';
 import { watchRevocations } from '../../src/auth/revocation-watch.ts';
 import { RevocationList } from '../../src/auth/revocations.ts';
 import { openRevocationBucket, storeRevocation } from '../../src/auth/revocation-store.ts';
 import { AUTH_QUEUE, REVOCATIONS_BUCKET, encodeId, subjects } from '../../src/subjects.ts';
 import type { VerifyResult } from '../../machines/connection.machine.ts';
 import { until } from '../harness/sync.ts';
+import { capturedLog } from '../harness/log-lines.ts';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {
@@ -424,14 +423,14 @@ describe('revocations - bounded by the token lifetime', () => {
     const kv = await bucket(nc);
     expect((await kv.status()).ttl).toBe((7 * 86_400 + 900) * 1000);
 
-    const lines = logLines();
+    const lines = capturedLog();
     later(await startAuthService({ natsUrl: server.url, home, rules: rules(60), log: lines.log }), (a) => a.close());
     expect((await kv.status()).ttl).toBe((7 * 86_400 + 900) * 1000);
-    expect(lines.text.filter((l) => l.includes('keeps revocations longer than this service'))).toHaveLength(1);
+    expect(lines.lines.filter((l) => l.includes('keeps revocations longer than this service'))).toHaveLength(1);
     void long;
 
     // A node that needs revocations kept longer than the bucket keeps them warns, once.
-    const gw = logLines();
+    const gw = capturedLog();
     const watch = watchRevocations({
       nc,
       list: new RevocationList(),
@@ -441,21 +440,9 @@ describe('revocations - bounded by the token lifetime', () => {
     });
     cleanups.push(() => watch.stop());
     await watch.firstAttempt;
-    expect(gw.text.filter((l) => l.includes('keeps revocations shorter than this node needs'))).toHaveLength(1);
+    expect(gw.lines.filter((l) => l.includes('keeps revocations shorter than this node needs'))).toHaveLength(1);
   });
 });
-
-/** A logger whose lines the test reads. */
-function logLines(): { log: ReturnType<typeof createLogger>; text: string[] } {
-  const text: string[] = [];
-  const destination = new Writable({
-    write(chunk, _e, cb) {
-      for (const l of String(chunk).split('\n')) if (l) text.push(l);
-      cb();
-    },
-  });
-  return { log: createLogger({ destination }), text };
-}
 
 describe('revocations - a bounded bucket', () => {
   it('revocations - the bucket has a size bound, and junk in it is logged within the budget at each watch start', async () => {
@@ -471,12 +458,12 @@ describe('revocations - a bounded bucket', () => {
 
     // What a writer of the bucket could put there: values that are no revocation.
     for (let i = 0; i < 50; i++) await kv.put(`jti.junk${i}`, 'junk');
-    const lines = logLines();
+    const lines = capturedLog();
     const watch = watchRevocations({ nc, list: new RevocationList(), log: lines.log, open: () => openRevocationBucket(nc), keepMs: 60_000 });
     cleanups.push(() => watch.stop());
     await watch.firstAttempt;
     await until('the watch to read the bucket', () => watch.known());
-    const warned = lines.text.filter((l) => l.includes('unreadable revocation in bucket'));
+    const warned = lines.lines.filter((l) => l.includes('unreadable revocation in bucket'));
     expect(warned.length).toBeGreaterThan(0);
     expect(warned.length).toBeLessThanOrEqual(10);
   });
